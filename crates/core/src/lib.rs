@@ -1,0 +1,11 @@
+//! Domain types that more than one letterpress crate needs.
+//!
+//! Types here *parse* rather than validate: a [`SubscriberEmail`] can only be
+//! built from a string that is a deliverable address, so code that holds one
+//! never has to check again.
+
+mod email;
+mod status;
+
+pub use email::{InvalidEmail, SubscriberEmail, normalize_key};
+pub use status::{SubscriberStatus, UnknownStatus};
