@@ -1,0 +1,127 @@
+//! The MJML layout: reading it once, filling its `{{ placeholder }}`s, and
+//! compiling the filled document to HTML with mrml.
+//!
+//! Placeholders (written `{{ name }}` in the layout):
+//!
+//! | placeholder | value |
+//! |---|---|
+//! | `content` | the issue's HTML (inserted as is) |
+//! | `title`, `subject`, `preheader` | from the front matter (escaped) |
+//! | `newsletter_name`, `postal_address` | from the settings (escaped; the address keeps its line breaks) |
+//! | `issue_url` | the issue's web address (escaped) |
+//! | `unsubscribe_url`, `subscriber_email`, `subscriber_name` | per-recipient markers, see [`crate::personalize`] |
+//!
+//! A fixed set of values does not need a template engine, and a hand-written
+//! filler can report an unknown placeholder with its line.
+//!
+//! `mj-include` paths are resolved by mrml's local loader rooted at the
+//! layout's folder, which refuses anything outside it.
+
+use std::path::{Path, PathBuf};
+
+use mrml::prelude::parser::ParserOptions;
+use mrml::prelude::parser::local_loader::LocalIncludeLoader;
+use mrml::prelude::render::RenderOptions;
+
+use crate::error::{ComposeError, line_of};
+use crate::personalize::{escape_html, marker};
+
+/// The values a layout is filled with. All but `content` are plain text.
+pub(crate) struct Values<'a> {
+    pub newsletter_name: &'a str,
+    pub title: &'a str,
+    pub subject: &'a str,
+    pub preheader: &'a str,
+    pub issue_url: &'a str,
+    pub postal_address: &'a str,
+    pub content: &'a str,
+}
+
+#[derive(Debug)]
+pub(crate) struct Layout {
+    pub path: PathBuf,
+    source: String,
+    folder: PathBuf,
+}
+
+impl Layout {
+    /// Reads the layout and checks that it fills and compiles.
+    pub(crate) fn load(path: &Path) -> Result<Layout, ComposeError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ComposeError::io(path, e))?;
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let folder = folder.canonicalize().map_err(|e| ComposeError::io(folder, e))?;
+        let layout = Layout {
+            path: path.to_path_buf(),
+            source,
+            folder,
+        };
+        let sample = layout.fill(&Values {
+            newsletter_name: "Newsletter",
+            title: "Title",
+            subject: "Subject",
+            preheader: "Preheader",
+            issue_url: "https://example.com/issue/",
+            postal_address: "Street 1",
+            content: "<p>Content</p>",
+        })?;
+        layout
+            .compile(&sample)
+            .map_err(|e| ComposeError::template(path, None, format!("mrml rejects the layout: {e}")))?;
+        Ok(layout)
+    }
+
+    /// Replaces the placeholders.
+    pub(crate) fn fill(&self, v: &Values<'_>) -> Result<String, ComposeError> {
+        let src = &self.source;
+        let mut out = String::with_capacity(src.len() + v.content.len() + 512);
+        let mut last = 0;
+        while let Some(found) = src[last..].find("{{") {
+            let start = last + found;
+            let Some(len) = src[start..].find("}}") else {
+                return Err(ComposeError::template(&self.path, Some(line_of(src, start)), "unclosed `{{`"));
+            };
+            let name = src[start + 2..start + len].trim();
+            out.push_str(&src[last..start]);
+            match name {
+                "content" => out.push_str(v.content),
+                "title" => out.push_str(&escape_html(v.title)),
+                "subject" => out.push_str(&escape_html(v.subject)),
+                "preheader" => out.push_str(&escape_html(v.preheader)),
+                "newsletter_name" => out.push_str(&escape_html(v.newsletter_name)),
+                "issue_url" => out.push_str(&escape_html(v.issue_url)),
+                "postal_address" => {
+                    let lines: Vec<String> = v.postal_address.trim().lines().map(escape_html).collect();
+                    out.push_str(&lines.join("<br />"));
+                }
+                "unsubscribe_url" => out.push_str(marker::UNSUBSCRIBE_URL),
+                "subscriber_email" => out.push_str(marker::EMAIL),
+                "subscriber_name" => out.push_str(marker::NAME),
+                other => {
+                    return Err(ComposeError::template(
+                        &self.path,
+                        Some(line_of(src, start)),
+                        format!(
+                            "unknown placeholder `{{{{ {other} }}}}` (known: content, title, subject, preheader, \
+                             newsletter_name, issue_url, postal_address, unsubscribe_url, subscriber_email, subscriber_name)"
+                        ),
+                    ));
+                }
+            }
+            last = start + len + 2;
+        }
+        out.push_str(&src[last..]);
+        Ok(out)
+    }
+
+    /// Compiles a filled MJML document to HTML (mrml parse + render).
+    pub(crate) fn compile(&self, mjml: &str) -> Result<String, String> {
+        let options = ParserOptions {
+            include_loader: Box::new(LocalIncludeLoader::new(self.folder.clone())),
+        };
+        let parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
+        parsed.element.render(&RenderOptions::default()).map_err(|e| e.to_string())
+    }
+}

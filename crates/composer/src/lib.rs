@@ -1,0 +1,241 @@
+//! letterpress-composer: turns a newsletter issue written in Markdown (the same
+//! file a Zola or Hugo site publishes) into a responsive HTML email compiled by
+//! mrml from an MJML layout, plus a plain-text twin, both with per-recipient
+//! markers that [`Personalizable`] fills in with one pass of string pushes.
+//!
+//! The crate is pure: it reads files, and nothing else (no database, no network).
+//!
+//! Pipeline ([`Composer::compose_file`]): front matter ([`front_matter`]) →
+//! shortcodes ([`shortcodes`]) → Markdown events with absolute links and lints
+//! ([`markdown`], [`links`], [`lint`]) → HTML content filled into the layout and
+//! compiled once ([`layout`]) and the text part ([`text`]) → [`personalize`].
+
+mod error;
+mod front_matter;
+mod html;
+mod layout;
+mod links;
+mod lint;
+mod markdown;
+pub mod personalize;
+mod shortcodes;
+mod text;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use url::Url;
+
+pub use error::{ComposeError, Location};
+pub use front_matter::FrontMatter;
+pub use lint::{HTML_SIZE_WARNING, Lint, LintKind};
+pub use personalize::{Personalizable, Recipient};
+
+/// The newsletter's identity, shown in the layout and the text footer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Newsletter {
+    /// Name shown in the header and footer.
+    pub name: String,
+    /// Postal address required in the footer of commercial email (may span lines).
+    pub postal_address: String,
+}
+
+/// What the composer needs to know about the site and the newsletter.
+#[derive(Debug, Clone)]
+pub struct ComposerSettings {
+    /// Site root (Zola): `include_md` paths are relative to it and may not leave it.
+    pub content_root: PathBuf,
+    /// Web address of an issue with `{slug}` in it, e.g.
+    /// `https://rust-trends.com/newsletter/{slug}/`. Relative links resolve against it.
+    pub issue_url: String,
+    /// MJML layout; `mj-include` resolves only inside the layout's folder.
+    pub template: PathBuf,
+    /// Name and postal address.
+    pub newsletter: Newsletter,
+}
+
+/// Composes issues. Holds the settings and the layout, read once.
+#[derive(Debug)]
+pub struct Composer {
+    settings: ComposerSettings,
+    root: PathBuf,
+    layout: layout::Layout,
+}
+
+/// The front matter and slug of an issue, without rendering it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssueHeader {
+    /// The issue's slug (see [`ComposedIssue::slug`]).
+    pub slug: String,
+    /// The parsed front matter.
+    pub front_matter: FrontMatter,
+}
+
+/// An issue composed once, ready to be personalised per recipient.
+#[derive(Debug, Clone)]
+pub struct ComposedIssue {
+    /// The front matter's `slug` slugified, else the file stem slugified.
+    pub slug: String,
+    /// The parsed front matter.
+    pub front_matter: FrontMatter,
+    /// The front matter's `subject`, else its `title`.
+    pub subject: String,
+    /// `preheader`, else `description`, else empty.
+    pub preheader: String,
+    /// The issue's web address ("view in browser").
+    pub issue_url: String,
+    /// Hex SHA-256 of the issue source after includes (front matter + expanded body).
+    pub content_hash: String,
+    /// The filled MJML document, with the per-recipient markers still in it.
+    pub mjml: String,
+    /// The HTML part, compiled once by mrml.
+    pub html: Personalizable,
+    /// The plain-text part.
+    pub text: Personalizable,
+    /// Problems that do not stop the issue from being sent.
+    pub warnings: Vec<Lint>,
+}
+
+impl ComposedIssue {
+    /// The HTML and text parts for one recipient.
+    pub fn personalize(&self, r: &Recipient<'_>) -> (String, String) {
+        (self.html.render(r), self.text.render(r))
+    }
+}
+
+/// Slugifies as Zola does: `"Why Rust Trends"` → `"why-rust-trends"`.
+pub fn slugify(s: &str) -> String {
+    slug::slugify(s)
+}
+
+/// Reads only the front matter of an issue and works out its slug (used by the
+/// scheduler to scan a folder cheaply: no shortcodes, Markdown or MJML).
+pub fn read_issue_header(path: &Path) -> Result<IssueHeader, ComposeError> {
+    let src = read_source(path)?;
+    let split = front_matter::split(path, &src)?;
+    let front_matter = front_matter::parse(path, &src, &split)?;
+    Ok(IssueHeader {
+        slug: issue_slug(path, &front_matter),
+        front_matter,
+    })
+}
+
+fn read_source(path: &Path) -> Result<String, ComposeError> {
+    let src = std::fs::read_to_string(path).map_err(|e| ComposeError::io(path, e))?;
+    // A byte-order mark would hide the opening `+++`.
+    Ok(match src.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => src,
+    })
+}
+
+fn issue_slug(path: &Path, fm: &FrontMatter) -> String {
+    match fm.slug.as_deref().map(slugify).filter(|s| !s.is_empty()) {
+        Some(slug) => slug,
+        None => slugify(&path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()),
+    }
+}
+
+impl Composer {
+    /// Reads the layout (`settings.template`) and checks that it compiles.
+    pub fn new(settings: ComposerSettings) -> Result<Composer, ComposeError> {
+        let layout = layout::Layout::load(&settings.template)?;
+        // A missing root only matters once an issue includes something; the include then
+        // reports it, so the canonical form is best-effort here.
+        let root = settings
+            .content_root
+            .canonicalize()
+            .unwrap_or_else(|_| settings.content_root.clone());
+        Ok(Composer { settings, root, layout })
+    }
+
+    /// The settings this composer was made with.
+    pub fn settings(&self) -> &ComposerSettings {
+        &self.settings
+    }
+
+    /// Composes one issue file: front matter, shortcodes, Markdown, layout, HTML and text.
+    pub fn compose_file(&self, path: &Path) -> Result<ComposedIssue, ComposeError> {
+        let span = tracing::info_span!("compose", file = %path.display());
+        let _entered = span.enter();
+
+        let src = read_source(path)?;
+        let split = front_matter::split(path, &src)?;
+        let front_matter = front_matter::parse(path, &src, &split)?;
+        let slug = issue_slug(path, &front_matter);
+        let issue_url = self.settings.issue_url.replace("{slug}", &slug);
+        let base = Url::parse(&issue_url).map_err(|e| ComposeError::Settings {
+            key: "newsletter.issue_url",
+            message: format!("`{issue_url}` is not an absolute URL: {e}"),
+        })?;
+
+        let expander = shortcodes::Expander { root: &self.root };
+        let (body, map) = expander.expand_issue(path, &src, split.body_offset)?;
+
+        let mut hasher = Sha256::new();
+        hasher.update(src[..split.body_offset].as_bytes());
+        hasher.update(body.as_bytes());
+        let content_hash = hex::encode(hasher.finalize());
+
+        let mut warnings = Vec::new();
+        let events = markdown::events(&body, &base, &map, &mut warnings);
+        let content = markdown::to_html(&events, body.len() * 3 / 2);
+
+        let subject = front_matter.subject.clone().unwrap_or_else(|| front_matter.title.clone());
+        let preheader = front_matter
+            .preheader
+            .clone()
+            .or_else(|| front_matter.description.clone())
+            .unwrap_or_default();
+        let newsletter = &self.settings.newsletter;
+        let mjml = self.layout.fill(&layout::Values {
+            newsletter_name: &newsletter.name,
+            title: &front_matter.title,
+            subject: &subject,
+            preheader: &preheader,
+            issue_url: base.as_str(),
+            postal_address: &newsletter.postal_address,
+            content: &content,
+        })?;
+        let html = self.layout.compile(&mjml).map_err(|e| {
+            ComposeError::template(
+                path,
+                None,
+                format!("mrml rejects the layout {} filled with this issue: {e}", self.layout.path.display()),
+            )
+        })?;
+        if html.len() > HTML_SIZE_WARNING {
+            warnings.push(Lint {
+                kind: LintKind::HtmlTooLarge,
+                message: format!(
+                    "the HTML is {} KB; Gmail clips messages over 102 KB (warning from {} KB)",
+                    html.len() / 1024,
+                    HTML_SIZE_WARNING / 1024
+                ),
+                line: None,
+            });
+        }
+        let text = text::render(
+            &events,
+            &text::TextFrame {
+                title: &front_matter.title,
+                newsletter_name: &newsletter.name,
+                issue_url: base.as_str(),
+                postal_address: &newsletter.postal_address,
+            },
+        );
+        tracing::debug!(html_bytes = html.len(), text_bytes = text.len(), warnings = warnings.len(), "composed");
+        Ok(ComposedIssue {
+            slug,
+            front_matter,
+            subject,
+            preheader,
+            issue_url: base.into(),
+            content_hash,
+            mjml,
+            html: Personalizable::new(html, personalize::Escape::Html),
+            text: Personalizable::new(text, personalize::Escape::Text),
+            warnings,
+        })
+    }
+}
