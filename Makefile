@@ -1,0 +1,59 @@
+# letterpress: the two set-up commands are `make run` and `make test`.
+# Only the Rust toolchain is assumed; anything else is optional and the
+# targets that need it say how to get it.
+
+CARGO ?= cargo
+BIN := target/debug/letterpress
+
+.PHONY: all build run test bench bench-e2e lint serve screenshots clean
+
+all: build
+
+build:
+	$(CARGO) build --bin letterpress
+
+## The main job on the embedded defaults (SQLite + file transport): create the
+## database, load the sample list and deliver the sample issue into outbox/.
+## Run twice, it delivers nothing twice.
+run: build
+	$(BIN) migrate
+	$(BIN) subscribers import examples/subscribers.csv
+	$(BIN) render examples/issue.md --out out/preview
+	$(BIN) send examples/issue.md --yes
+	$(BIN) status
+	@echo
+	@echo "Delivered messages: outbox/<slug>/*.eml   HTML preview: out/preview/email.html"
+
+## The whole test suite. PostgreSQL tests run when TEST_DATABASE_URL is set.
+test:
+	@if [ -z "$$TEST_DATABASE_URL" ]; then echo "note: TEST_DATABASE_URL is not set: PostgreSQL tests will be skipped"; fi
+	$(CARGO) test --workspace
+
+## Criterion benchmarks for functions, then the end-to-end delivery bench.
+bench:
+	$(CARGO) bench -p letterpress-composer
+	$(CARGO) bench -p letterpress-store
+	$(MAKE) bench-e2e
+
+## Delivery to postfix's smtp-sink vs smtp-source (apt-get install postfix).
+bench-e2e:
+	$(CARGO) build --release --bin letterpress --bin lp-bench
+	target/release/lp-bench
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## HTTP server + scheduler + worker on the embedded defaults.
+serve: build
+	$(BIN) serve
+
+## Screenshots of the rendered sample (or ISSUE=...) at 600 and 375 px with
+## headless Chromium (installed from Debian's packages when missing and root).
+ISSUE ?= examples/issue.md
+screenshots: build
+	$(BIN) render $(ISSUE) --out out/screenshots
+	bash scripts/screenshots.sh out/screenshots/email.html out/screenshots
+
+clean:
+	rm -rf data outbox out
