@@ -56,8 +56,20 @@ pub(crate) struct Split<'a> {
 
 /// Finds the front matter block. Errors when there is none or it is unterminated.
 pub(crate) fn split<'a>(file: &Path, src: &'a str) -> Result<Split<'a>, ComposeError> {
-    let first_end = src.find('\n').map_or(src.len(), |i| i + 1);
-    let first = src[..first_end].trim_end();
+    // Zola accepts blank lines before `+++`; YAML must open the file (a later `---`
+    // is a thematic break, so we do not go looking for one).
+    let mut start = 0;
+    while let Some(end) = src[start..].find('\n').map(|i| start + i + 1) {
+        if !src[start..end].trim().is_empty() || src.starts_with("---") {
+            break;
+        }
+        start = end;
+    }
+    if !src[start..].starts_with("+++") {
+        start = 0;
+    }
+    let first_end = src[start..].find('\n').map_or(src.len(), |i| start + i + 1);
+    let first = src[start..first_end].trim_end();
     let (syntax, closers): (Syntax, &[&str]) = match first {
         "+++" => (Syntax::Toml, &["+++"]),
         "---" => (Syntax::Yaml, &["---", "..."]),
@@ -84,7 +96,7 @@ pub(crate) fn split<'a>(file: &Path, src: &'a str) -> Result<Split<'a>, ComposeE
     }
     Err(ComposeError::front_matter(
         file,
-        Some(1),
+        Some(line_of(src, start)),
         format!("unterminated front matter: no closing `{}` line", closers[0]),
     ))
 }

@@ -188,7 +188,14 @@ impl Expander<'_> {
             .map_err(|e| bad(format!("include_md: cannot read `{path}`: {e}")))?;
         stack.push(canonical);
         // Errors inside the included file name that file (as joined to the root) and its line.
-        self.expand(&target, &text, 1, stack, out, None)?;
+        // The chain of includes is appended so the message also names the issue file.
+        self.expand(&target, &text, 1, stack, out, None).map_err(|e| match e {
+            ComposeError::Shortcode { location, message } => ComposeError::Shortcode {
+                location,
+                message: format!("{message} (included from {}:{line})", file.display()),
+            },
+            other => other,
+        })?;
         stack.pop();
         Ok(())
     }

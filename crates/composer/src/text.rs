@@ -55,11 +55,10 @@ pub(crate) fn render(events: &[Event<'_>], frame: &TextFrame<'_>) -> String {
         out: String::with_capacity(8 * 1024),
         ..Writer::default()
     };
-    if !frame.title.is_empty() {
-        w.out.push_str(frame.title);
-        w.out.push('\n');
-        w.out.push_str(&"=".repeat(frame.title.chars().count().min(WIDTH)));
-        w.out.push('\n');
+    if !frame.title.trim().is_empty() {
+        w.inline.push_str(frame.title);
+        w.heading = Some(HeadingLevel::H1);
+        w.flush(true);
     }
     for event in events {
         w.event(event);
@@ -364,12 +363,17 @@ impl Writer {
         let lines = match heading {
             Some(level) => {
                 let title = paragraphs.join(" ");
-                let n = title.chars().count().min(WIDTH);
+                let mut lines = match level {
+                    HeadingLevel::H1 | HeadingLevel::H2 => wrap(&title, WIDTH),
+                    other => wrap(&format!("{} {title}", "#".repeat(other as usize)), WIDTH),
+                };
+                let n = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
                 match level {
-                    HeadingLevel::H1 => vec![title, "=".repeat(n)],
-                    HeadingLevel::H2 => vec![title, "-".repeat(n)],
-                    other => vec![format!("{} {title}", "#".repeat(other as usize))],
+                    HeadingLevel::H1 => lines.push("=".repeat(n)),
+                    HeadingLevel::H2 => lines.push("-".repeat(n)),
+                    _ => {}
                 }
+                lines
             }
             None => {
                 let width = WIDTH.saturating_sub(self.indent_width()).max(30);

@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use letterpress_composer::{Composer, ComposerSettings, Newsletter};
+
+pub fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    manifest().join("tests/fixtures")
+}
+
+pub fn default_template() -> PathBuf {
+    manifest().join("../../templates/default.mjml")
+}
+
+pub fn composer(root: &Path, template: &Path) -> Composer {
+    Composer::new(ComposerSettings {
+        content_root: root.to_path_buf(),
+        issue_url: "https://rust-trends.com/newsletter/{slug}/".into(),
+        template: template.to_path_buf(),
+        newsletter: Newsletter {
+            name: "Fixture Weekly".into(),
+            postal_address: "Fixture Street 1\n1000 AA Testville".into(),
+        },
+    })
+    .expect("composer")
+}
+
+/// Values of every `href`/`src` attribute in an HTML document, entities decoded.
+pub fn attribute_urls(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["href=\"", "src=\""] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let end = rest.find('"').unwrap_or(rest.len());
+            out.push(unescape(&rest[..end]));
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+pub fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+/// HTML tags that must never appear in a text part.
+pub fn find_html_tag(text: &str) -> Option<String> {
+    const TAGS: [&str; 24] = [
+        "a", "img", "br", "div", "p", "q", "blockquote", "code", "span", "strong", "em", "ul", "ol", "li", "h1", "h2",
+        "h3", "table", "tr", "td", "pre", "hr", "del", "sup",
+    ];
+    let lower = text.to_ascii_lowercase();
+    for (i, _) in lower.match_indices('<') {
+        let rest = lower[i + 1..].trim_start_matches('/');
+        for tag in TAGS {
+            if let Some(after) = rest.strip_prefix(tag) {
+                if after.starts_with([' ', '>', '/', '\n']) {
+                    return Some(text[i..].chars().take(40).collect());
+                }
+            }
+        }
+    }
+    None
+}

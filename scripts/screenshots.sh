@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Renders an email's HTML with headless Chromium at 600 px (desktop client) and
+# 375 px (phone) wide, to OUTDIR/desktop-600.png and OUTDIR/phone-375.png.
+#
+#   scripts/screenshots.sh ISSUE_HTML OUTDIR
+#
+# Needs Debian's `chromium`. When it is missing and we are root it is installed
+# with apt-get; otherwise the script says why it did nothing and exits 0, so it
+# never fails a build on a machine without a browser.
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+    echo "usage: $0 ISSUE_HTML OUTDIR" >&2
+    exit 2
+fi
+html=$1
+outdir=$2
+if [ ! -f "$html" ]; then
+    echo "$0: $html: no such file" >&2
+    exit 1
+fi
+
+chromium=""
+for candidate in /usr/bin/chromium /usr/bin/chromium-browser; do
+    if [ -x "$candidate" ]; then chromium=$candidate; break; fi
+done
+if [ -z "$chromium" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing chromium with apt-get…" >&2
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        chromium=/usr/bin/chromium
+    else
+        echo "skipped: chromium is not installed and we cannot install it (not root or no apt-get)" >&2
+        exit 0
+    fi
+fi
+
+mkdir -p "$outdir"
+url="file://$(cd "$(dirname "$html")" && pwd)/$(basename "$html")"
+profile=$(mktemp -d)
+trap 'rm -rf "$profile"' EXIT
+
+shoot() {
+    local width=$1 file=$2
+    "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$profile" --hide-scrollbars --window-size="$width,2400" \
+        --screenshot="$file" "$url" >/dev/null 2>&1
+    echo "$file"
+}
+
+shoot 600 "$outdir/desktop-600.png"
+shoot 375 "$outdir/phone-375.png"
