@@ -15,7 +15,9 @@
 //! filler can report an unknown placeholder with its line.
 //!
 //! `mj-include` paths are resolved by mrml's local loader rooted at the
-//! layout's folder, which refuses anything outside it.
+//! layout's folder, which refuses anything outside it. Included partials are
+//! static MJML: placeholders are only filled in the layout file itself (the
+//! per-recipient markers, e.g. `%%lp-unsubscribe-url%%`, work anywhere).
 
 use std::path::{Path, PathBuf};
 

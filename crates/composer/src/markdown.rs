@@ -166,9 +166,12 @@ fn rewrite_html(base: &Url, fragment: &str, first_line: usize, lints: &mut Vec<L
                 continue;
             };
             let address = html::decode_entities(attr.value);
-            if let Some(absolute) = rewrite(base, &address, line, what, lints) {
+            let rewritten = rewrite(base, &address, line, what, lints);
+            // Also re-escapes addresses that are kept but hold a bare `&` (common in
+            // pasted URLs), so the HTML is well-formed.
+            let escaped = crate::personalize::escape_html(rewritten.as_deref().unwrap_or(&address));
+            if escaped != attr.value || !quoted {
                 out.push_str(&fragment[copied..value_range.start]);
-                let escaped = crate::personalize::escape_html(&absolute);
                 if quoted {
                     out.push_str(&escaped);
                 } else {
