@@ -1,0 +1,203 @@
+//! Opening the database, migrations, and the plumbing every module shares:
+//! the backend switch and how a write transaction starts.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{KeyInit, Mac};
+use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Database, Transaction};
+
+use crate::StoreError;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (the embedded default).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The subscriber store. Cheap to clone: clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    /// Key of the HMAC that identifies forgotten addresses; see
+    /// [`Store::with_suppression_key`].
+    pub(crate) suppression_key: Option<Arc<[u8]>>,
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool. The body is
+/// compiled once per backend, so it can use the same sqlx calls on
+/// `SqlitePool` and `PgPool`; SQL that differs is chosen with `match` instead.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::connect::Pool::Sqlite($pool) => $body,
+            $crate::connect::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// How a transaction that will write starts on each backend.
+pub(crate) trait BeginWrite {
+    type Db: Database;
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = Sqlite;
+    /// `BEGIN IMMEDIATE` takes the write lock up front, waiting in the busy
+    /// handler (busy_timeout) if another writer holds it. A plain (deferred)
+    /// `BEGIN` would read first and then try to upgrade to a writer; in WAL
+    /// mode that upgrade fails at once with SQLITE_BUSY ("database is
+    /// locked") when another connection wrote meanwhile, bypassing the busy
+    /// handler, because the transaction's snapshot is stale.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = Postgres;
+    /// READ COMMITTED: conflicting writers wait on row locks; statements are
+    /// written so that what they test in WHERE is re-checked on the newest
+    /// row version (an `ON CONFLICT … WHERE`, `FOR UPDATE SKIP LOCKED`).
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// How long an SQLite connection waits for another writer before giving up.
+/// Long, because writers here are short batches and a busy error means a
+/// lost write to the operator.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Store {
+    /// Opens the database named by `url`: `sqlite://PATH` (the file and its
+    /// directory are created on first use; WAL journal, synchronous=NORMAL,
+    /// foreign keys, a 30 s busy timeout) or `postgres://…`/`postgresql://…`.
+    /// Does not migrate: call [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let file = options.get_filename();
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+                && !file.as_os_str().to_string_lossy().starts_with("file:")
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact(url)));
+        };
+        Ok(Store {
+            pool,
+            suppression_key: None,
+        })
+    }
+
+    /// Sets the key of the HMAC-SHA256 that identifies forgotten addresses.
+    /// Adds, imports and [`Store::create_pending`] refuse an address whose
+    /// hash [`Store::forget`] stored with the same key; without a key set,
+    /// they cannot recognise forgotten addresses. Pass the same secret to
+    /// both (the binary uses `server.secret`).
+    pub fn with_suppression_key(mut self, key: &[u8]) -> Store {
+        self.suppression_key = Some(Arc::from(key));
+        self
+    }
+
+    /// Applies the embedded migrations of the backend (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("../../migrations/sqlite").run(p).await?,
+            Pool::Postgres(p) => sqlx::migrate!("../../migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query("SELECT 1").execute(p).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes every connection; waits for those in use to come back.
+    pub async fn close(&self) {
+        with_pool!(self, |p| p.close().await)
+    }
+}
+
+/// HMAC-SHA256(key, lower-cased address), hex: the only trace a forgotten
+/// address leaves.
+pub(crate) fn suppression_hash(key: &[u8], email_key: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
+    mac.update(email_key.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("mysql://bob:secret@host/db"),
+            "mysql://bob:***@host/db"
+        );
+        assert_eq!(super::redact("nope"), "nope");
+    }
+}

@@ -1,0 +1,31 @@
+//! The letterpress subscriber store: subscribers, issues and the delivery
+//! queue, on SQLite (the embedded default) or PostgreSQL behind one API.
+//!
+//! [`Store::connect`] picks the backend from the URL at run time. Every
+//! statement uses bound parameters; the SQL text is either static or built by
+//! [`sqlx::QueryBuilder`] from placeholders only.
+//!
+//! Design choices that callers may rely on:
+//! - every time is stored as unix milliseconds (UTC) in an integer column on
+//!   both backends, so queue comparisons are integer compares and both
+//!   backends decode rows the same way;
+//! - tags and attributes are JSON (TEXT on SQLite, JSONB on PostgreSQL);
+//! - forgetting a subscriber deletes the row; deliveries keep their history
+//!   through `ON DELETE SET NULL`, unsettled ones are marked skipped;
+//! - multi-statement writes on SQLite start with `BEGIN IMMEDIATE`, so a
+//!   transaction never has to upgrade a read lock to a write lock (the one
+//!   case where SQLite returns `SQLITE_BUSY` without waiting on the busy
+//!   handler).
+
+mod connect;
+mod deliveries;
+mod error;
+mod import;
+mod issues;
+mod model;
+mod subscribers;
+
+pub use connect::{Backend, Store};
+pub use error::StoreError;
+pub use letterpress_core::{SubscriberEmail, SubscriberStatus};
+pub use model::*;

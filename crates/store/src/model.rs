@@ -1,0 +1,371 @@
+//! The values that go in and out of the store, and the raw row shapes both
+//! backends decode into.
+
+use chrono::{DateTime, TimeZone, Utc};
+use letterpress_core::{SubscriberEmail, SubscriberStatus};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+
+use crate::StoreError;
+
+/// A subscriber to add or import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubscriber {
+    /// The address, as given.
+    pub email: SubscriberEmail,
+    /// Display name. `None` keeps an existing subscriber's name.
+    pub name: Option<String>,
+    /// Tags. Empty keeps an existing subscriber's tags.
+    pub tags: Vec<String>,
+    /// Free-form attributes (the CSV's other columns). Empty keeps an
+    /// existing subscriber's attributes.
+    pub attributes: Map<String, Value>,
+    /// An explicit status (e.g. the CSV's `status` column). `None` means
+    /// `Active` for a new address and "keep" for an existing one.
+    pub status: Option<SubscriberStatus>,
+    /// Where the subscriber came from (`cli`, `import:list.csv`, `signup`…).
+    pub source: String,
+}
+
+impl NewSubscriber {
+    /// An active subscriber with no name, tags or attributes.
+    pub fn new(email: SubscriberEmail, source: impl Into<String>) -> Self {
+        Self {
+            email,
+            name: None,
+            tags: Vec::new(),
+            attributes: Map::new(),
+            status: None,
+            source: source.into(),
+        }
+    }
+}
+
+/// How adds and imports treat suppressed addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpsertMode {
+    /// Suppressed addresses (unsubscribed, bounced, complained, forgotten)
+    /// are reported and left alone.
+    #[default]
+    Normal,
+    /// The operator explicitly lifts suppression (`--resubscribe`).
+    Resubscribe,
+}
+
+/// What [`Store::add_subscriber`](crate::Store::add_subscriber) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// A new subscriber with this id.
+    Added(i64),
+    /// An existing subscriber whose name, tags, attributes or status changed.
+    Updated(i64),
+    /// An existing subscriber, already exactly so.
+    Unchanged(i64),
+    /// The address is suppressed; nothing changed. `None` when the address
+    /// was forgotten (only its hash is left).
+    Suppressed(Option<i64>),
+}
+
+/// One parsed line of an import file.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    /// The line number in the file, for messages.
+    pub line: u64,
+    /// The parsed subscriber, or why the line was rejected.
+    pub result: Result<NewSubscriber, String>,
+}
+
+/// What an import did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    /// New addresses.
+    pub added: u64,
+    /// Existing addresses whose name, tags, attributes or status changed.
+    pub updated: u64,
+    /// Existing addresses already so.
+    pub unchanged: u64,
+    /// Suppressed addresses left alone.
+    pub suppressed: u64,
+    /// Rejected lines: (line, reason), including later duplicates of an
+    /// address within the file ("duplicate of line N").
+    pub rejected: Vec<(u64, String)>,
+}
+
+/// What [`Store::create_pending`](crate::Store::create_pending) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingOutcome {
+    /// A new pending subscriber: send the confirmation.
+    Created {
+        /// Its id.
+        id: i64,
+    },
+    /// Already subscribed and active; nothing changed.
+    AlreadyActive {
+        /// Its id.
+        id: i64,
+    },
+    /// Already pending: the confirmation may be sent again.
+    StillPending {
+        /// Its id.
+        id: i64,
+    },
+    /// Suppressed. With an id, the subscriber's own confirmation
+    /// ([`Store::confirm`](crate::Store::confirm)) may bring it back; `None`
+    /// means the address was forgotten and stays suppressed.
+    Suppressed {
+        /// The suppressed subscriber's id, if a row exists.
+        id: Option<i64>,
+    },
+}
+
+/// A stored subscriber.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Subscriber {
+    /// Row id.
+    pub id: i64,
+    /// The address as first given.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Where the subscriber stands.
+    pub status: SubscriberStatus,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Free-form attributes.
+    pub attributes: Map<String, Value>,
+    /// Where the subscriber came from.
+    pub source: String,
+    /// When the row was created.
+    pub created_at: DateTime<Utc>,
+    /// When the subscription was confirmed (or added as active).
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// When the subscriber became suppressed.
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+}
+
+/// The kinds of bounce report [`Store::record_bounce`](crate::Store::record_bounce) takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceKind {
+    /// The mailbox does not exist: bounced at once.
+    Hard,
+    /// Temporary: bounced after `soft_limit` in a row.
+    Soft,
+    /// A spam complaint: complained at once.
+    Complaint,
+}
+
+/// A stored issue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IssueRecord {
+    /// Row id.
+    pub id: i64,
+    /// The issue's slug.
+    pub slug: String,
+    /// Hash of the rendered content when first queued.
+    pub content_hash: String,
+    /// Subject line.
+    pub subject: String,
+    /// When the issue was first recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A delivery leased to a worker by [`Store::claim_due`](crate::Store::claim_due).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The delivery.
+    pub delivery_id: i64,
+    /// Its issue.
+    pub issue_id: i64,
+    /// Its subscriber.
+    pub subscriber_id: i64,
+    /// The subscriber's address.
+    pub email: String,
+    /// The subscriber's name.
+    pub name: Option<String>,
+    /// The subscriber's status now (the sender skips suppressed ones).
+    pub subscriber_status: SubscriberStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the delivery was queued (for the give-up age).
+    pub created_at: DateTime<Utc>,
+}
+
+/// The result of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The delivery.
+    pub delivery_id: i64,
+    /// When the attempt finished.
+    pub at: DateTime<Utc>,
+    /// The server's reply (or the error), kept with the attempt.
+    pub reply: String,
+    /// What it means for the delivery.
+    pub kind: OutcomeKind,
+}
+
+/// What an attempt means for its delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// Accepted by the server; settles the delivery.
+    Sent {
+        /// The Message-ID sent.
+        message_id: String,
+    },
+    /// Temporary failure; try again then.
+    Deferred {
+        /// When to try again.
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// Permanent failure; settles the delivery.
+    Failed,
+    /// Permanent failure because the mailbox does not exist: settles the
+    /// delivery and marks the subscriber bounced.
+    Bounced,
+    /// Not sent on purpose (e.g. the subscriber left meanwhile); settles it.
+    Skipped,
+}
+
+impl OutcomeKind {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            OutcomeKind::Sent { .. } => "sent",
+            OutcomeKind::Deferred { .. } => "deferred",
+            OutcomeKind::Failed => "failed",
+            OutcomeKind::Bounced => "bounced",
+            OutcomeKind::Skipped => "skipped",
+        }
+    }
+}
+
+/// Delivery counts of one issue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IssueCounts {
+    /// The issue's slug.
+    pub slug: String,
+    /// Every delivery of the issue.
+    pub total: u64,
+    /// Waiting for their first attempt, not leased.
+    pub queued: u64,
+    /// Waiting for a retry, not leased.
+    pub deferred: u64,
+    /// Leased to a worker right now.
+    pub sending: u64,
+    /// Sent.
+    pub sent: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Skipped.
+    pub skipped: u64,
+}
+
+// ---- conversions shared by the modules ----
+
+/// Unix milliseconds of a time: the stored form of every time.
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("time {v} out of range")))
+}
+
+pub(crate) fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(from_ms).transpose()
+}
+
+pub(crate) fn parse_status(s: &str) -> Result<SubscriberStatus, StoreError> {
+    s.parse()
+        .map_err(|e: letterpress_core::UnknownStatus| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The columns of [`SubscriberRow`], in a SELECT list.
+pub(crate) const SUBSCRIBER_COLUMNS: &str =
+    "id, email, name, status, tags, attributes, source, created_at, confirmed_at, unsubscribed_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SubscriberRow {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub tags: Json<Vec<String>>,
+    pub attributes: Json<Map<String, Value>>,
+    pub source: String,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+    pub unsubscribed_at: Option<i64>,
+}
+
+impl TryFrom<SubscriberRow> for Subscriber {
+    type Error = StoreError;
+    fn try_from(r: SubscriberRow) -> Result<Self, StoreError> {
+        Ok(Subscriber {
+            id: r.id,
+            email: r.email,
+            name: r.name,
+            status: parse_status(&r.status)?,
+            tags: r.tags.0,
+            attributes: r.attributes.0,
+            source: r.source,
+            created_at: from_ms(r.created_at)?,
+            confirmed_at: opt_from_ms(r.confirmed_at)?,
+            unsubscribed_at: opt_from_ms(r.unsubscribed_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IssueRow {
+    pub id: i64,
+    pub slug: String,
+    pub content_hash: String,
+    pub subject: String,
+    pub created_at: i64,
+}
+
+impl TryFrom<IssueRow> for IssueRecord {
+    type Error = StoreError;
+    fn try_from(r: IssueRow) -> Result<Self, StoreError> {
+        Ok(IssueRecord {
+            id: r.id,
+            slug: r.slug,
+            content_hash: r.content_hash,
+            subject: r.subject,
+            created_at: from_ms(r.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    pub id: i64,
+    pub issue_id: i64,
+    pub subscriber_id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+impl TryFrom<ClaimRow> for Claim {
+    type Error = StoreError;
+    fn try_from(r: ClaimRow) -> Result<Self, StoreError> {
+        Ok(Claim {
+            delivery_id: r.id,
+            issue_id: r.issue_id,
+            subscriber_id: r.subscriber_id,
+            email: r.email,
+            name: r.name,
+            subscriber_status: parse_status(&r.status)?,
+            attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+            created_at: from_ms(r.created_at)?,
+        })
+    }
+}

@@ -1,0 +1,413 @@
+//! Subscribers one at a time: lookups, listing, unsubscribes, bounces,
+//! forgetting, double opt-in.
+
+use chrono::Utc;
+use futures_core::Stream;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use letterpress_core::{SubscriberEmail, SubscriberStatus, normalize_key};
+
+use crate::connect::{BeginWrite, suppression_hash, with_pool};
+use crate::model::{SUBSCRIBER_COLUMNS, SubscriberRow, count, ms, parse_status};
+use crate::{
+    AddOutcome, BounceKind, NewSubscriber, PendingOutcome, Store, StoreError, Subscriber,
+    UpsertMode,
+};
+
+/// Rows per page of [`Store::stream_subscribers`].
+const STREAM_PAGE: i64 = 1_000;
+
+/// The suppressed statuses, as an SQL list (a constant, not a value).
+macro_rules! suppressed_sql {
+    () => {
+        "('unsubscribed','bounced','complained')"
+    };
+}
+pub(crate) use suppressed_sql;
+
+impl Store {
+    /// Adds one subscriber, or updates an existing one (matched without
+    /// regard to letter case). Suppressed addresses are left alone unless
+    /// `mode` is [`UpsertMode::Resubscribe`]. Same rules as [`Store::import`].
+    pub async fn add_subscriber(
+        &self,
+        new: &NewSubscriber,
+        mode: UpsertMode,
+    ) -> Result<AddOutcome, StoreError> {
+        let candidate = crate::import::Candidate {
+            key: new.email.key(),
+            new: new.clone(),
+        };
+        let classes = self.write_batch(vec![candidate], mode, false).await?;
+        Ok(classes[0])
+    }
+
+    /// The subscriber with this address, in any letter case.
+    pub async fn get_subscriber(&self, email: &str) -> Result<Option<Subscriber>, StoreError> {
+        let key = normalize_key(email);
+        let row: Option<SubscriberRow> = with_pool!(self, |p| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email_key = $1"
+            )))
+            .bind(key)
+            .fetch_optional(p)
+            .await?
+        });
+        row.map(Subscriber::try_from).transpose()
+    }
+
+    /// The subscriber with this id.
+    pub async fn get_subscriber_by_id(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
+        let row: Option<SubscriberRow> = with_pool!(self, |p| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+        });
+        row.map(Subscriber::try_from).transpose()
+    }
+
+    /// Every subscriber (or those with `status`), in id order. Loads the whole
+    /// list: use [`Store::stream_subscribers`] for exports.
+    pub async fn list_subscribers(
+        &self,
+        status: Option<SubscriberStatus>,
+    ) -> Result<Vec<Subscriber>, StoreError> {
+        let status = status.map(|s| s.as_str());
+        let rows: Vec<SubscriberRow> = with_pool!(self, |p| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers \
+                 WHERE $1 IS NULL OR status = $1 ORDER BY id"
+            )))
+            .bind(status)
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter().map(Subscriber::try_from).collect()
+    }
+
+    /// Every subscriber in id order, fetched in pages of 1,000 by keyset
+    /// (`id > last`): memory stays flat in list size, and no read transaction
+    /// or connection is held between pages, so a long export neither blocks
+    /// SQLite's WAL checkpoints nor other writers. Rows changed during the
+    /// export appear as they are when their page is read.
+    pub fn stream_subscribers(&self) -> impl Stream<Item = Result<Subscriber, StoreError>> + '_ {
+        stream::try_unfold(Some(0_i64), move |after| async move {
+            let Some(after) = after else {
+                return Ok(None);
+            };
+            let page = self.subscriber_page(after).await?;
+            let next = match page.last() {
+                Some(last) if page.len() as i64 == STREAM_PAGE => Some(last.id),
+                _ => None,
+            };
+            if page.is_empty() {
+                return Ok(None);
+            }
+            Ok::<_, StoreError>(Some((page, next)))
+        })
+        .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
+    }
+
+    async fn subscriber_page(&self, after: i64) -> Result<Vec<Subscriber>, StoreError> {
+        let rows: Vec<SubscriberRow> = with_pool!(self, |p| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2"
+            )))
+            .bind(after)
+            .bind(STREAM_PAGE)
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter().map(Subscriber::try_from).collect()
+    }
+
+    /// Unsubscribes a pending or active subscriber, recording the time and
+    /// `source`. Idempotent: returns whether anything changed (a bounced or
+    /// complained subscriber stays so).
+    pub async fn unsubscribe(&self, id: i64, source: &str) -> Result<bool, StoreError> {
+        let now = ms(Utc::now());
+        let done = with_pool!(self, |p| {
+            // One autocommit UPDATE: on SQLite a writing statement takes the
+            // write lock when it starts, so it waits in the busy handler
+            // instead of failing while an import batch holds the lock.
+            sqlx::query(
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, \
+                 unsubscribe_source = $3, updated_at = $2 \
+                 WHERE id = $1 AND status IN ('pending','active')",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(source)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// [`Store::unsubscribe`] by address, in any letter case. An unknown
+    /// address changes nothing and returns `false`.
+    pub async fn unsubscribe_email(&self, email: &str, source: &str) -> Result<bool, StoreError> {
+        let now = ms(Utc::now());
+        let key = normalize_key(email);
+        let done = with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, \
+                 unsubscribe_source = $3, updated_at = $2 \
+                 WHERE email_key = $1 AND status IN ('pending','active')",
+            )
+            .bind(key)
+            .bind(now)
+            .bind(source)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// Records a bounce report for an address. Hard: bounced now. Complaint:
+    /// complained now. Soft: counts; bounced once `soft_limit` soft bounces
+    /// came in a row (a sent delivery resets the count, see
+    /// [`Store::record_outcomes`]). Returns whether the address is suppressed
+    /// after this report (`false` for an unknown address).
+    pub async fn record_bounce(
+        &self,
+        email: &str,
+        kind: BounceKind,
+        soft_limit: u32,
+    ) -> Result<bool, StoreError> {
+        let now = ms(Utc::now());
+        let key = normalize_key(email);
+        let limit = i64::from(soft_limit.max(1));
+        let sql = match kind {
+            // A hard bounce is stronger news than an unsubscribe: the address
+            // does not exist. A complaint is the strongest of all.
+            BounceKind::Hard => {
+                "UPDATE subscribers SET status = 'bounced', updated_at = $2, \
+                 unsubscribed_at = COALESCE(unsubscribed_at, $2), \
+                 unsubscribe_source = COALESCE(unsubscribe_source, 'bounce') \
+                 WHERE email_key = $1 AND status IN ('pending','active','unsubscribed') \
+                 RETURNING status"
+            }
+            BounceKind::Complaint => {
+                "UPDATE subscribers SET status = 'complained', updated_at = $2, \
+                 unsubscribed_at = COALESCE(unsubscribed_at, $2), \
+                 unsubscribe_source = COALESCE(unsubscribe_source, 'complaint') \
+                 WHERE email_key = $1 AND status <> 'complained' \
+                 RETURNING status"
+            }
+            // One statement reads and bumps the counter, so two reports at
+            // once cannot both read the same count.
+            BounceKind::Soft => {
+                "UPDATE subscribers SET soft_bounces = soft_bounces + 1, updated_at = $2, \
+                 status = CASE WHEN soft_bounces + 1 >= $3 AND status IN ('pending','active') \
+                          THEN 'bounced' ELSE status END, \
+                 unsubscribed_at = CASE WHEN soft_bounces + 1 >= $3 AND status IN ('pending','active') \
+                          THEN $2 ELSE unsubscribed_at END, \
+                 unsubscribe_source = CASE WHEN soft_bounces + 1 >= $3 AND status IN ('pending','active') \
+                          THEN 'bounce' ELSE unsubscribe_source END \
+                 WHERE email_key = $1 \
+                 RETURNING status"
+            }
+        };
+        let changed: Option<String> = with_pool!(self, |p| {
+            sqlx::query_scalar(sql)
+                .bind(&key)
+                .bind(now)
+                .bind(limit)
+                .fetch_optional(p)
+                .await?
+        });
+        let status = match changed {
+            Some(s) => Some(s),
+            None => with_pool!(self, |p| {
+                sqlx::query_scalar("SELECT status FROM subscribers WHERE email_key = $1")
+                    .bind(&key)
+                    .fetch_optional(p)
+                    .await?
+            }),
+        };
+        match status {
+            Some(s) => Ok(parse_status(&s)?.is_suppressed()),
+            None => Ok(false),
+        }
+    }
+
+    /// Erases a subscriber's personal data: the row is deleted (deliveries
+    /// keep their history with the subscriber set to NULL; their SMTP replies,
+    /// which often quote the address, are blanked; unsettled ones are
+    /// skipped) and HMAC-SHA256(`key`, lower-case address) is kept in
+    /// `suppressed_hashes`, so adds, imports and signups of the address are
+    /// refused from then on (by a store with the same
+    /// [`Store::with_suppression_key`]). Forgetting an unknown address still
+    /// records the hash. Returns whether anything changed.
+    pub async fn forget(&self, email: &str, key: &[u8]) -> Result<bool, StoreError> {
+        let now = ms(Utc::now());
+        let email_key = normalize_key(email);
+        let hash = suppression_hash(key, &email_key);
+        let changed = with_pool!(self, |p| {
+            let mut tx = p.begin_write().await?;
+            let id: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM subscribers WHERE email_key = $1")
+                    .bind(&email_key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let inserted = sqlx::query(
+                "INSERT INTO suppressed_hashes (hash, reason, created_at) VALUES ($1, 'forgotten', $2) \
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(&hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if let Some(id) = id {
+                sqlx::query(
+                    "UPDATE delivery_attempts SET reply = '' \
+                     WHERE delivery_id IN (SELECT id FROM deliveries WHERE subscriber_id = $1)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                // Unsettled deliveries would otherwise wait forever for a
+                // subscriber that no longer exists.
+                sqlx::query(
+                    "UPDATE deliveries SET last_reply = CASE WHEN status IN ('queued','deferred') \
+                     THEN 'subscriber forgotten' ELSE NULL END, \
+                     status = CASE WHEN status IN ('queued','deferred') THEN 'skipped' ELSE status END, \
+                     lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                     WHERE subscriber_id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM subscribers WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            id.is_some() || inserted > 0
+        });
+        Ok(changed)
+    }
+
+    /// Whether the address was forgotten (needs [`Store::with_suppression_key`]).
+    pub(crate) async fn is_forgotten(&self, email_key: &str) -> Result<bool, StoreError> {
+        let Some(k) = &self.suppression_key else {
+            return Ok(false);
+        };
+        let hash = suppression_hash(k, email_key);
+        let found: Option<i64> = with_pool!(self, |p| {
+            sqlx::query_scalar("SELECT 1 FROM suppressed_hashes WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+
+    /// Double opt-in signup: records a new address as pending. An existing
+    /// subscriber is left as it is and reported (active, still pending, or
+    /// suppressed: a suppressed one may come back through its own
+    /// confirmation, [`Store::confirm`]); a forgotten address is refused.
+    pub async fn create_pending(
+        &self,
+        email: &SubscriberEmail,
+        name: Option<&str>,
+        source: &str,
+    ) -> Result<PendingOutcome, StoreError> {
+        let key = email.key();
+        if self.is_forgotten(&key).await? {
+            return Ok(PendingOutcome::Suppressed { id: None });
+        }
+        let now = ms(Utc::now());
+        let found: Option<(i64, String)> = with_pool!(self, |p| {
+            // DO NOTHING on conflict, then read: two signups of one address at
+            // once both succeed, one of them as "still pending".
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO subscribers (email, email_key, name, status, source, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'pending', $4, $5, $5) \
+                 ON CONFLICT (email_key) DO NOTHING RETURNING id",
+            )
+            .bind(email.as_str())
+            .bind(&key)
+            .bind(name)
+            .bind(source)
+            .bind(now)
+            .fetch_optional(p)
+            .await?;
+            if let Some(id) = inserted {
+                return Ok(PendingOutcome::Created { id });
+            }
+            sqlx::query_as("SELECT id, status FROM subscribers WHERE email_key = $1")
+                .bind(&key)
+                .fetch_optional(p)
+                .await?
+        });
+        let Some((id, status)) = found else {
+            // Deleted between the two statements (forgotten meanwhile).
+            return Ok(PendingOutcome::Suppressed { id: None });
+        };
+        Ok(match parse_status(&status)? {
+            SubscriberStatus::Active => PendingOutcome::AlreadyActive { id },
+            SubscriberStatus::Pending => PendingOutcome::StillPending { id },
+            _ => PendingOutcome::Suppressed { id: Some(id) },
+        })
+    }
+
+    /// The subscriber confirmed (double opt-in): pending, or suppressed and now
+    /// asking to come back through its own confirmation, becomes active with
+    /// `confirmed_at` set. Returns whether anything changed.
+    pub async fn confirm(&self, id: i64) -> Result<bool, StoreError> {
+        let now = ms(Utc::now());
+        let done = with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'active', confirmed_at = $2, updated_at = $2, \
+                 unsubscribed_at = NULL, unsubscribe_source = NULL, soft_bounces = 0 \
+                 WHERE id = $1 AND status <> 'active'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// How many subscribers have each status, every status listed (zeros
+    /// included) in lifecycle order.
+    pub async fn count_by_status(&self) -> Result<Vec<(SubscriberStatus, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = with_pool!(self, |p| {
+            sqlx::query_as("SELECT status, COUNT(*) FROM subscribers GROUP BY status")
+                .fetch_all(p)
+                .await?
+        });
+        let mut out: Vec<(SubscriberStatus, u64)> =
+            SubscriberStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for (status, n) in rows {
+            let status = parse_status(&status)?;
+            if let Some(slot) = out.iter_mut().find(|(s, _)| *s == status) {
+                slot.1 = count(n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many subscribers an issue would go to now (active ones).
+    pub async fn count_audience(&self) -> Result<u64, StoreError> {
+        let n: i64 = with_pool!(self, |p| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE status = 'active'")
+                .fetch_one(p)
+                .await?
+        });
+        Ok(count(n))
+    }
+}
