@@ -305,7 +305,7 @@ impl Store {
         };
         let hash = suppression_hash(k, email_key);
         let found: Option<i64> = with_pool!(self, |p| {
-            sqlx::query_scalar("SELECT 1 FROM suppressed_hashes WHERE hash = $1")
+            sqlx::query_scalar("SELECT created_at FROM suppressed_hashes WHERE hash = $1")
                 .bind(hash)
                 .fetch_optional(p)
                 .await?

@@ -1,0 +1,132 @@
+//! Runs each test body against a fresh SQLite file and, when
+//! `TEST_DATABASE_URL` is set, a fresh PostgreSQL database of its own (so
+//! tests run in parallel).
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use letterpress_store::{ImportRow, NewSubscriber, Store, SubscriberEmail, UpsertMode};
+use sqlx::Connection;
+
+/// One database a test body runs against.
+pub struct TestDb {
+    /// URL a test may connect to (several times, for several pools).
+    pub url: String,
+    /// "sqlite" or "postgres", for assertion messages.
+    pub label: &'static str,
+}
+
+impl TestDb {
+    /// A new store on this database, migrated.
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&self.url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "lp_test_{}_{}_{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// The URL with its database name replaced.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let prefix = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+/// Runs `body` on SQLite, then on PostgreSQL if `TEST_DATABASE_URL` is set.
+pub async fn each_backend<F, Fut>(body: F)
+where
+    F: Fn(TestDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested").join("store.db");
+    body(TestDb {
+        url: format!("sqlite://{}", path.display()),
+        label: "sqlite",
+    })
+    .await;
+
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin) if !admin.trim().is_empty() => {
+            let name = unique_name();
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            // The name is generated here from digits and underscores: an
+            // identifier cannot be a bound parameter.
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            body(TestDb {
+                url: with_database(&admin, &name),
+                label: "postgres",
+            })
+            .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+        _ => eprintln!("skipped postgres: TEST_DATABASE_URL not set"),
+    }
+}
+
+/// A parsed address.
+pub fn email(s: &str) -> SubscriberEmail {
+    SubscriberEmail::parse(s).expect("valid address")
+}
+
+/// A new active subscriber.
+pub fn sub(s: &str) -> NewSubscriber {
+    NewSubscriber::new(email(s), "test")
+}
+
+/// Import rows for `n` generated addresses `user{i}@example.com`.
+pub fn generated(n: usize, name: &str) -> impl Iterator<Item = ImportRow> + Send + 'static {
+    let name = name.to_string();
+    (0..n).map(move |i| ImportRow {
+        line: i as u64 + 2,
+        result: Ok(NewSubscriber {
+            name: Some(format!("{name} {i}")),
+            ..sub(&format!("user{i}@example.com"))
+        }),
+    })
+}
+
+/// Seeds `n` active subscribers.
+pub async fn seed(store: &Store, n: usize) {
+    let s = store
+        .import(generated(n, "Reader"), UpsertMode::Normal, false)
+        .await
+        .expect("seed import");
+    assert_eq!(s.added, n as u64);
+}

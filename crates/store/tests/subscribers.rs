@@ -1,0 +1,699 @@
+//! Subscriber behaviour, black-box through the API, on every backend.
+
+mod common;
+
+use common::{each_backend, email, generated, seed, sub};
+use futures_util::TryStreamExt;
+use letterpress_store::{
+    AddOutcome, Backend, BounceKind, ImportRow, NewSubscriber, PendingOutcome, Store, StoreError,
+    SubscriberStatus, UpsertMode,
+};
+use serde_json::json;
+
+const KEY: &[u8] = b"test suppression key";
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_backend_is_reported() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        store.migrate().await.expect("second migrate");
+        let again = db.store().await; // a second process migrating too
+        again.migrate().await.unwrap();
+        store.ping().await.unwrap();
+        let expected = if db.label == "sqlite" {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        assert_eq!(store.backend(), expected);
+        store.close().await;
+        again.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unsupported_url_is_an_error() {
+    let err = Store::connect("mysql://bob:secret@localhost/db")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)));
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[tokio::test]
+async fn add_update_unchanged_suppressed() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let mut new = sub("ann@example.com");
+        let id = match store
+            .add_subscriber(&new, UpsertMode::Normal)
+            .await
+            .unwrap()
+        {
+            AddOutcome::Added(id) => id,
+            other => panic!("{}: {other:?}", db.label),
+        };
+        assert_eq!(
+            store
+                .add_subscriber(&new, UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Unchanged(id)
+        );
+        new.name = Some("Ann".into());
+        new.tags = vec!["rust".into()];
+        new.attributes.insert("city".into(), json!("Oslo"));
+        assert_eq!(
+            store
+                .add_subscriber(&new, UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Updated(id)
+        );
+        // Absent name, tags and attributes keep what is stored.
+        assert_eq!(
+            store
+                .add_subscriber(&sub("ANN@example.com"), UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Unchanged(id)
+        );
+        let got = store
+            .get_subscriber("ann@EXAMPLE.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.name.as_deref(), Some("Ann"));
+        assert_eq!(got.tags, vec!["rust".to_string()]);
+        assert_eq!(got.attributes["city"], json!("Oslo"));
+        assert_eq!(got.status, SubscriberStatus::Active);
+        assert!(got.confirmed_at.is_some());
+
+        assert!(store.unsubscribe(id, "link").await.unwrap());
+        assert!(!store.unsubscribe(id, "link").await.unwrap(), "idempotent");
+        new.name = Some("Someone else".into());
+        assert_eq!(
+            store
+                .add_subscriber(&new, UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Suppressed(Some(id))
+        );
+        let got = store.get_subscriber_by_id(id).await.unwrap().unwrap();
+        assert_eq!(got.status, SubscriberStatus::Unsubscribed);
+        assert_eq!(got.name.as_deref(), Some("Ann"), "suppressed row untouched");
+        assert!(got.unsubscribed_at.is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resubscribe_lifts_suppression() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let AddOutcome::Added(id) = store
+            .add_subscriber(&sub("bo@example.com"), UpsertMode::Normal)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            store
+                .record_bounce("bo@example.com", BounceKind::Hard, 3)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .add_subscriber(&sub("bo@example.com"), UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Suppressed(Some(id))
+        );
+        assert_eq!(
+            store
+                .add_subscriber(&sub("bo@example.com"), UpsertMode::Resubscribe)
+                .await
+                .unwrap(),
+            AddOutcome::Updated(id)
+        );
+        let got = store.get_subscriber_by_id(id).await.unwrap().unwrap();
+        assert_eq!(got.status, SubscriberStatus::Active);
+        assert_eq!(got.unsubscribed_at, None);
+
+        // Import with --resubscribe as well.
+        store.unsubscribe(id, "test").await.unwrap();
+        let rows = vec![ImportRow {
+            line: 2,
+            result: Ok(sub("Bo@Example.com")),
+        }];
+        let s = store
+            .import(rows.clone().into_iter(), UpsertMode::Normal, false)
+            .await
+            .unwrap();
+        assert_eq!(s.suppressed, 1);
+        let s = store
+            .import(rows.into_iter(), UpsertMode::Resubscribe, false)
+            .await
+            .unwrap();
+        assert_eq!(s.updated, 1);
+        assert_eq!(
+            store
+                .get_subscriber_by_id(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            SubscriberStatus::Active
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn forget_erases_and_keeps_the_address_suppressed() {
+    each_backend(|db| async move {
+        let store = db.store().await.with_suppression_key(KEY);
+        let mut new = sub("Gone@Example.com");
+        new.name = Some("Private Person".into());
+        let AddOutcome::Added(id) = store
+            .add_subscriber(&new, UpsertMode::Normal)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        seed(&store, 3).await;
+        let issue = store.upsert_issue("one", "h", "S").await.unwrap();
+        assert_eq!(
+            store
+                .enqueue_audience(issue.id, chrono::Utc::now())
+                .await
+                .unwrap(),
+            4
+        );
+
+        assert!(store.forget("gone@example.COM", KEY).await.unwrap());
+        assert!(
+            store
+                .get_subscriber("gone@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.get_subscriber_by_id(id).await.unwrap().is_none());
+        let all = store.list_subscribers(None).await.unwrap();
+        assert!(all.iter().all(|s| !s.email.to_lowercase().contains("gone")
+            && s.name.as_deref() != Some("Private Person")));
+
+        // Its queued delivery is settled (skipped), the others wait.
+        let counts = store.issue_counts(Some("one")).await.unwrap();
+        assert_eq!(
+            (counts[0].total, counts[0].skipped, counts[0].queued),
+            (4, 1, 3)
+        );
+
+        // Refused by add, import and signup; the hash holds no address.
+        assert_eq!(
+            store
+                .add_subscriber(&new, UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Suppressed(None)
+        );
+        let s = store
+            .import(
+                vec![ImportRow {
+                    line: 2,
+                    result: Ok(sub("GONE@example.com")),
+                }]
+                .into_iter(),
+                UpsertMode::Normal,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!((s.added, s.suppressed), (0, 1));
+        assert_eq!(
+            store
+                .create_pending(&email("gone@example.com"), None, "form")
+                .await
+                .unwrap(),
+            PendingOutcome::Suppressed { id: None }
+        );
+        assert!(
+            store
+                .get_subscriber("gone@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store.forget("gone@example.com", KEY).await.unwrap(),
+            "nothing left to do"
+        );
+
+        // The operator may lift it explicitly.
+        assert!(matches!(
+            store
+                .add_subscriber(&new, UpsertMode::Resubscribe)
+                .await
+                .unwrap(),
+            AddOutcome::Added(_)
+        ));
+        assert!(matches!(
+            store
+                .add_subscriber(&new, UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Unchanged(_)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn uniqueness_ignores_case_and_international_addresses_work() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let AddOutcome::Added(id) = store
+            .add_subscriber(&sub("Jörg@Bücher.de"), UpsertMode::Normal)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            store
+                .add_subscriber(&sub("jörg@bücher.de"), UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Unchanged(id)
+        );
+        assert_eq!(
+            store
+                .add_subscriber(&sub("JÖRG@BÜCHER.DE"), UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Unchanged(id)
+        );
+        let got = store
+            .get_subscriber("JÖRG@bücher.DE")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.email, "Jörg@Bücher.de", "kept as first given");
+        assert!(matches!(
+            store
+                .add_subscriber(&sub("用户@例子.广告"), UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Added(_)
+        ));
+        assert!(
+            store
+                .get_subscriber("用户@例子.广告")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.list_subscribers(None).await.unwrap().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn import_classifies_rows_and_reports_duplicates() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        store
+            .add_subscriber(&sub("same@example.com"), UpsertMode::Normal)
+            .await
+            .unwrap();
+        let mut changed = sub("changed@example.com");
+        store
+            .add_subscriber(&changed, UpsertMode::Normal)
+            .await
+            .unwrap();
+        store
+            .add_subscriber(&sub("left@example.com"), UpsertMode::Normal)
+            .await
+            .unwrap();
+        store
+            .unsubscribe_email("LEFT@example.com", "test")
+            .await
+            .unwrap();
+        changed.tags = vec!["vip".into()];
+
+        let mut unsubscribed_new = sub("gone-before@example.com");
+        unsubscribed_new.status = Some(SubscriberStatus::Unsubscribed);
+        let rows = vec![
+            ImportRow {
+                line: 2,
+                result: Ok(sub("new@example.com")),
+            },
+            ImportRow {
+                line: 3,
+                result: Ok(sub("same@example.com")),
+            },
+            ImportRow {
+                line: 4,
+                result: Ok(changed),
+            },
+            ImportRow {
+                line: 5,
+                result: Ok(sub("left@example.com")),
+            },
+            ImportRow {
+                line: 6,
+                result: Err("\"bob@\" is not a valid email address".into()),
+            },
+            ImportRow {
+                line: 7,
+                result: Ok(sub("NEW@Example.com")),
+            },
+            ImportRow {
+                line: 8,
+                result: Ok(unsubscribed_new),
+            },
+        ];
+        let before = store.list_subscribers(None).await.unwrap();
+        let dry = store
+            .import(rows.clone().into_iter(), UpsertMode::Normal, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.list_subscribers(None).await.unwrap(),
+            before,
+            "dry run writes nothing"
+        );
+        let real = store
+            .import(rows.into_iter(), UpsertMode::Normal, false)
+            .await
+            .unwrap();
+        assert_eq!(dry, real, "dry run classifies the same");
+        assert_eq!(
+            (real.added, real.updated, real.unchanged, real.suppressed),
+            (2, 1, 1, 1),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            real.rejected,
+            vec![
+                (6, "\"bob@\" is not a valid email address".to_string()),
+                (7, "duplicate of line 2".to_string())
+            ]
+        );
+        assert_eq!(
+            store
+                .get_subscriber("new@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .email,
+            "new@example.com",
+            "the first of the duplicates wins"
+        );
+        assert_eq!(
+            store
+                .get_subscriber("gone-before@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            SubscriberStatus::Unsubscribed
+        );
+        assert_eq!(
+            store
+                .get_subscriber("changed@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .tags,
+            vec!["vip".to_string()]
+        );
+        assert_eq!(
+            store
+                .get_subscriber("left@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            SubscriberStatus::Unsubscribed,
+            "an import never reactivates"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn export_then_import_reproduces_statuses() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        seed(&store, 1_500).await; // more than one stream page
+        store
+            .unsubscribe_email("user3@example.com", "t")
+            .await
+            .unwrap();
+        store
+            .record_bounce("user4@example.com", BounceKind::Hard, 1)
+            .await
+            .unwrap();
+        store
+            .record_bounce("user5@example.com", BounceKind::Complaint, 1)
+            .await
+            .unwrap();
+        store
+            .create_pending(&email("pending@example.com"), Some("P"), "form")
+            .await
+            .unwrap();
+
+        let exported: Vec<_> = store.stream_subscribers().try_collect().await.unwrap();
+        assert_eq!(exported.len(), 1_501);
+        assert!(exported.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(exported, store.list_subscribers(None).await.unwrap());
+
+        let other = common::TestDb {
+            url: format!("{}-copy", db.url),
+            label: db.label,
+        };
+        if db.label == "postgres" {
+            return; // a second fresh database is covered on SQLite
+        }
+        let copy = other.store().await;
+        let rows = exported.iter().enumerate().map(|(i, s)| ImportRow {
+            line: i as u64 + 2,
+            result: Ok(NewSubscriber {
+                email: email(&s.email),
+                name: s.name.clone(),
+                tags: s.tags.clone(),
+                attributes: s.attributes.clone(),
+                status: Some(s.status),
+                source: "import".into(),
+            }),
+        });
+        let summary = copy.import(rows, UpsertMode::Normal, false).await.unwrap();
+        assert_eq!(summary.added, 1_501);
+        assert_eq!(
+            copy.count_by_status().await.unwrap(),
+            store.count_by_status().await.unwrap()
+        );
+        assert_eq!(
+            store.count_by_status().await.unwrap(),
+            vec![
+                (SubscriberStatus::Pending, 1),
+                (SubscriberStatus::Active, 1_497),
+                (SubscriberStatus::Unsubscribed, 1),
+                (SubscriberStatus::Bounced, 1),
+                (SubscriberStatus::Complained, 1),
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn double_opt_in() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let e = email("new@example.com");
+        let PendingOutcome::Created { id } =
+            store.create_pending(&e, Some("N"), "form").await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            store.count_audience().await.unwrap(),
+            0,
+            "pending is no audience"
+        );
+        assert_eq!(
+            store.create_pending(&e, None, "form").await.unwrap(),
+            PendingOutcome::StillPending { id }
+        );
+        assert!(store.confirm(id).await.unwrap());
+        assert!(!store.confirm(id).await.unwrap());
+        let s = store.get_subscriber_by_id(id).await.unwrap().unwrap();
+        assert_eq!(s.status, SubscriberStatus::Active);
+        assert!(s.confirmed_at.is_some());
+        assert_eq!(
+            store.create_pending(&e, None, "form").await.unwrap(),
+            PendingOutcome::AlreadyActive { id }
+        );
+        store.unsubscribe(id, "link").await.unwrap();
+        assert_eq!(
+            store.create_pending(&e, None, "form").await.unwrap(),
+            PendingOutcome::Suppressed { id: Some(id) }
+        );
+        assert_eq!(
+            store
+                .get_subscriber_by_id(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            SubscriberStatus::Unsubscribed,
+            "a signup alone does not lift suppression"
+        );
+        assert!(
+            store.confirm(id).await.unwrap(),
+            "its own confirmation does"
+        );
+        assert_eq!(store.count_audience().await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bounces_and_complaints() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        seed(&store, 3).await;
+        assert!(
+            !store
+                .record_bounce("user0@example.com", BounceKind::Soft, 3)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .record_bounce("user0@example.com", BounceKind::Soft, 3)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_bounce("USER0@example.com", BounceKind::Soft, 3)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .get_subscriber("user0@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            SubscriberStatus::Bounced
+        );
+        assert!(
+            store
+                .record_bounce("user1@example.com", BounceKind::Complaint, 3)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .get_subscriber("user1@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            SubscriberStatus::Complained
+        );
+        assert!(
+            !store
+                .record_bounce("nobody@example.com", BounceKind::Hard, 3)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .unsubscribe_email("nobody@example.com", "x")
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+}
+
+/// An import running while unsubscribes arrive: nothing fails ("database is
+/// locked") and no unsubscribe is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_never_loses_a_concurrent_unsubscribe() {
+    each_backend(|db| async move {
+        const N: usize = 50_000;
+        let store = db.store().await;
+        seed(&store, N).await;
+        let import_store = db.store().await; // its own pool, like another process
+        let import = tokio::spawn(async move {
+            import_store
+                .import(generated(N, "Renamed"), UpsertMode::Normal, false)
+                .await
+        });
+        let unsubscriber = db.store().await;
+        let unsub = tokio::spawn(async move {
+            let mut done = Vec::new();
+            for i in (0..N).step_by(97) {
+                let address = format!("user{i}@example.com");
+                let changed = unsubscriber.unsubscribe_email(&address, "webhook").await?;
+                assert!(changed, "{address} was active");
+                done.push(address);
+            }
+            Ok::<_, StoreError>(done)
+        });
+        let summary = import.await.unwrap().expect("import must not fail");
+        let unsubscribed = unsub.await.unwrap().expect("no unsubscribe may fail");
+        assert_eq!(summary.updated + summary.suppressed, N as u64);
+        assert!(summary.rejected.is_empty());
+        for address in &unsubscribed {
+            let s = store.get_subscriber(address).await.unwrap().unwrap();
+            assert_eq!(
+                s.status,
+                SubscriberStatus::Unsubscribed,
+                "{} lost {address}",
+                db.label
+            );
+        }
+        let counts = store.count_by_status().await.unwrap();
+        assert_eq!(
+            counts[2],
+            (SubscriberStatus::Unsubscribed, unsubscribed.len() as u64)
+        );
+        // Every other row got the import's change.
+        let renamed = store
+            .list_subscribers(Some(SubscriberStatus::Active))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.name.as_deref().is_some_and(|n| n.starts_with("Renamed")))
+            .count();
+        assert_eq!(renamed, N - unsubscribed.len());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_creates_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a").join("b").join("lp.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert!(path.exists());
+    store.close().await;
+}
