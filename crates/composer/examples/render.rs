@@ -10,10 +10,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let composer = Composer::new(ComposerSettings {
-        content_root: rest.first().map_or_else(|| manifest.join("../../examples"), PathBuf::from),
+        content_root: rest
+            .first()
+            .map_or_else(|| manifest.join("../../examples"), PathBuf::from),
         issue_url: "https://rust-trends.com/newsletter/{slug}/".into(),
         template: manifest.join("../../templates/default.mjml"),
-        newsletter: Newsletter { name: "Rust Trends".into(), postal_address: "Example Street 1\n1234 AB Amsterdam".into() },
+        newsletter: Newsletter {
+            name: "Rust Trends".into(),
+            postal_address: "Example Street 1\n1234 AB Amsterdam".into(),
+        },
     })?;
     let issue = composer.compose_file(issue.as_ref())?;
     for w in &issue.warnings {
@@ -28,6 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(format!("{out}/email.html"), html)?;
     std::fs::write(format!("{out}/email.txt"), text)?;
     std::fs::write(format!("{out}/email.mjml"), &issue.mjml)?;
-    eprintln!("{} html={} text={}", issue.slug, issue.html.len(), issue.text.len());
+    eprintln!(
+        "{} html={} text={}",
+        issue.slug,
+        issue.html.len(),
+        issue.text.len()
+    );
     Ok(())
 }

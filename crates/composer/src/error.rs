@@ -97,7 +97,11 @@ impl ComposeError {
         }
     }
 
-    pub(crate) fn front_matter(file: &Path, line: Option<usize>, message: impl Into<String>) -> ComposeError {
+    pub(crate) fn front_matter(
+        file: &Path,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> ComposeError {
         ComposeError::FrontMatter {
             location: Location::new(file, line),
             message: message.into(),
@@ -111,7 +115,11 @@ impl ComposeError {
         }
     }
 
-    pub(crate) fn template(file: &Path, line: Option<usize>, message: impl Into<String>) -> ComposeError {
+    pub(crate) fn template(
+        file: &Path,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> ComposeError {
         ComposeError::Template {
             location: Location::new(file, line),
             message: message.into(),
@@ -122,5 +130,9 @@ impl ComposeError {
 /// 1-based line number of byte `offset` in `text`.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }

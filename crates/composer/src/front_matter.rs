@@ -97,18 +97,29 @@ pub(crate) fn split<'a>(file: &Path, src: &'a str) -> Result<Split<'a>, ComposeE
     Err(ComposeError::front_matter(
         file,
         Some(line_of(src, start)),
-        format!("unterminated front matter: no closing `{}` line", closers[0]),
+        format!(
+            "unterminated front matter: no closing `{}` line",
+            closers[0]
+        ),
     ))
 }
 
 /// Parses the front matter of `src` (already split by [`split`]).
-pub(crate) fn parse(file: &Path, src: &str, split: &Split<'_>) -> Result<FrontMatter, ComposeError> {
+pub(crate) fn parse(
+    file: &Path,
+    src: &str,
+    split: &Split<'_>,
+) -> Result<FrontMatter, ComposeError> {
     let line_at = |offset_in_front: usize| line_of(src, split.front_offset + offset_in_front);
     let table = match split.syntax {
         Syntax::Toml => {
             let table: toml::Table = toml::from_str(split.front).map_err(|e| {
                 let line = e.span().map(|s| line_at(s.start));
-                ComposeError::front_matter(file, line, format!("invalid TOML front matter: {}", e.message().trim()))
+                ComposeError::front_matter(
+                    file,
+                    line,
+                    format!("invalid TOML front matter: {}", e.message().trim()),
+                )
             })?;
             match toml_to_json(toml::Value::Table(table)) {
                 Value::Object(map) => map,
@@ -143,7 +154,10 @@ pub(crate) fn parse(file: &Path, src: &str, split: &Split<'_>) -> Result<FrontMa
         match table.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(err(key, format!("front matter key `{key}` must be a string"))),
+            Some(_) => Err(err(
+                key,
+                format!("front matter key `{key}` must be a string"),
+            )),
         }
     };
 
@@ -172,12 +186,22 @@ pub(crate) fn parse(file: &Path, src: &str, split: &Split<'_>) -> Result<FrontMa
     let draft = match table.get("draft") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(err("draft", "front matter key `draft` must be true or false".into())),
+        Some(_) => {
+            return Err(err(
+                "draft",
+                "front matter key `draft` must be true or false".into(),
+            ));
+        }
     };
     let extra = match table.get("extra") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(v @ Value::Object(_)) => v.clone(),
-        Some(_) => return Err(err("extra", "front matter key `extra` must be a table".into())),
+        Some(_) => {
+            return Err(err(
+                "extra",
+                "front matter key `extra` must be a table".into(),
+            ));
+        }
     };
     Ok(FrontMatter {
         title,
@@ -218,7 +242,9 @@ fn toml_to_json(v: toml::Value) -> Value {
         toml::Value::Boolean(b) => Value::Bool(b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
     }
 }
 
@@ -228,7 +254,12 @@ pub(crate) fn parse_send_at(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));
     }
-    const FORMATS: [&str; 4] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"];
+    const FORMATS: [&str; 4] = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ];
     for format in FORMATS {
         if let Ok(naive) = NaiveDateTime::parse_from_str(s, format) {
             return Some(naive.and_utc());

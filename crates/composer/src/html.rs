@@ -56,7 +56,9 @@ pub(crate) fn tokenize(s: &str) -> Vec<(Token<'_>, Range<usize>)> {
             continue;
         }
         let parsed = if s[i..].starts_with("<!--") {
-            s[i + 4..].find("-->").map(|e| (Token::Comment, i + 4 + e + 3))
+            s[i + 4..]
+                .find("-->")
+                .map(|e| (Token::Comment, i + 4 + e + 3))
         } else if matches!(b.get(i + 1), Some(b'!' | b'?')) {
             s[i..].find('>').map(|e| (Token::Comment, i + e + 1))
         } else {
@@ -146,7 +148,14 @@ fn parse_tag(s: &str, start: usize) -> Option<(Token<'_>, usize)> {
             });
         }
     }
-    Some((Token::Tag(Tag { name, closing, attrs }), i + 1))
+    Some((
+        Token::Tag(Tag {
+            name,
+            closing,
+            attrs,
+        }),
+        i + 1,
+    ))
 }
 
 /// Decodes HTML entities (`&amp;`, `&#39;`, ...).

@@ -54,7 +54,9 @@ impl Layout {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let folder = folder.canonicalize().map_err(|e| ComposeError::io(folder, e))?;
+        let folder = folder
+            .canonicalize()
+            .map_err(|e| ComposeError::io(folder, e))?;
         let layout = Layout {
             path: path.to_path_buf(),
             source,
@@ -69,9 +71,9 @@ impl Layout {
             postal_address: "Street 1",
             content: "<p>Content</p>",
         })?;
-        layout
-            .compile(&sample)
-            .map_err(|e| ComposeError::template(path, None, format!("mrml rejects the layout: {e}")))?;
+        layout.compile(&sample).map_err(|e| {
+            ComposeError::template(path, None, format!("mrml rejects the layout: {e}"))
+        })?;
         Ok(layout)
     }
 
@@ -83,7 +85,11 @@ impl Layout {
         while let Some(found) = src[last..].find("{{") {
             let start = last + found;
             let Some(len) = src[start..].find("}}") else {
-                return Err(ComposeError::template(&self.path, Some(line_of(src, start)), "unclosed `{{`"));
+                return Err(ComposeError::template(
+                    &self.path,
+                    Some(line_of(src, start)),
+                    "unclosed `{{`",
+                ));
             };
             let name = src[start + 2..start + len].trim();
             out.push_str(&src[last..start]);
@@ -95,7 +101,8 @@ impl Layout {
                 "newsletter_name" => out.push_str(&escape_html(v.newsletter_name)),
                 "issue_url" => out.push_str(&escape_html(v.issue_url)),
                 "postal_address" => {
-                    let lines: Vec<String> = v.postal_address.trim().lines().map(escape_html).collect();
+                    let lines: Vec<String> =
+                        v.postal_address.trim().lines().map(escape_html).collect();
                     out.push_str(&lines.join("<br />"));
                 }
                 "unsubscribe_url" => out.push_str(marker::UNSUBSCRIBE_URL),
@@ -124,6 +131,9 @@ impl Layout {
             include_loader: Box::new(LocalIncludeLoader::new(self.folder.clone())),
         };
         let parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
-        parsed.element.render(&RenderOptions::default()).map_err(|e| e.to_string())
+        parsed
+            .element
+            .render(&RenderOptions::default())
+            .map_err(|e| e.to_string())
     }
 }

@@ -5,10 +5,33 @@
 //!
 //! The crate is pure: it reads files, and nothing else (no database, no network).
 //!
-//! Pipeline ([`Composer::compose_file`]): front matter ([`front_matter`]) →
-//! shortcodes ([`shortcodes`]) → Markdown events with absolute links and lints
-//! ([`markdown`], [`links`], [`lint`]) → HTML content filled into the layout and
-//! compiled once ([`layout`]) and the text part ([`text`]) → [`personalize`].
+//! Pipeline ([`Composer::compose_file`]), one module per step: `front_matter`
+//! (TOML `+++` or YAML `---`) → `shortcodes` → `markdown` (pulldown-cmark events,
+//! addresses made absolute by `links`, warnings from `lint`) → `layout` (the MJML
+//! layout filled and compiled once by mrml) and `text` (the plain-text part from the
+//! same events) → [`personalize`].
+//!
+//! # Shortcodes (Zola syntax, in the issue's Markdown)
+//!
+//! - `{{ include_md(path="snippets/x.md") }}`: inserts a Markdown file relative to
+//!   [`ComposerSettings::content_root`], recursively; paths outside the root and
+//!   include cycles are errors.
+//! - `{{ subscriber_name() }}`, `{{ subscriber_name(fallback="there") }}`,
+//!   `{{ subscriber_email() }}`, `{{ unsubscribe_url() }}`: per-recipient values, written
+//!   as the markers documented in [`personalize`].
+//!
+//! Shortcodes inside code spans and code blocks are left as text.
+//!
+//! # Layout placeholders
+//!
+//! The MJML layout (`templates/default.mjml`) uses `{{ content }}` (the issue's HTML),
+//! `{{ title }}`, `{{ subject }}`, `{{ preheader }}`, `{{ newsletter_name }}`,
+//! `{{ issue_url }}`, `{{ postal_address }}` (all escaped), and `{{ unsubscribe_url }}`,
+//! `{{ subscriber_email }}`, `{{ subscriber_name }}` (markers). An unknown placeholder
+//! is an error naming the layout file and line. `mj-include` resolves only inside the
+//! layout's folder; included partials are static MJML (no placeholders).
+
+#![warn(missing_docs)]
 
 mod error;
 mod front_matter;
@@ -132,7 +155,12 @@ fn read_source(path: &Path) -> Result<String, ComposeError> {
 fn issue_slug(path: &Path, fm: &FrontMatter) -> String {
     match fm.slug.as_deref().map(slugify).filter(|s| !s.is_empty()) {
         Some(slug) => slug,
-        None => slugify(&path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()),
+        None => slugify(
+            &path
+                .file_stem()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -146,7 +174,11 @@ impl Composer {
             .content_root
             .canonicalize()
             .unwrap_or_else(|_| settings.content_root.clone());
-        Ok(Composer { settings, root, layout })
+        Ok(Composer {
+            settings,
+            root,
+            layout,
+        })
     }
 
     /// The settings this composer was made with.
@@ -173,7 +205,7 @@ impl Composer {
         let (body, map) = expander.expand_issue(path, &src, split.body_offset)?;
 
         let mut hasher = Sha256::new();
-        hasher.update(src[..split.body_offset].as_bytes());
+        hasher.update(&src.as_bytes()[..split.body_offset]);
         hasher.update(body.as_bytes());
         let content_hash = hex::encode(hasher.finalize());
 
@@ -181,7 +213,10 @@ impl Composer {
         let events = markdown::events(&body, &base, &map, &mut warnings);
         let content = markdown::to_html(&events, body.len() * 3 / 2);
 
-        let subject = front_matter.subject.clone().unwrap_or_else(|| front_matter.title.clone());
+        let subject = front_matter
+            .subject
+            .clone()
+            .unwrap_or_else(|| front_matter.title.clone());
         let preheader = front_matter
             .preheader
             .clone()
@@ -201,7 +236,10 @@ impl Composer {
             ComposeError::template(
                 path,
                 None,
-                format!("mrml rejects the layout {} filled with this issue: {e}", self.layout.path.display()),
+                format!(
+                    "mrml rejects the layout {} filled with this issue: {e}",
+                    self.layout.path.display()
+                ),
             )
         })?;
         if html.len() > HTML_SIZE_WARNING {
@@ -224,7 +262,12 @@ impl Composer {
                 postal_address: &newsletter.postal_address,
             },
         );
-        tracing::debug!(html_bytes = html.len(), text_bytes = text.len(), warnings = warnings.len(), "composed");
+        tracing::debug!(
+            html_bytes = html.len(),
+            text_bytes = text.len(),
+            warnings = warnings.len(),
+            "composed"
+        );
         Ok(ComposedIssue {
             slug,
             front_matter,

@@ -45,7 +45,11 @@ pub(crate) fn is_insecure(href: &str) -> bool {
 
 /// Whether an image address points at a format many mail clients cannot show.
 pub(crate) fn unsupported_image_format(src: &str) -> Option<&'static str> {
-    let path = src.split(['?', '#']).next().unwrap_or(src).to_ascii_lowercase();
+    let path = src
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(src)
+        .to_ascii_lowercase();
     if path.ends_with(".webp") {
         Some("WebP")
     } else if path.ends_with(".svg") {

@@ -44,12 +44,21 @@ impl fmt::Display for Lint {
 pub const HTML_SIZE_WARNING: usize = 90 * 1024;
 
 pub(crate) fn push(lints: &mut Vec<Lint>, kind: LintKind, line: Option<usize>, message: String) {
-    lints.push(Lint { kind, message, line });
+    lints.push(Lint {
+        kind,
+        message,
+        line,
+    });
 }
 
 /// Lints for one link or image address as written (entities decoded).
 pub(crate) fn check_address(lints: &mut Vec<Lint>, line: usize, what: &str, address: &str) {
     if crate::links::is_insecure(address) {
-        push(lints, LintKind::InsecureLink, Some(line), format!("insecure (http:) {what}: {address}"));
+        push(
+            lints,
+            LintKind::InsecureLink,
+            Some(line),
+            format!("insecure (http:) {what}: {address}"),
+        );
     }
 }

@@ -28,7 +28,12 @@ struct Open {
 }
 
 /// Parses `body` and returns its events with addresses made absolute.
-pub(crate) fn events<'a>(body: &'a str, base: &Url, map: &SourceMap, lints: &mut Vec<Lint>) -> Vec<Event<'a>> {
+pub(crate) fn events<'a>(
+    body: &'a str,
+    base: &Url,
+    map: &SourceMap,
+    lints: &mut Vec<Lint>,
+) -> Vec<Event<'a>> {
     let mut out = Vec::with_capacity(body.len() / 16);
     let mut image: Option<Open> = None;
     let mut link: Option<Open> = None;
@@ -37,26 +42,66 @@ pub(crate) fn events<'a>(body: &'a str, base: &Url, map: &SourceMap, lints: &mut
     for (event, range) in Parser::new_ext(body, options()).into_offset_iter() {
         let line = map.line(range.start);
         match event {
-            Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
-                let dest_url = rewrite(base, &dest_url, line, "link", lints).map_or(dest_url, CowStr::from);
-                link = Some(Open { line, address: dest_url.to_string(), has_text: false });
-                out.push(Event::Start(Tag::Link { link_type, dest_url, title, id }));
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => {
+                let dest_url =
+                    rewrite(base, &dest_url, line, "link", lints).map_or(dest_url, CowStr::from);
+                link = Some(Open {
+                    line,
+                    address: dest_url.to_string(),
+                    has_text: false,
+                });
+                out.push(Event::Start(Tag::Link {
+                    link_type,
+                    dest_url,
+                    title,
+                    id,
+                }));
             }
             Event::End(TagEnd::Link) => {
                 if let Some(open) = link.take().filter(|l| !l.has_text && !l.address.is_empty()) {
-                    lint::push(lints, LintKind::EmptyLink, Some(open.line), format!("link without text: {}", open.address));
+                    lint::push(
+                        lints,
+                        LintKind::EmptyLink,
+                        Some(open.line),
+                        format!("link without text: {}", open.address),
+                    );
                 }
                 out.push(event);
             }
-            Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+            Event::Start(Tag::Image {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => {
                 check_image(lints, line, &dest_url);
-                let dest_url = rewrite(base, &dest_url, line, "image", lints).map_or(dest_url, CowStr::from);
-                image = Some(Open { line, address: dest_url.to_string(), has_text: false });
-                out.push(Event::Start(Tag::Image { link_type, dest_url, title, id }));
+                let dest_url =
+                    rewrite(base, &dest_url, line, "image", lints).map_or(dest_url, CowStr::from);
+                image = Some(Open {
+                    line,
+                    address: dest_url.to_string(),
+                    has_text: false,
+                });
+                out.push(Event::Start(Tag::Image {
+                    link_type,
+                    dest_url,
+                    title,
+                    id,
+                }));
             }
             Event::End(TagEnd::Image) => {
                 if let Some(open) = image.take().filter(|i| !i.has_text) {
-                    lint::push(lints, LintKind::ImageWithoutAlt, Some(open.line), format!("image without alt text: {}", open.address));
+                    lint::push(
+                        lints,
+                        LintKind::ImageWithoutAlt,
+                        Some(open.line),
+                        format!("image without alt text: {}", open.address),
+                    );
                 }
                 out.push(event);
             }
@@ -114,17 +159,33 @@ fn check_image(lints: &mut Vec<Lint>, line: usize, src: &str) {
 }
 
 /// The absolute form of an address, or `None` to keep it; lints it on the way.
-fn rewrite(base: &Url, address: &str, line: usize, what: &str, lints: &mut Vec<Lint>) -> Option<String> {
+fn rewrite(
+    base: &Url,
+    address: &str,
+    line: usize,
+    what: &str,
+    lints: &mut Vec<Lint>,
+) -> Option<String> {
     lint::check_address(lints, line, what, address);
     match links::resolve(base, address) {
         Resolved::Keep => None,
         Resolved::Absolute(url) => Some(url),
         Resolved::Empty => {
-            lint::push(lints, LintKind::EmptyLink, Some(line), format!("{what} with an empty address"));
+            lint::push(
+                lints,
+                LintKind::EmptyLink,
+                Some(line),
+                format!("{what} with an empty address"),
+            );
             None
         }
         Resolved::Unresolved => {
-            lint::push(lints, LintKind::UnresolvedLink, Some(line), format!("cannot resolve {what} address: {address}"));
+            lint::push(
+                lints,
+                LintKind::UnresolvedLink,
+                Some(line),
+                format!("cannot resolve {what} address: {address}"),
+            );
             None
         }
     }
@@ -132,7 +193,12 @@ fn rewrite(base: &Url, address: &str, line: usize, what: &str, lints: &mut Vec<L
 
 /// Rewrites `href` and `src` attributes of a raw HTML fragment, and lints its
 /// images and links. `None` when nothing changed.
-fn rewrite_html(base: &Url, fragment: &str, first_line: usize, lints: &mut Vec<Lint>) -> Option<String> {
+fn rewrite_html(
+    base: &Url,
+    fragment: &str,
+    first_line: usize,
+    lints: &mut Vec<Lint>,
+) -> Option<String> {
     if !fragment.contains('<') {
         return None;
     }
@@ -147,7 +213,12 @@ fn rewrite_html(base: &Url, fragment: &str, first_line: usize, lints: &mut Vec<L
         if tag.name == "img" {
             if tag.attr("alt").is_none_or(|a| a.trim().is_empty()) {
                 let src = tag.attr("src").unwrap_or("");
-                lint::push(lints, LintKind::ImageWithoutAlt, Some(line), format!("image without alt text: {src}"));
+                lint::push(
+                    lints,
+                    LintKind::ImageWithoutAlt,
+                    Some(line),
+                    format!("image without alt text: {src}"),
+                );
             }
             if let Some(src) = tag.attr("src") {
                 check_image(lints, line, src);
@@ -162,7 +233,12 @@ fn rewrite_html(base: &Url, fragment: &str, first_line: usize, lints: &mut Vec<L
                 continue;
             };
             let Some((value_range, quoted)) = attr.value_range.clone() else {
-                lint::push(lints, LintKind::EmptyLink, Some(line), format!("{what} with an empty address"));
+                lint::push(
+                    lints,
+                    LintKind::EmptyLink,
+                    Some(line),
+                    format!("{what} with an empty address"),
+                );
                 continue;
             };
             let address = html::decode_entities(attr.value);

@@ -82,7 +82,9 @@ impl Personalizable {
         while let Some(found) = source[from..].find("%%lp-") {
             let start = from + found;
             let body_start = start + 5;
-            let Some(len) = source[body_start..].find("%%") else { break };
+            let Some(len) = source[body_start..].find("%%") else {
+                break;
+            };
             let body_end = body_start + len;
             let body = &source[body_start..body_end];
             let slot = match body {

@@ -28,8 +28,7 @@ use crate::personalize::marker;
 /// Text that came from an include maps to the line of its `include_md` shortcode.
 #[derive(Debug, Default)]
 pub(crate) struct SourceMap {
-    /// (offset in expanded text, offset in the issue source, came from a shortcode).
-    segments: Vec<(usize, usize, bool)>,
+    segments: Vec<Segment>,
     /// Byte offsets where the issue file's lines start.
     line_starts: Vec<usize>,
 }
@@ -46,6 +45,14 @@ impl SourceMap {
         self.line_starts.partition_point(|&s| s <= source)
     }
 }
+
+/// (offset in expanded text, offset in the issue source, came from a shortcode).
+type Segment = (usize, usize, bool);
+
+/// Where the top-level expansion records its segments: the list and the body's
+/// offset in the issue source. Nested includes record nothing (they map to the
+/// line of their top-level shortcode).
+type Segments<'m> = Option<(&'m mut Vec<Segment>, usize)>;
 
 /// Expands the shortcodes of an issue body.
 pub(crate) struct Expander<'a> {
@@ -95,7 +102,7 @@ impl Expander<'_> {
         first_line: usize,
         stack: &mut Vec<PathBuf>,
         out: &mut String,
-        mut segments: Option<(&mut Vec<(usize, usize, bool)>, usize)>,
+        mut segments: Segments<'_>,
     ) -> Result<(), ComposeError> {
         let line_at = |offset: usize| first_line + line_of(text, offset) - 1;
         let mut last = 0;
@@ -112,7 +119,9 @@ impl Expander<'_> {
             let bad = |msg: String| ComposeError::shortcode(file, line, msg);
             match call.name {
                 "include_md" => {
-                    let path = only_arg(&call, "path", true).map_err(bad)?.unwrap_or_default();
+                    let path = only_arg(&call, "path", true)
+                        .map_err(bad)?
+                        .unwrap_or_default();
                     self.include(file, line, &path, stack, out)?;
                 }
                 "subscriber_name" => {
@@ -120,7 +129,10 @@ impl Expander<'_> {
                     if let Some(f) = &fallback {
                         // The fallback travels through Markdown and MJML inside the marker, so
                         // it is limited to characters neither of them rewrites.
-                        if !f.chars().all(|c| c.is_alphanumeric() || " ,.!?-".contains(c)) {
+                        if !f
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || " ,.!?-".contains(c))
+                        {
                             return Err(bad(format!(
                                 "bad argument `fallback` of `subscriber_name`: `{f}` may only contain \
                                  letters, digits, spaces and , . ! ? -"
@@ -162,7 +174,9 @@ impl Expander<'_> {
         let bad = |msg: String| ComposeError::shortcode(file, line, msg);
         let target = self.root.join(path);
         if Path::new(path).is_absolute() {
-            return Err(bad(format!("include_md: `{path}` must be relative to the content root")));
+            return Err(bad(format!(
+                "include_md: `{path}` must be relative to the content root"
+            )));
         }
         let canonical = target.canonicalize().map_err(|e| {
             bad(format!(
@@ -182,20 +196,24 @@ impl Expander<'_> {
                 .chain(std::iter::once(&canonical))
                 .map(|p| p.display().to_string())
                 .collect();
-            return Err(bad(format!("include_md: include cycle: {}", chain.join(" -> "))));
+            return Err(bad(format!(
+                "include_md: include cycle: {}",
+                chain.join(" -> ")
+            )));
         }
         let text = std::fs::read_to_string(&canonical)
             .map_err(|e| bad(format!("include_md: cannot read `{path}`: {e}")))?;
         stack.push(canonical);
         // Errors inside the included file name that file (as joined to the root) and its line.
         // The chain of includes is appended so the message also names the issue file.
-        self.expand(&target, &text, 1, stack, out, None).map_err(|e| match e {
-            ComposeError::Shortcode { location, message } => ComposeError::Shortcode {
-                location,
-                message: format!("{message} (included from {}:{line})", file.display()),
-            },
-            other => other,
-        })?;
+        self.expand(&target, &text, 1, stack, out, None)
+            .map_err(|e| match e {
+                ComposeError::Shortcode { location, message } => ComposeError::Shortcode {
+                    location,
+                    message: format!("{message} (included from {}:{line})", file.display()),
+                },
+                other => other,
+            })?;
         stack.pop();
         Ok(())
     }
@@ -211,14 +229,20 @@ fn only_arg(call: &Call<'_>, key: &str, required: bool) -> Result<Option<String>
         }
     }
     if required && value.is_none() {
-        return Err(format!("shortcode `{}` needs the argument `{key}=\"...\"`", call.name));
+        return Err(format!(
+            "shortcode `{}` needs the argument `{key}=\"...\"`",
+            call.name
+        ));
     }
     Ok(value)
 }
 
 fn no_args(call: &Call<'_>) -> Result<(), String> {
     match call.args.first() {
-        Some((k, _)) => Err(format!("bad argument `{k}`: shortcode `{}` takes none", call.name)),
+        Some((k, _)) => Err(format!(
+            "bad argument `{k}`: shortcode `{}` takes none",
+            call.name
+        )),
         None => Ok(()),
     }
 }
@@ -236,7 +260,11 @@ fn code_ranges(text: &str) -> Vec<Range<usize>> {
 }
 
 /// Finds every shortcode call outside code.
-fn find_calls<'t>(file: &Path, text: &'t str, first_line: usize) -> Result<Vec<Call<'t>>, ComposeError> {
+fn find_calls<'t>(
+    file: &Path,
+    text: &'t str,
+    first_line: usize,
+) -> Result<Vec<Call<'t>>, ComposeError> {
     let mut calls = Vec::new();
     if !text.contains("{{") {
         return Ok(calls);
@@ -256,7 +284,11 @@ fn find_calls<'t>(file: &Path, text: &'t str, first_line: usize) -> Result<Vec<C
             }
             Ok(None) => {}
             Err(msg) => {
-                return Err(ComposeError::shortcode(file, first_line + line_of(text, start) - 1, msg));
+                return Err(ComposeError::shortcode(
+                    file,
+                    first_line + line_of(text, start) - 1,
+                    msg,
+                ));
             }
         }
     }
@@ -313,7 +345,10 @@ fn parse_call(text: &str, start: usize) -> Result<Option<Call<'_>>, String> {
                     match text[j..].chars().next() {
                         None => return Err(bad(&format!("unterminated string for `{key}`"))),
                         Some('\\') if q == b'"' => {
-                            let escaped = text[j + 1..].chars().next().ok_or_else(|| bad("dangling `\\`"))?;
+                            let escaped = text[j + 1..]
+                                .chars()
+                                .next()
+                                .ok_or_else(|| bad("dangling `\\`"))?;
                             value.push(escaped);
                             j += 1 + escaped.len_utf8();
                         }

@@ -75,9 +75,19 @@ pub(crate) fn render(events: &[Event<'_>], frame: &TextFrame<'_>) -> String {
         out.pop();
     }
     out.push_str("\n\n-- \n");
-    out.push_str(&format!("You are receiving {} at {}.\n", frame.newsletter_name, crate::personalize::marker::EMAIL));
-    out.push_str(&format!("View this issue in your browser: {}\n", frame.issue_url));
-    out.push_str(&format!("Unsubscribe: {}\n", crate::personalize::marker::UNSUBSCRIBE_URL));
+    out.push_str(&format!(
+        "You are receiving {} at {}.\n",
+        frame.newsletter_name,
+        crate::personalize::marker::EMAIL
+    ));
+    out.push_str(&format!(
+        "View this issue in your browser: {}\n",
+        frame.issue_url
+    ));
+    out.push_str(&format!(
+        "Unsubscribe: {}\n",
+        crate::personalize::marker::UNSUBSCRIBE_URL
+    ));
     if !frame.postal_address.trim().is_empty() {
         out.push_str(frame.postal_address.trim());
         out.push('\n');
@@ -94,7 +104,12 @@ impl Writer {
         if let Some(code) = self.code.as_mut() {
             return code;
         }
-        if let Some(cell) = self.table.as_mut().and_then(|t| t.last_mut()).and_then(|r| r.last_mut()) {
+        if let Some(cell) = self
+            .table
+            .as_mut()
+            .and_then(|t| t.last_mut())
+            .and_then(|r| r.last_mut())
+        {
             return cell;
         }
         &mut self.inline
@@ -105,7 +120,9 @@ impl Writer {
             Event::Start(tag) => self.start(tag),
             Event::End(tag) => self.end(*tag),
             Event::Text(t) => self.sink().push_str(t),
-            Event::Code(t) | Event::InlineMath(t) | Event::DisplayMath(t) => self.sink().push_str(t),
+            Event::Code(t) | Event::InlineMath(t) | Event::DisplayMath(t) => {
+                self.sink().push_str(t)
+            }
             Event::SoftBreak => self.sink().push(' '),
             Event::HardBreak => self.sink().push('\n'),
             Event::Rule => {
@@ -116,7 +133,9 @@ impl Writer {
                 let s = format!("[^{label}]");
                 self.sink().push_str(&s);
             }
-            Event::TaskListMarker(done) => self.sink().push_str(if *done { "[x] " } else { "[ ] " }),
+            Event::TaskListMarker(done) => {
+                self.sink().push_str(if *done { "[x] " } else { "[ ] " })
+            }
             Event::Html(t) => self.raw_html(t, true),
             Event::InlineHtml(t) => self.raw_html(t, false),
         }
@@ -152,7 +171,8 @@ impl Writer {
                     }
                     _ => "- ".to_string(),
                 };
-                self.containers.push(Container::Item(marker.chars().count()));
+                self.containers
+                    .push(Container::Item(marker.chars().count()));
                 self.marker = Some(marker);
             }
             Tag::FootnoteDefinition(label) => {
@@ -195,7 +215,11 @@ impl Writer {
             }
             TagEnd::CodeBlock => {
                 let code = self.code.take().unwrap_or_default();
-                let lines = code.trim_end_matches('\n').lines().map(|l| format!("    {l}")).collect();
+                let lines = code
+                    .trim_end_matches('\n')
+                    .lines()
+                    .map(|l| format!("    {l}"))
+                    .collect();
                 self.block(lines, true);
             }
             TagEnd::HtmlBlock => self.flush(true),
@@ -239,7 +263,11 @@ impl Writer {
                 if let Some((url, alt)) = self.image.take() {
                     let alt = collapse(&alt);
                     let n = self.reference(&url);
-                    let label = if alt.is_empty() { "image".to_string() } else { alt };
+                    let label = if alt.is_empty() {
+                        "image".to_string()
+                    } else {
+                        alt
+                    };
                     let s = format!("{label} [{n}]");
                     self.push_word(&s);
                 }
@@ -253,7 +281,12 @@ impl Writer {
         if url.is_empty() || url.starts_with('#') {
             return;
         }
-        let text = self.sink().get(at..).map(str::trim).unwrap_or("").to_string();
+        let text = self
+            .sink()
+            .get(at..)
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string();
         if text == url || Some(text.as_str()) == url.strip_prefix("mailto:") {
             if !self.ref_index.contains_key(url) {
                 // Written out in full already; still listed so every address is in the references.
@@ -301,7 +334,9 @@ impl Writer {
                 }
                 Token::Tag(tag) => match (tag.name.as_str(), tag.closing) {
                     ("a", false) => {
-                        let href = html::decode_entities(tag.attr("href").unwrap_or("")).trim().to_string();
+                        let href = html::decode_entities(tag.attr("href").unwrap_or(""))
+                            .trim()
+                            .to_string();
                         let at = self.sink().len();
                         self.links.push((href, at));
                     }
@@ -311,9 +346,15 @@ impl Writer {
                         }
                     }
                     ("img", false) => {
-                        let src = html::decode_entities(tag.attr("src").unwrap_or("")).trim().to_string();
+                        let src = html::decode_entities(tag.attr("src").unwrap_or(""))
+                            .trim()
+                            .to_string();
                         let alt = collapse(&html::decode_entities(tag.attr("alt").unwrap_or("")));
-                        let label = if alt.is_empty() { "image".to_string() } else { alt };
+                        let label = if alt.is_empty() {
+                            "image".to_string()
+                        } else {
+                            alt
+                        };
                         let s = if src.is_empty() {
                             label
                         } else {
@@ -327,8 +368,11 @@ impl Writer {
                         self.flush(false);
                         self.marker = Some("- ".into());
                     }
-                    ("p" | "div" | "blockquote" | "ul" | "ol" | "li" | "table" | "tr" | "hr" | "section"
-                    | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "pre" | "center", _) => self.flush(true),
+                    (
+                        "p" | "div" | "blockquote" | "ul" | "ol" | "li" | "table" | "tr" | "hr"
+                        | "section" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "pre" | "center",
+                        _,
+                    ) => self.flush(true),
                     _ => {}
                 },
             }

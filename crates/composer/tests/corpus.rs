@@ -31,9 +31,8 @@ fn absolute_urls(markdown: &str) -> Vec<String> {
     let mut urls = Vec::new();
     for event in Parser::new_ext(body, pulldown_cmark::Options::all()) {
         match event {
-            Event::Start(Tag::Link { dest_url, .. }) | Event::Start(Tag::Image { dest_url, .. }) => {
-                urls.push(dest_url.to_string())
-            }
+            Event::Start(Tag::Link { dest_url, .. })
+            | Event::Start(Tag::Image { dest_url, .. }) => urls.push(dest_url.to_string()),
             Event::Html(h) | Event::InlineHtml(h) => urls.extend(common::attribute_urls(&h)),
             _ => {}
         }
@@ -57,9 +56,17 @@ fn every_corpus_issue_composes() {
         .collect();
     issues.sort();
     issues.push(corpus.join("seed-issue.md"));
-    assert!(issues.len() >= 50, "corpus looks incomplete: {} issues", issues.len());
+    assert!(
+        issues.len() >= 50,
+        "corpus looks incomplete: {} issues",
+        issues.len()
+    );
 
-    let recipient = Recipient { email: "reader@example.com", name: None, unsubscribe_url: "https://example.com/u/T" };
+    let recipient = Recipient {
+        email: "reader@example.com",
+        name: None,
+        unsubscribe_url: "https://example.com/u/T",
+    };
     let mut failures = Vec::new();
     for path in &issues {
         let name = path.display();
@@ -96,12 +103,21 @@ fn every_corpus_issue_composes() {
         }
         for line in text.lines() {
             // Code blocks keep their lines; a long URL may exceed the width on a line of its own.
-            if line.chars().count() > 72 && !line.starts_with("    ") && line.trim().contains(' ') && !line.contains("://") {
+            if line.chars().count() > 72
+                && !line.starts_with("    ")
+                && line.trim().contains(' ')
+                && !line.contains("://")
+            {
                 failures.push(format!("{name}: text line over 72 columns: {line}"));
             }
         }
     }
-    assert!(failures.is_empty(), "{} problems:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problems:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -112,11 +128,30 @@ fn corpus_relative_image_resolves_against_issue_url() {
     };
     let root = corpus.join("rust-trends");
     let composer = common::composer(&root, &common::default_template());
-    let issue = composer.compose_file(&root.join("content/newsletter/1.md")).unwrap();
-    assert!(issue.html.as_str().contains("https://rust-trends.com/newsletter/1/logo_tor.webp"));
-    assert!(issue.text.as_str().contains("https://rust-trends.com/newsletter/1/logo_tor.webp"));
+    let issue = composer
+        .compose_file(&root.join("content/newsletter/1.md"))
+        .unwrap();
+    assert!(
+        issue
+            .html
+            .as_str()
+            .contains("https://rust-trends.com/newsletter/1/logo_tor.webp")
+    );
+    assert!(
+        issue
+            .text
+            .as_str()
+            .contains("https://rust-trends.com/newsletter/1/logo_tor.webp")
+    );
 
-    let seed = composer.compose_file(&corpus.join("seed-issue.md")).unwrap();
-    assert!(seed.html.as_str().contains("https://rust-trends.com/signup/"), "include_md snippet link resolved");
+    let seed = composer
+        .compose_file(&corpus.join("seed-issue.md"))
+        .unwrap();
+    assert!(
+        seed.html
+            .as_str()
+            .contains("https://rust-trends.com/signup/"),
+        "include_md snippet link resolved"
+    );
     assert_eq!(seed.slug, "rust-enterprise-breakthrough-2025");
 }

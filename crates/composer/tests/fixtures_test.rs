@@ -6,7 +6,8 @@ mod common;
 use std::path::PathBuf;
 
 use letterpress_composer::{
-    ComposeError, Composer, ComposerSettings, LintKind, Newsletter, Recipient, read_issue_header, slugify,
+    ComposeError, Composer, ComposerSettings, LintKind, Newsletter, Recipient, read_issue_header,
+    slugify,
 };
 
 fn site() -> PathBuf {
@@ -23,11 +24,19 @@ fn composer() -> Composer {
 
 /// 1-based line of the first line of `file` containing `needle`.
 fn line_containing(file: &PathBuf, needle: &str) -> usize {
-    std::fs::read_to_string(file).unwrap().lines().position(|l| l.contains(needle)).expect(needle) + 1
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect(needle)
+        + 1
 }
 
-const READER: Recipient<'static> =
-    Recipient { email: "reader@example.com", name: Some("Ada"), unsubscribe_url: "https://example.com/u/TOKEN" };
+const READER: Recipient<'static> = Recipient {
+    email: "reader@example.com",
+    name: Some("Ada"),
+    unsubscribe_url: "https://example.com/u/TOKEN",
+};
 
 #[test]
 fn toml_front_matter_and_slug() {
@@ -38,8 +47,14 @@ fn toml_front_matter_and_slug() {
     assert_eq!(composed.slug, "why-rust-trends");
     assert_eq!(composed.subject, "Fixture: TOML & Friends");
     assert_eq!(composed.preheader, "A description used as preheader.");
-    assert_eq!(composed.issue_url, "https://rust-trends.com/newsletter/why-rust-trends/");
-    assert_eq!(fm.send_at.unwrap().to_rfc3339(), "2024-05-02T09:30:00+00:00");
+    assert_eq!(
+        composed.issue_url,
+        "https://rust-trends.com/newsletter/why-rust-trends/"
+    );
+    assert_eq!(
+        fm.send_at.unwrap().to_rfc3339(),
+        "2024-05-02T09:30:00+00:00"
+    );
     assert!(!fm.draft);
     assert_eq!(fm.extra["sponsor"], "Acme");
     assert_eq!(fm.extra["toc_not_generate"], true);
@@ -59,12 +74,18 @@ fn yaml_front_matter_and_thematic_break() {
     assert_eq!(composed.subject, "Custom subject");
     assert_eq!(composed.preheader, "Custom preheader");
     assert!(fm.draft);
-    assert_eq!(fm.send_at.unwrap().to_rfc3339(), "2024-06-01T08:00:00+00:00");
+    assert_eq!(
+        fm.send_at.unwrap().to_rfc3339(),
+        "2024-06-01T08:00:00+00:00"
+    );
     assert_eq!(fm.extra["hero"], true);
     assert_eq!(composed.slug, "yaml");
     let html = composed.html.as_str();
     assert!(html.contains("Body after YAML front matter."));
-    assert!(html.contains("<hr"), "the `---` in the body is a thematic break");
+    assert!(
+        html.contains("<hr"),
+        "the `---` in the body is a thematic break"
+    );
     assert!(html.contains("Text after a thematic break."));
     assert!(html.contains("Custom preheader"), "preheader in mj-preview");
 }
@@ -73,7 +94,10 @@ fn yaml_front_matter_and_thematic_break() {
 fn slug_from_file_name_and_date_only_send_at() {
     let header = read_issue_header(&issue("no-slug_File.md")).unwrap();
     assert_eq!(header.slug, "no-slug-file");
-    assert_eq!(header.front_matter.send_at.unwrap().to_rfc3339(), "2024-06-01T00:00:00+00:00");
+    assert_eq!(
+        header.front_matter.send_at.unwrap().to_rfc3339(),
+        "2024-06-01T00:00:00+00:00"
+    );
     assert_eq!(slugify("Why Rust Trends"), "why-rust-trends");
 }
 
@@ -95,22 +119,55 @@ fn includes_links_and_markdown_features_in_html() {
         "#top",
         "https://serde.rs/",
     ] {
-        assert!(urls.iter().any(|u| u == expected), "{expected} not in {urls:?}");
+        assert!(
+            urls.iter().any(|u| u == expected),
+            "{expected} not in {urls:?}"
+        );
     }
-    assert!(html.contains("https://example.com/?a=1&amp;b=2"), "& escaped in the attribute");
-    assert!(html.contains("target=\"_blank\""), "raw HTML attributes kept");
-    assert!(html.contains("Outer snippet before.") && html.contains("Inner snippet with"), "nested include");
+    assert!(
+        html.contains("https://example.com/?a=1&amp;b=2"),
+        "& escaped in the attribute"
+    );
+    assert!(
+        html.contains("target=\"_blank\""),
+        "raw HTML attributes kept"
+    );
+    assert!(
+        html.contains("Outer snippet before.") && html.contains("Inner snippet with"),
+        "nested include"
+    );
     assert!(html.contains("Outer snippet after."));
-    assert!(html.contains("<code>{{ include_md(path="), "shortcode in a code span left alone");
-    assert!(html.contains("unknown_in_fence()"), "shortcode in a fenced block left alone");
-    assert!(html.contains("<table") && html.contains("<td>tokio</td>"), "table");
+    assert!(
+        html.contains("<code>{{ include_md(path="),
+        "shortcode in a code span left alone"
+    );
+    assert!(
+        html.contains("unknown_in_fence()"),
+        "shortcode in a fenced block left alone"
+    );
+    assert!(
+        html.contains("<table") && html.contains("<td>tokio</td>"),
+        "table"
+    );
     assert!(html.contains("footnote-definition"), "footnotes");
     assert!(html.contains("<del>struck</del>"), "strikethrough");
     assert!(html.contains("<meta name=\"color-scheme\" content=\"light dark\""));
-    assert!(html.contains("Fixture Weekly"), "newsletter name in the header");
-    assert!(html.contains("Fixture: TOML &amp; Friends"), "title escaped");
-    assert!(html.contains("Fixture Street 1<br"), "postal address keeps its lines");
-    assert!(html.contains("%%lp-unsubscribe-url%%"), "unpersonalised HTML keeps the marker");
+    assert!(
+        html.contains("Fixture Weekly"),
+        "newsletter name in the header"
+    );
+    assert!(
+        html.contains("Fixture: TOML &amp; Friends"),
+        "title escaped"
+    );
+    assert!(
+        html.contains("Fixture Street 1<br"),
+        "postal address keeps its lines"
+    );
+    assert!(
+        html.contains("%%lp-unsubscribe-url%%"),
+        "unpersonalised HTML keeps the marker"
+    );
     assert!(composed.mjml.contains("<mjml>") && composed.mjml.contains("Inner snippet with"));
 }
 
@@ -118,23 +175,53 @@ fn includes_links_and_markdown_features_in_html() {
 fn text_part() {
     let composed = composer().compose_file(&issue("toml.md")).unwrap();
     let (_, text) = composed.personalize(&READER);
-    assert!(common::find_html_tag(&text).is_none(), "no HTML in:\n{text}");
-    assert!(text.starts_with("Fixture: TOML & Friends\n======================="), "{text}");
-    assert!(text.contains("Links and images\n----------------"), "h2 underlined:\n{text}");
+    assert!(
+        common::find_html_tag(&text).is_none(),
+        "no HTML in:\n{text}"
+    );
+    assert!(
+        text.starts_with("Fixture: TOML & Friends\n======================="),
+        "{text}"
+    );
+    assert!(
+        text.contains("Links and images\n----------------"),
+        "h2 underlined:\n{text}"
+    );
     assert!(text.contains("Hello Ada, welcome!"));
-    assert!(text.contains("{{ include_md(path=\"nope.md\") }}"), "code span kept");
-    assert!(text.contains("    {{ unknown_in_fence() }}"), "code block indented");
+    assert!(
+        text.contains("{{ include_md(path=\"nope.md\") }}"),
+        "code span kept"
+    );
+    assert!(
+        text.contains("    {{ unknown_in_fence() }}"),
+        "code block indented"
+    );
     assert!(text.contains("    indented code line"));
-    assert!(text.contains("Raw link with ampersand ["), "raw <a> becomes a reference");
-    assert!(text.contains("Raw image ["), "raw <img> becomes its alt and a reference");
+    assert!(
+        text.contains("Raw link with ampersand ["),
+        "raw <a> becomes a reference"
+    );
+    assert!(
+        text.contains("Raw image ["),
+        "raw <img> becomes its alt and a reference"
+    );
     assert!(text.contains("Ferris the crab ["), "image alt");
-    assert!(text.contains("] https://example.com/?a=1&b=2\n"), "reference listed unescaped:\n{text}");
+    assert!(
+        text.contains("] https://example.com/?a=1&b=2\n"),
+        "reference listed unescaped:\n{text}"
+    );
     assert!(text.contains("] https://rust-trends.com/newsletter/1/page/\n"));
-    assert!(text.contains("1. First\n2. Second\n   - nested"), "numbered and nested lists:\n{text}");
+    assert!(
+        text.contains("1. First\n2. Second\n   - nested"),
+        "numbered and nested lists:\n{text}"
+    );
     assert!(text.contains("> A quote"));
     assert!(text.contains("Crate | Stars"), "table rows");
     assert!(text.contains("[^1]"), "footnote");
-    assert!(!text.contains("~~") && !text.contains("**"), "emphasis dropped");
+    assert!(
+        !text.contains("~~") && !text.contains("**"),
+        "emphasis dropped"
+    );
     for line in text.lines() {
         assert!(
             line.chars().count() <= 72 || !line.trim().contains(' ') || line.contains("://"),
@@ -142,9 +229,14 @@ fn text_part() {
         );
     }
     // Identical addresses are listed once.
-    let page_refs = text.lines().filter(|l| l.ends_with("] https://serde.rs/")).count();
+    let page_refs = text
+        .lines()
+        .filter(|l| l.ends_with("] https://serde.rs/"))
+        .count();
     assert_eq!(page_refs, 1);
-    assert!(text.contains("View this issue in your browser: https://rust-trends.com/newsletter/why-rust-trends/"));
+    assert!(text.contains(
+        "View this issue in your browser: https://rust-trends.com/newsletter/why-rust-trends/"
+    ));
     assert!(text.contains("Unsubscribe: https://example.com/u/TOKEN"));
     assert!(text.contains("Fixture Street 1\n1000 AA Testville"));
 }
@@ -162,8 +254,14 @@ fn lints_name_kind_and_line() {
             .clone()
     };
     let insecure = find(LintKind::InsecureLink, "http://insecure.example.com/");
-    assert_eq!(insecure.line, Some(line_containing(&path, "insecure.example.com")));
-    assert_eq!(insecure.to_string(), format!("line {}: {}", insecure.line.unwrap(), insecure.message));
+    assert_eq!(
+        insecure.line,
+        Some(line_containing(&path, "insecure.example.com"))
+    );
+    assert_eq!(
+        insecure.to_string(),
+        format!("line {}: {}", insecure.line.unwrap(), insecure.message)
+    );
     let no_alt = find(LintKind::ImageWithoutAlt, "no-alt.webp");
     assert_eq!(no_alt.line, Some(line_containing(&path, "no-alt.webp")));
     find(LintKind::UnsupportedImageFormat, "no-alt.webp");
@@ -171,8 +269,18 @@ fn lints_name_kind_and_line() {
     assert_eq!(raw_webp.line, Some(line_containing(&path, "raw.webp")));
     let empty = find(LintKind::EmptyLink, "empty address");
     assert_eq!(empty.line, Some(line_containing(&path, "[empty link]()")));
-    assert!(!composed.warnings.iter().any(|l| l.kind == LintKind::HtmlTooLarge));
-    assert!(!composed.warnings.iter().any(|l| l.kind == LintKind::ImageWithoutAlt && l.message.contains("raw.webp")));
+    assert!(
+        !composed
+            .warnings
+            .iter()
+            .any(|l| l.kind == LintKind::HtmlTooLarge)
+    );
+    assert!(
+        !composed
+            .warnings
+            .iter()
+            .any(|l| l.kind == LintKind::ImageWithoutAlt && l.message.contains("raw.webp"))
+    );
 }
 
 fn error_of(name: &str) -> (ComposeError, String) {
@@ -184,7 +292,10 @@ fn error_of(name: &str) -> (ComposeError, String) {
 fn assert_error(name: &str, line: usize, needle: &str) {
     let (err, msg) = error_of(name);
     let prefix = format!("{}:{line}: ", issue(name).display());
-    assert!(msg.starts_with(&prefix), "`{msg}` should start with `{prefix}`");
+    assert!(
+        msg.starts_with(&prefix),
+        "`{msg}` should start with `{prefix}`"
+    );
     assert!(msg.contains(needle), "`{msg}` should mention `{needle}`");
     assert_eq!(err.location().and_then(|l| l.line), Some(line));
 }
@@ -196,9 +307,17 @@ fn front_matter_errors_name_file_and_line() {
     assert_error("err_no_title.md", 1, "title");
     assert_error("err_send_at.md", 3, "send_at");
     let (_, msg) = error_of("err_yaml.md");
-    assert!(msg.starts_with(&format!("{}:", issue("err_yaml.md").display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!("{}:", issue("err_yaml.md").display())),
+        "{msg}"
+    );
     assert!(msg.contains("invalid YAML"), "{msg}");
-    let line: usize = msg.split(':').nth(1).unwrap().parse().expect("a line number");
+    let line: usize = msg
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .expect("a line number");
     assert!((3..=4).contains(&line), "{msg}");
     // read_issue_header reports the same.
     assert!(read_issue_header(&issue("err_no_title.md")).is_err());
@@ -212,10 +331,25 @@ fn shortcode_errors_name_file_and_line() {
     assert_error("err_bad_arg.md", 5, "bad argument `file`");
     let (_, msg) = error_of("err_cycle.md");
     assert!(msg.contains("include cycle"), "{msg}");
-    assert!(msg.contains(&format!("included from {}:7", issue("err_cycle.md").display())), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "included from {}:7",
+            issue("err_cycle.md").display()
+        )),
+        "{msg}"
+    );
     let (_, msg) = error_of("err_nested.md");
-    assert!(msg.contains("bad_inner.md:3: unknown shortcode `no_such_thing`"), "{msg}");
-    assert!(msg.contains(&format!("included from {}:5", issue("err_nested.md").display())), "{msg}");
+    assert!(
+        msg.contains("bad_inner.md:3: unknown shortcode `no_such_thing`"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "included from {}:5",
+            issue("err_nested.md").display()
+        )),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -227,15 +361,28 @@ fn personalisation_escapes_html_and_not_text() {
         unsubscribe_url: "https://example.com/u/abc?x=1&y=2",
     };
     let (html, text) = composed.personalize(&evil);
-    assert!(!html.contains("<script>alert"), "name must be escaped in HTML");
+    assert!(
+        !html.contains("<script>alert"),
+        "name must be escaped in HTML"
+    );
     assert!(html.contains("Hello &lt;script&gt;alert(1)&lt;/script&gt; &amp; Co, welcome!"));
     assert!(text.contains("Hello <script>alert(1)</script> & Co, welcome!"));
-    assert!(html.contains("href=\"https://example.com/u/abc?x=1&amp;y=2\""), "unsubscribe link in HTML");
-    assert!(text.contains("https://example.com/u/abc?x=1&y=2"), "unsubscribe link in text");
+    assert!(
+        html.contains("href=\"https://example.com/u/abc?x=1&amp;y=2\""),
+        "unsubscribe link in HTML"
+    );
+    assert!(
+        text.contains("https://example.com/u/abc?x=1&y=2"),
+        "unsubscribe link in text"
+    );
     assert!(html.contains("a&amp;b@example.com") && text.contains("a&b@example.com"));
     assert!(!html.contains("%%lp-") && !text.contains("%%lp-"));
 
-    let nameless = Recipient { email: "x@example.com", name: None, unsubscribe_url: "https://example.com/u/1" };
+    let nameless = Recipient {
+        email: "x@example.com",
+        name: None,
+        unsubscribe_url: "https://example.com/u/1",
+    };
     let (html, text) = composed.personalize(&nameless);
     assert!(html.contains("Hello there, welcome!") && text.contains("Hello there, welcome!"));
 
@@ -251,15 +398,24 @@ fn custom(template: &str) -> Result<Composer, ComposeError> {
         content_root: site(),
         issue_url: "https://example.com/{slug}/".into(),
         template: common::fixtures().join("layouts").join(template),
-        newsletter: Newsletter { name: "Custom & Co".into(), postal_address: String::new() },
+        newsletter: Newsletter {
+            name: "Custom & Co".into(),
+            postal_address: String::new(),
+        },
     })
 }
 
 #[test]
 fn custom_layouts_and_mj_include() {
-    let composed = custom("custom.mjml").unwrap().compose_file(&issue("yaml.md")).unwrap();
+    let composed = custom("custom.mjml")
+        .unwrap()
+        .compose_file(&issue("yaml.md"))
+        .unwrap();
     // Partials are static MJML: placeholders are filled in the layout file itself.
-    assert!(composed.html.as_str().contains("Custom header for"), "mj-include inside the folder");
+    assert!(
+        composed.html.as_str().contains("Custom header for"),
+        "mj-include inside the folder"
+    );
     let (html, _) = composed.personalize(&READER);
     assert!(html.contains("href=\"https://example.com/u/TOKEN\""));
 
@@ -267,7 +423,12 @@ fn custom_layouts_and_mj_include() {
     assert!(escape.to_string().contains("escape.mjml"), "{escape}");
 
     let unknown = custom("unknown.mjml").expect_err("unknown placeholder");
-    assert!(unknown.to_string().contains("unknown.mjml:3: unknown placeholder `{{ nope }}`"), "{unknown}");
+    assert!(
+        unknown
+            .to_string()
+            .contains("unknown.mjml:3: unknown placeholder `{{ nope }}`"),
+        "{unknown}"
+    );
 
     let missing = custom("missing.mjml").expect_err("missing layout");
     assert!(missing.to_string().contains("missing.mjml"), "{missing}");
@@ -279,9 +440,15 @@ fn bad_issue_url_is_a_settings_error() {
         content_root: site(),
         issue_url: "not a url/{slug}".into(),
         template: common::default_template(),
-        newsletter: Newsletter { name: "N".into(), postal_address: String::new() },
+        newsletter: Newsletter {
+            name: "N".into(),
+            postal_address: String::new(),
+        },
     })
     .unwrap();
     let err = composer.compose_file(&issue("yaml.md")).unwrap_err();
-    assert!(err.to_string().starts_with("newsletter.issue_url: "), "{err}");
+    assert!(
+        err.to_string().starts_with("newsletter.issue_url: "),
+        "{err}"
+    );
 }

@@ -46,23 +46,50 @@ pub fn attribute_urls(html: &str) -> Vec<String> {
 }
 
 pub fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// HTML tags that must never appear in a text part.
 pub fn find_html_tag(text: &str) -> Option<String> {
     const TAGS: [&str; 24] = [
-        "a", "img", "br", "div", "p", "q", "blockquote", "code", "span", "strong", "em", "ul", "ol", "li", "h1", "h2",
-        "h3", "table", "tr", "td", "pre", "hr", "del", "sup",
+        "a",
+        "img",
+        "br",
+        "div",
+        "p",
+        "q",
+        "blockquote",
+        "code",
+        "span",
+        "strong",
+        "em",
+        "ul",
+        "ol",
+        "li",
+        "h1",
+        "h2",
+        "h3",
+        "table",
+        "tr",
+        "td",
+        "pre",
+        "hr",
+        "del",
+        "sup",
     ];
     let lower = text.to_ascii_lowercase();
     for (i, _) in lower.match_indices('<') {
         let rest = lower[i + 1..].trim_start_matches('/');
         for tag in TAGS {
-            if let Some(after) = rest.strip_prefix(tag) {
-                if after.starts_with([' ', '>', '/', '\n']) {
-                    return Some(text[i..].chars().take(40).collect());
-                }
+            if rest
+                .strip_prefix(tag)
+                .is_some_and(|after| after.starts_with([' ', '>', '/', '\n']))
+            {
+                return Some(text[i..].chars().take(40).collect());
             }
         }
     }
