@@ -44,7 +44,7 @@ shoot() {
     local width=$1 file=$2
     "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --disable-sync \
-        --user-data-dir="$profile" --hide-scrollbars --window-size="$width,2400" \
+        --user-data-dir="$profile" --hide-scrollbars --window-size="$width,${SCREENSHOT_HEIGHT:-2400}" \
         --screenshot="$file" "$url" >/dev/null 2>&1
     echo "$file"
 }

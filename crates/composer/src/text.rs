@@ -66,6 +66,9 @@ pub(crate) fn render(events: &[Event<'_>], frame: &TextFrame<'_>) -> String {
     w.flush(true);
     let mut out = w.out;
     if !w.refs.is_empty() {
+        while out.ends_with('\n') {
+            out.pop();
+        }
         out.push_str("\n\n");
         for (i, url) in w.refs.iter().enumerate() {
             out.push_str(&format!("[{}] {url}\n", i + 1));
