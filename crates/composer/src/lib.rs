@@ -124,7 +124,81 @@ impl ComposedIssue {
     pub fn personalize(&self, r: &Recipient<'_>) -> (String, String) {
         (self.html.render(r), self.text.render(r))
     }
+
+    /// The issue as one JSON document (bodies with their markers), for a
+    /// store to keep so that workers elsewhere can send it without the
+    /// content tree. [`ComposedIssue::from_stored`] reads it back.
+    pub fn to_stored(&self) -> String {
+        let stored = StoredIssue {
+            version: STORED_VERSION,
+            slug: self.slug.clone(),
+            title: self.front_matter.title.clone(),
+            subject: self.subject.clone(),
+            preheader: self.preheader.clone(),
+            issue_url: self.issue_url.clone(),
+            content_hash: self.content_hash.clone(),
+            html: self.html.as_str().to_string(),
+            text: self.text.as_str().to_string(),
+        };
+        serde_json::to_string(&stored).expect("a struct of strings always serialises")
+    }
+
+    /// Reads what [`ComposedIssue::to_stored`] wrote. The MJML source and
+    /// the lints are not kept: a stored issue is for sending, not editing.
+    pub fn from_stored(stored: &str) -> Result<ComposedIssue, StoredIssueError> {
+        let s: StoredIssue =
+            serde_json::from_str(stored).map_err(|e| StoredIssueError(e.to_string()))?;
+        if s.version != STORED_VERSION {
+            return Err(StoredIssueError(format!(
+                "stored by format version {}, this build reads {STORED_VERSION}",
+                s.version
+            )));
+        }
+        Ok(ComposedIssue {
+            front_matter: FrontMatter {
+                title: s.title,
+                date: None,
+                slug: Some(s.slug.clone()),
+                description: None,
+                subject: Some(s.subject.clone()),
+                preheader: Some(s.preheader.clone()),
+                send_at: None,
+                draft: false,
+                extra: serde_json::Value::Null,
+            },
+            slug: s.slug,
+            subject: s.subject,
+            preheader: s.preheader,
+            issue_url: s.issue_url,
+            content_hash: s.content_hash,
+            mjml: String::new(),
+            html: Personalizable::new(s.html, personalize::Escape::Html),
+            text: Personalizable::new(s.text, personalize::Escape::Text),
+            warnings: Vec::new(),
+        })
+    }
 }
+
+/// Version of the stored form; bump when its meaning changes.
+const STORED_VERSION: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredIssue {
+    version: u32,
+    slug: String,
+    title: String,
+    subject: String,
+    preheader: String,
+    issue_url: String,
+    content_hash: String,
+    html: String,
+    text: String,
+}
+
+/// A stored issue that cannot be read back.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("stored issue is unreadable: {0}")]
+pub struct StoredIssueError(pub String);
 
 /// Slugifies as Zola does: `"Why Rust Trends"` → `"why-rust-trends"`.
 pub fn slugify(s: &str) -> String {

@@ -452,3 +452,15 @@ fn bad_issue_url_is_a_settings_error() {
         "{err}"
     );
 }
+
+#[test]
+fn stored_issue_round_trips_and_personalises_the_same() {
+    let composed = composer().compose_file(&issue("toml.md")).unwrap();
+    let back = letterpress_composer::ComposedIssue::from_stored(&composed.to_stored()).unwrap();
+    assert_eq!(back.slug, composed.slug);
+    assert_eq!(back.subject, composed.subject);
+    assert_eq!(back.content_hash, composed.content_hash);
+    assert_eq!(back.personalize(&READER), composed.personalize(&READER));
+    assert!(letterpress_composer::ComposedIssue::from_stored("{\"version\":99}").is_err());
+    assert!(letterpress_composer::ComposedIssue::from_stored("not json").is_err());
+}
