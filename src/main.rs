@@ -1,1 +1,29 @@
-fn main() {}
+//! The `letterpress` binary: parses the command line and hands over to the
+//! library. Exit status: 0 done, 2 usage error (clap), 1 anything else.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use letterpress::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    letterpress::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(letterpress::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -21,6 +21,7 @@ mod connect;
 mod deliveries;
 mod error;
 mod import;
+mod issue_body;
 mod issues;
 mod model;
 mod subscribers;

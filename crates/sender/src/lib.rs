@@ -1,0 +1,24 @@
+//! The letterpress delivery engine.
+//!
+//! A [`Worker`] claims due deliveries from the store under a lease, builds
+//! each recipient's message from the once-composed issue
+//! ([`IssueMessages`]), waits for the [`Throttle`], hands the message to the
+//! [`Transport`] and records what the server said ([`classify`]) as an
+//! outcome: sent, deferred on the [`RetryPolicy`], bounced, failed or
+//! skipped. Policy lives here; the store only runs the queries.
+
+pub mod classify;
+mod message;
+mod retry;
+mod throttle;
+mod transport;
+mod worker;
+
+pub use classify::Verdict;
+pub use message::{
+    Built, IssueMessages, MessageError, MessageSettings, To, dkim_signed_headers, header_safe,
+};
+pub use retry::RetryPolicy;
+pub use throttle::Throttle;
+pub use transport::{Attempt, SmtpSettings, Transport, TransportError};
+pub use worker::{BoxFuture, IssueLoader, Progress, Until, Worker, WorkerError, WorkerSettings};

@@ -1,0 +1,160 @@
+//! Where messages go: `.eml` files (the embedded default) or an SMTP relay.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::classify::{Verdict, classify_reply};
+
+/// Why a transport cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// `delivery.smtp_url` did not parse.
+    #[error("delivery.smtp_url {url:?} is not a usable SMTP address: {source}")]
+    BadUrl {
+        /// The URL as configured (without a password).
+        url: String,
+        /// lettre's reason.
+        source: lettre::transport::smtp::Error,
+    },
+    /// The outbox folder cannot be created.
+    #[error("cannot create delivery.outbox_dir {path}: {source}")]
+    Outbox {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The result of handing one message to the transport.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// What the reply means.
+    pub verdict: Verdict,
+    /// The reply (or error) text, kept with the delivery.
+    pub reply: String,
+}
+
+/// A configured transport.
+pub enum Transport {
+    /// One `.eml` file per message under `dir/<slug>/`.
+    File {
+        /// `delivery.outbox_dir`.
+        dir: PathBuf,
+    },
+    /// A pooled async SMTP client with at most `delivery.concurrency` connections.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// SMTP connection settings.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (plain), `smtp://user@host:587?tls=required`
+    /// (STARTTLS required) or `smtps://host:465` (implicit TLS).
+    pub url: String,
+    /// The AUTH password, from the environment, never from the TOML file.
+    pub password: Option<String>,
+    /// Connections kept open at most.
+    pub connections: u32,
+    /// Per-command timeout; a stalled server counts as a deferral.
+    pub timeout: Duration,
+}
+
+impl Transport {
+    /// A file transport writing under `dir` (created if missing).
+    pub fn file(dir: impl Into<PathBuf>) -> Result<Self, TransportError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|source| TransportError::Outbox {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self::File { dir })
+    }
+
+    /// An SMTP transport from `settings`.
+    pub fn smtp(settings: &SmtpSettings) -> Result<Self, TransportError> {
+        let bad = |source| TransportError::BadUrl {
+            url: settings.url.clone(),
+            source,
+        };
+        let parsed = url::Url::parse(&settings.url).ok();
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url).map_err(bad)?;
+        // lettre takes credentials from the URL's user:password; the
+        // password never belongs in the config file, so it is added here.
+        if let (Some(url), Some(password)) = (parsed, &settings.password)
+            && !url.username().is_empty()
+        {
+            builder = builder.credentials(Credentials::new(
+                url.username().to_string(),
+                password.clone(),
+            ));
+        }
+        let transport = builder
+            .timeout(Some(settings.timeout))
+            .pool_config(PoolConfig::new().max_size(settings.connections.max(1)))
+            .build();
+        Ok(Self::Smtp(transport))
+    }
+
+    /// Sends `message`; `slug` and `file_stem` name the file for the file transport.
+    pub async fn send(&self, message: &Message, slug: &str, file_stem: &str) -> Attempt {
+        match self {
+            Self::File { dir } => {
+                let folder = dir.join(slug);
+                let path = folder.join(format!("{file_stem}.eml"));
+                let tmp = folder.join(format!(".{file_stem}.eml.tmp"));
+                let bytes = message.formatted();
+                // Write then rename, so a crash never leaves half a message
+                // that a reader (or a re-send) would mistake for a whole one.
+                let result = async {
+                    tokio::fs::create_dir_all(&folder).await?;
+                    tokio::fs::write(&tmp, &bytes).await?;
+                    tokio::fs::rename(&tmp, &path).await
+                }
+                .await;
+                match result {
+                    Ok(()) => Attempt {
+                        verdict: Verdict::Delivered,
+                        reply: format!("written to {}", path.display()),
+                    },
+                    Err(e) => Attempt {
+                        verdict: Verdict::Deferred,
+                        reply: format!("cannot write {}: {e}", path.display()),
+                    },
+                }
+            }
+            Self::Smtp(smtp) => match smtp.send(message.clone()).await {
+                Ok(response) => {
+                    let text = response.message().collect::<Vec<_>>().join(" ");
+                    let code = u16::from(response.code());
+                    Attempt {
+                        verdict: classify_reply(code, &text),
+                        reply: format!("{code} {text}"),
+                    }
+                }
+                Err(e) => {
+                    let reply = e.to_string();
+                    let verdict = match e.status() {
+                        Some(code) => classify_reply(u16::from(code), &reply),
+                        // Network, TLS, timeout, dropped connection: the
+                        // pool drops the broken connection; retry later.
+                        None => Verdict::Deferred,
+                    };
+                    Attempt { verdict, reply }
+                }
+            },
+        }
+    }
+
+    /// Closes pooled connections politely (QUIT).
+    pub async fn shutdown(&self) {
+        if let Self::Smtp(smtp) = self {
+            smtp.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! The queue worker: claim due deliveries under a lease, send them with
+//! bounded concurrency and rate, record the outcomes in batches.
+//!
+//! Crash safety comes from the order of things: a claim is committed
+//! before anything is sent, and an outcome is recorded as soon as the
+//! recorder gets to it. A worker killed mid-send therefore loses only the
+//! outcomes of messages in flight (and not yet recorded); their leases
+//! expire and the next worker sends those again. Claimed messages that were
+//! never started are given back on a graceful stop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use letterpress_core::SubscriberStatus;
+use letterpress_store::{Claim, Outcome, OutcomeKind, Store, StoreError};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::classify::Verdict;
+use crate::message::{IssueMessages, To};
+use crate::retry::RetryPolicy;
+use crate::throttle::Throttle;
+use crate::transport::Transport;
+
+/// Why the worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The database failed; the worker cannot know what it claimed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A boxed future, for [`IssueLoader`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Gives the worker the prepared messages of an issue it finds in the queue.
+///
+/// `send` hands over the issue it just composed; `worker` and `serve` load
+/// an issue from the store the first time they meet it.
+pub trait IssueLoader: Send + Sync {
+    /// The issue with this id, or why it cannot be had.
+    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>>;
+}
+
+/// Tuning of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Names the leases this worker holds (`host:pid:random`).
+    pub worker_id: String,
+    /// Messages in flight at most (`delivery.concurrency`).
+    pub concurrency: u32,
+    /// Deliveries claimed at once. Kept small relative to the rate so a
+    /// lease never runs out while its batch waits for rate tokens.
+    pub batch_size: u32,
+    /// How long a claim is held before another worker may take it over.
+    pub lease: Duration,
+    /// The retry schedule.
+    pub retry: RetryPolicy,
+    /// How often an idle worker looks for due deliveries.
+    pub poll_interval: Duration,
+    /// How long a stopping worker waits for messages in flight.
+    pub shutdown_grace: Duration,
+}
+
+/// Counters a progress display or `/metrics` reads while the worker runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Accepted by the server (or written to the outbox).
+    pub sent: AtomicU64,
+    /// Deferred for a later retry.
+    pub deferred: AtomicU64,
+    /// Failed for good (5xx other than a bounce, or too old).
+    pub failed: AtomicU64,
+    /// Hard bounces (the subscriber is now `bounced`).
+    pub bounced: AtomicU64,
+    /// Skipped because the subscriber was no longer active.
+    pub skipped: AtomicU64,
+    /// SMTP replies by class: 2xx, 4xx, 5xx, and no reply (network).
+    pub replies: [AtomicU64; 4],
+}
+
+impl Progress {
+    /// Every settled or deferred attempt counted so far.
+    pub fn attempts(&self) -> u64 {
+        [
+            &self.sent,
+            &self.deferred,
+            &self.failed,
+            &self.bounced,
+            &self.skipped,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+}
+
+/// When [`Worker::run`] returns.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// When every delivery of the issue is settled, or at the deadline,
+    /// whichever comes first (`letterpress send`).
+    Settled {
+        /// The issue.
+        issue_id: i64,
+        /// When to stop waiting for deferred deliveries.
+        deadline: Instant,
+    },
+    /// Only when stopped (`letterpress worker`, `serve`).
+    Stopped,
+}
+
+/// A delivery worker.
+pub struct Worker {
+    store: Store,
+    transport: Arc<Transport>,
+    throttle: Arc<Throttle>,
+    settings: WorkerSettings,
+    loader: Arc<dyn IssueLoader>,
+    issues: Mutex<HashMap<i64, Arc<IssueMessages>>>,
+    progress: Arc<Progress>,
+}
+
+enum Record {
+    Outcome(Outcome),
+    Flush(oneshot::Sender<()>),
+}
+
+impl Worker {
+    /// A worker over `store` sending through `transport`.
+    pub fn new(
+        store: Store,
+        transport: Arc<Transport>,
+        throttle: Arc<Throttle>,
+        settings: WorkerSettings,
+        loader: Arc<dyn IssueLoader>,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            throttle,
+            settings,
+            loader,
+            issues: Mutex::new(HashMap::new()),
+            progress: Arc::new(Progress::default()),
+        }
+    }
+
+    /// The live counters.
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Runs until `until` or until `stop` is cancelled. On stop, claims
+    /// nothing more, waits up to `shutdown_grace` for messages in flight,
+    /// records their outcomes and gives back the leases of the rest.
+    pub async fn run(
+        self: &Arc<Self>,
+        until: Until,
+        stop: CancellationToken,
+    ) -> Result<(), WorkerError> {
+        let scope = match until {
+            Until::Settled { issue_id, .. } => Some(issue_id),
+            Until::Stopped => None,
+        };
+        let (tx, rx) = mpsc::channel::<Record>(4096);
+        let recorder = tokio::spawn(record_outcomes(self.store.clone(), rx));
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1) as usize));
+        let mut in_flight = JoinSet::new();
+        let result = self
+            .claim_loop(scope, until, &stop, &tx, &permits, &mut in_flight)
+            .await;
+
+        // Let messages in flight finish (bounded), so their outcomes are
+        // recorded rather than re-sent by the next worker.
+        let grace = tokio::time::sleep(self.settings.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = in_flight.join_next() => if next.is_none() { break },
+                _ = &mut grace => {
+                    tracing::warn!(left = in_flight.len(), "shutdown grace over; abandoning messages in flight");
+                    in_flight.abort_all();
+                    break;
+                }
+            }
+        }
+        flush(&tx).await;
+        drop(tx);
+        let _ = recorder.await;
+        let released = self.store.release_leases(&self.settings.worker_id).await?;
+        if released > 0 {
+            tracing::info!(released, "gave back claimed deliveries that were not sent");
+        }
+        result
+    }
+
+    async fn claim_loop(
+        self: &Arc<Self>,
+        scope: Option<i64>,
+        until: Until,
+        stop: &CancellationToken,
+        tx: &mpsc::Sender<Record>,
+        permits: &Arc<Semaphore>,
+        in_flight: &mut JoinSet<()>,
+    ) -> Result<(), WorkerError> {
+        while !stop.is_cancelled() {
+            // Reap finished tasks so the set does not grow with the list.
+            while in_flight.try_join_next().is_some() {}
+            let claims = self
+                .store
+                .claim_due(
+                    &self.settings.worker_id,
+                    scope,
+                    self.settings.batch_size.max(1),
+                    self.settings.lease,
+                    Utc::now(),
+                )
+                .await?;
+            if claims.is_empty() {
+                if !self.idle(until, stop, tx, in_flight).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            let span = tracing::info_span!("delivery_batch", claimed = claims.len());
+            async {
+                for claim in claims {
+                    let permit = tokio::select! {
+                        p = Arc::clone(permits).acquire_owned() => p.expect("semaphore is never closed"),
+                        _ = stop.cancelled() => return,
+                    };
+                    let this = Arc::clone(self);
+                    let tx = tx.clone();
+                    in_flight.spawn(async move {
+                        let outcome = this.deliver(claim).await;
+                        let _ = tx.send(Record::Outcome(outcome)).await;
+                        drop(permit);
+                    });
+                }
+            }
+            .instrument(span)
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Nothing is due. Returns whether to keep going.
+    async fn idle(
+        &self,
+        until: Until,
+        stop: &CancellationToken,
+        tx: &mpsc::Sender<Record>,
+        in_flight: &mut JoinSet<()>,
+    ) -> Result<bool, WorkerError> {
+        let wake = match until {
+            Until::Stopped => Instant::now() + self.settings.poll_interval,
+            Until::Settled { issue_id, deadline } => {
+                // Settle what is in flight and recorded before judging.
+                while in_flight.join_next().await.is_some() {}
+                flush(tx).await;
+                let unsettled = self
+                    .store
+                    .issue_counts_by_id(issue_id)
+                    .await?
+                    .map(|c| c.queued + c.deferred + c.sending)
+                    .unwrap_or(0);
+                if unsettled == 0 || Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                let next_due = self.store.next_due_at(Some(issue_id)).await?;
+                let until_due = next_due
+                    .and_then(|t| (t - Utc::now()).to_std().ok())
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_millis(50))
+                    .min(self.settings.poll_interval.max(Duration::from_secs(1)) * 30);
+                (Instant::now() + until_due).min(deadline)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => Ok(true),
+            _ = stop.cancelled() => Ok(false),
+        }
+    }
+
+    async fn issue(&self, issue_id: i64) -> Result<Arc<IssueMessages>, String> {
+        let mut cache = self.issues.lock().await;
+        if let Some(i) = cache.get(&issue_id) {
+            return Ok(Arc::clone(i));
+        }
+        let loaded = self.loader.load(issue_id).await?;
+        cache.insert(issue_id, Arc::clone(&loaded));
+        Ok(loaded)
+    }
+
+    /// One attempt at one delivery. Never fails: every way it can go wrong
+    /// is an outcome to record.
+    async fn deliver(&self, claim: Claim) -> Outcome {
+        let outcome = |kind, reply: String| Outcome {
+            delivery_id: claim.delivery_id,
+            at: Utc::now(),
+            reply,
+            kind,
+        };
+        let issue = match self.issue(claim.issue_id).await {
+            Ok(i) => i,
+            Err(e) => {
+                let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
+                return outcome(
+                    OutcomeKind::Deferred {
+                        next_attempt_at: next,
+                    },
+                    format!("issue content unavailable: {e}"),
+                );
+            }
+        };
+        if claim.subscriber_status != SubscriberStatus::Active {
+            self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+            return outcome(
+                OutcomeKind::Skipped,
+                format!("subscriber is {}", claim.subscriber_status),
+            );
+        }
+        let domain = claim.email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        self.throttle.until_ready(domain).await;
+        // Look again right before sending: an unsubscribe that arrived
+        // after the claim (or while waiting for the rate limit) must win.
+        match self.store.subscriber_status(claim.subscriber_id).await {
+            Ok(Some(SubscriberStatus::Active)) => {}
+            Ok(status) => {
+                self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+                let why = status.map_or("gone".to_string(), |s| s.to_string());
+                return outcome(OutcomeKind::Skipped, format!("subscriber is {why}"));
+            }
+            Err(e) => {
+                let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
+                return outcome(
+                    OutcomeKind::Deferred {
+                        next_attempt_at: next,
+                    },
+                    format!("store: {e}"),
+                );
+            }
+        }
+        let built = match issue.build(To {
+            subscriber_id: claim.subscriber_id,
+            email: &claim.email,
+            name: claim.name.as_deref(),
+        }) {
+            Ok(b) => b,
+            Err(e) => {
+                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                return outcome(OutcomeKind::Failed, e.to_string());
+            }
+        };
+        let attempt = self
+            .transport
+            .send(
+                &built.message,
+                &issue.issue().slug,
+                &claim.delivery_id.to_string(),
+            )
+            .await;
+        self.count_reply(&attempt.reply, attempt.verdict);
+        tracing::debug!(delivery = claim.delivery_id, verdict = ?attempt.verdict, reply = %attempt.reply, "attempt");
+        match attempt.verdict {
+            Verdict::Delivered => {
+                self.progress.sent.fetch_add(1, Ordering::Relaxed);
+                outcome(
+                    OutcomeKind::Sent {
+                        message_id: built.message_id,
+                    },
+                    attempt.reply,
+                )
+            }
+            Verdict::Deferred | Verdict::DeferredSlowDown => {
+                if attempt.verdict == Verdict::DeferredSlowDown {
+                    self.throttle.slow_down();
+                }
+                let attempts = claim.attempts + 1;
+                let delay = self.settings.retry.delay_after(attempts);
+                let age = (Utc::now() - claim.created_at).to_std().unwrap_or_default();
+                if self.settings.retry.gives_up(age, delay) {
+                    self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                    outcome(
+                        OutcomeKind::Failed,
+                        format!("gave up after {attempts} attempts: {}", attempt.reply),
+                    )
+                } else {
+                    self.progress.deferred.fetch_add(1, Ordering::Relaxed);
+                    outcome(
+                        OutcomeKind::Deferred {
+                            next_attempt_at: Utc::now() + delay,
+                        },
+                        attempt.reply,
+                    )
+                }
+            }
+            Verdict::HardBounce => {
+                self.progress.bounced.fetch_add(1, Ordering::Relaxed);
+                outcome(OutcomeKind::Bounced, attempt.reply)
+            }
+            Verdict::Failed => {
+                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                outcome(OutcomeKind::Failed, attempt.reply)
+            }
+        }
+    }
+
+    fn count_reply(&self, reply: &str, verdict: Verdict) {
+        let class = match reply.as_bytes().first() {
+            Some(b'2') => 0,
+            Some(b'4') => 1,
+            Some(b'5') => 2,
+            _ if verdict == Verdict::Delivered => 0,
+            _ if reply.contains("transient error") => 1,
+            _ if reply.contains("permanent error") => 2,
+            _ => 3,
+        };
+        self.progress.replies[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn flush(tx: &mpsc::Sender<Record>) {
+    let (ack, done) = oneshot::channel();
+    if tx.send(Record::Flush(ack)).await.is_ok() {
+        let _ = done.await;
+    }
+}
+
+/// Writes outcomes as they come, in batches of whatever has arrived
+/// meanwhile: one transaction per batch keeps SQLite fast, and writing as
+/// soon as anything is there keeps the crash window small.
+async fn record_outcomes(store: Store, mut rx: mpsc::Receiver<Record>) {
+    let mut batch = Vec::with_capacity(512);
+    let mut acks = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(record) = next {
+            match record {
+                Record::Outcome(o) => batch.push(o),
+                Record::Flush(ack) => acks.push(ack),
+            }
+            next = if batch.len() < 1000 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            let span = tracing::debug_span!("record_outcomes", n = batch.len());
+            // A failed write is retried: these are messages already sent,
+            // and losing their outcome means sending them twice.
+            let mut tries = 0;
+            while let Err(e) = store.record_outcomes(&batch).instrument(span.clone()).await {
+                tries += 1;
+                tracing::error!(error = %e, tries, "cannot record outcomes; retrying");
+                if tries >= 10 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+            batch.clear();
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The command line, as the contract's "Command line" section lists it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Self-hosted newsletter delivery: Markdown issues to MJML email, a
+/// subscriber list on SQLite or PostgreSQL, and a durable SMTP queue.
+#[derive(Debug, Parser)]
+#[command(name = "letterpress", version, about)]
+pub struct Cli {
+    /// Config file (default config/letterpress.toml).
+    #[arg(long, global = true, env = "LETTERPRESS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render an issue to DIR/email.html, DIR/email.txt and DIR/email.mjml.
+    Render {
+        /// The issue file (Markdown with front matter).
+        issue: PathBuf,
+        /// Output folder (default out/<slug>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print slug, subject, preheader, sizes and warnings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lint an issue: errors exit 1, warnings exit 0.
+    Check {
+        /// The issue file.
+        issue: PathBuf,
+    },
+    /// Manage the subscriber list.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+    /// Send an issue to every active subscriber (or test copies with --to).
+    Send(SendArgs),
+    /// Delivery counts per issue.
+    Status {
+        /// Only this issue.
+        slug: Option<String>,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue an issue's failed deliveries again.
+    RetryFailed {
+        /// The issue's slug.
+        slug: String,
+    },
+    /// HTTP server, scheduler and delivery worker in one process.
+    Serve,
+    /// The delivery worker alone (several may share one PostgreSQL).
+    Worker,
+    /// Apply database migrations.
+    Migrate,
+}
+
+/// `letterpress subscribers …`
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Add (or update) one subscriber as active.
+    Add {
+        /// The address.
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Tags (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Reactivate the address even if it unsubscribed, bounced or complained.
+        #[arg(long)]
+        resubscribe: bool,
+    },
+    /// Import a CSV file with a header row (`email` required).
+    Import {
+        /// The CSV file (listmonk and Mailchimp exports work as they are).
+        file: PathBuf,
+        /// Validate and count without writing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Reactivate suppressed addresses found in the file.
+        #[arg(long)]
+        resubscribe: bool,
+    },
+    /// Export every subscriber as CSV (round-trips through import).
+    Export {
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List subscribers.
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unsubscribe an address (kept as a suppression).
+    Remove {
+        /// The address.
+        email: String,
+        /// Also erase the personal data, keeping only a keyed hash so the
+        /// address stays suppressed.
+        #[arg(long)]
+        forget: bool,
+    },
+}
+
+/// `letterpress send …`
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The issue file (not with --due).
+    #[arg(required_unless_present = "due", conflicts_with = "due")]
+    pub issue: Option<PathBuf>,
+    /// Send a test copy to these addresses only, outside the list and the ledger.
+    #[arg(long = "to")]
+    pub to: Vec<String>,
+    /// Compose and count, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Stop waiting for deferred deliveries after this long.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// Send every issue in schedule.issues_dir whose send_at has come.
+    #[arg(long)]
+    pub due: bool,
+    /// Send even though the file changed since this slug was first sent.
+    #[arg(long)]
+    pub allow_changed: bool,
+}

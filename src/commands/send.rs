@@ -1,0 +1,401 @@
+//! `letterpress send`, `status`, `retry-failed` and `worker`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use letterpress_composer::ComposedIssue;
+use letterpress_sender::{
+    BoxFuture, IssueLoader, IssueMessages, MessageSettings, To, Until, Worker,
+};
+use letterpress_store::{IssueCounts, Store};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::cli::SendArgs;
+use crate::config::Config;
+use crate::wiring;
+
+/// `letterpress send`.
+pub async fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> {
+    if args.due {
+        return super::serve::send_due(config, &args).await;
+    }
+    let path = args
+        .issue
+        .as_deref()
+        .ok_or_else(|| anyhow!("send needs an issue file or --due"))?;
+    let composer = wiring::composer(config)?;
+    let composed = Arc::new(composer.compose_file(path)?);
+    for w in &composed.warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    let keyring = wiring::keyring(config)?;
+    let settings = Arc::new(wiring::message_settings(config, keyring)?);
+
+    if !args.to.is_empty() {
+        return send_test_copies(config, &composed, settings, &args.to).await;
+    }
+
+    let store = wiring::open_store(config).await?;
+    let result = send_issue(config, &store, path, composed, settings, &args).await;
+    store.close().await;
+    result
+}
+
+/// Sends one composed issue to the list: record, enqueue, confirm, deliver.
+pub async fn send_issue(
+    config: &Config,
+    store: &Store,
+    path: &Path,
+    composed: Arc<ComposedIssue>,
+    settings: Arc<MessageSettings>,
+    args: &SendArgs,
+) -> anyhow::Result<ExitCode> {
+    let span = tracing::info_span!("issue", slug = %composed.slug);
+    async {
+        let audience = store.count_audience().await?;
+        let existing = store.get_issue(&composed.slug).await?;
+        if let Some(issue) = &existing
+            && issue.content_hash != composed.content_hash
+            && !args.allow_changed
+        {
+            bail!(
+                "{}: issue {:?} was already sent from different content (first sent {}); \
+                 what was delivered cannot be recalled. Give the new version its own slug, \
+                 or pass --allow-changed to send the changed file to those not yet served",
+                path.display(),
+                composed.slug,
+                issue.created_at.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        if args.dry_run {
+            eprintln!(
+                "dry run: {:?} (slug {}) would go to {audience} active subscriber(s){}; nothing written",
+                composed.subject,
+                composed.slug,
+                if existing.is_some() { ", minus those already served" } else { "" }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.yes && !confirm(&composed, audience, existing.is_some())? {
+            eprintln!("not sent");
+            return Ok(ExitCode::FAILURE);
+        }
+        let (issue_id, queued) = letterpress_server::scheduler::enqueue_issue(store, &composed).await?;
+        eprintln!(
+            "sending {:?} ({}): {queued} newly queued{}",
+            composed.subject,
+            composed.slug,
+            if existing.is_some() { " (resuming)" } else { "" }
+        );
+        let messages = wiring::issue_messages(Arc::clone(&composed), settings);
+        let loader = Arc::new(OneIssue {
+            id: issue_id,
+            messages,
+        });
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            Arc::new(wiring::transport(config)?),
+            Arc::new(wiring::throttle(config)),
+            wiring::worker_settings(config),
+            loader,
+        ));
+        let stop = stop_on_signal();
+        let deadline = tokio::time::Instant::now() + args.wait;
+        let total = store
+            .issue_counts(Some(&composed.slug))
+            .await?
+            .first()
+            .map(|c| c.total)
+            .unwrap_or(0);
+        let bar = progress_bar(total);
+        let ticker = tick_progress(bar.clone(), worker.progress(), store.clone(), composed.slug.clone());
+        let run = worker
+            .run(
+                Until::Settled {
+                    issue_id,
+                    deadline,
+                },
+                stop.clone(),
+            )
+            .await;
+        ticker.abort();
+        bar.finish_and_clear();
+        run?;
+        let counts = store
+            .issue_counts(Some(&composed.slug))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("issue {} vanished", composed.slug))?;
+        print_summary(&counts);
+        if stop.is_cancelled() {
+            eprintln!("stopped; run `letterpress send` again (or `worker`) to finish");
+            return Ok(ExitCode::from(130));
+        }
+        if counts.queued + counts.deferred + counts.sending > 0 {
+            eprintln!(
+                "{} deliveries are still deferred; `letterpress worker`, `serve` or the next `send` will retry them",
+                counts.queued + counts.deferred + counts.sending
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    .instrument(span)
+    .await
+}
+
+fn confirm(composed: &ComposedIssue, audience: u64, resuming: bool) -> anyhow::Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("refusing to send without confirmation: stdin is not a terminal; pass --yes");
+    }
+    eprint!(
+        "{} {:?} to {audience} active subscriber(s)? [y/N] ",
+        if resuming { "Resume sending" } else { "Send" },
+        composed.subject
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// `--to`: test copies, outside the list and the ledger.
+async fn send_test_copies(
+    config: &Config,
+    composed: &Arc<ComposedIssue>,
+    settings: Arc<MessageSettings>,
+    to: &[String],
+) -> anyhow::Result<ExitCode> {
+    let transport = wiring::transport(config)?;
+    let messages = IssueMessages::new(Arc::clone(composed), settings);
+    let mut failed = 0;
+    for address in to {
+        let email = letterpress_core::SubscriberEmail::parse(address)?;
+        // Subscriber id 0 never exists: the test copy's unsubscribe link
+        // verifies but unsubscribes nobody.
+        let built = messages.build(To {
+            subscriber_id: 0,
+            email: email.as_str(),
+            name: None,
+        })?;
+        let attempt = transport
+            .send(
+                &built.message,
+                &format!("{}-test", composed.slug),
+                &email.key(),
+            )
+            .await;
+        if attempt.verdict == letterpress_sender::Verdict::Delivered {
+            eprintln!("test copy to {email}: {}", attempt.reply);
+        } else {
+            failed += 1;
+            eprintln!(
+                "test copy to {email} not delivered ({:?}): {}",
+                attempt.verdict, attempt.reply
+            );
+        }
+    }
+    transport.shutdown().await;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The loader for `send`: the one issue it composed.
+struct OneIssue {
+    id: i64,
+    messages: Arc<IssueMessages>,
+}
+
+impl IssueLoader for OneIssue {
+    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>> {
+        Box::pin(async move {
+            if issue_id == self.id {
+                Ok(Arc::clone(&self.messages))
+            } else {
+                Err(format!("this sender only carries issue {}", self.id))
+            }
+        })
+    }
+}
+
+/// Cancelled on Ctrl-C or SIGTERM: stop claiming, finish what is in flight.
+pub fn stop_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        eprintln!("stopping: finishing messages in flight…");
+        t.cancel();
+    });
+    token
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} settled · {msg} · {per_sec} · {eta} left",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn tick_progress(
+    bar: ProgressBar,
+    progress: Arc<letterpress_sender::Progress>,
+    store: Store,
+    slug: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            if let Ok(counts) = store.issue_counts(Some(&slug)).await
+                && let Some(c) = counts.first()
+            {
+                bar.set_position(c.sent + c.failed + c.skipped);
+            }
+            bar.set_message(format!(
+                "sent {} · deferred {} · failed {}",
+                progress.sent.load(Ordering::Relaxed),
+                progress.deferred.load(Ordering::Relaxed),
+                progress.failed.load(Ordering::Relaxed) + progress.bounced.load(Ordering::Relaxed)
+            ));
+        }
+    })
+}
+
+fn print_summary(c: &IssueCounts) {
+    eprintln!(
+        "{}: {} total · {} sent · {} deferred · {} queued · {} failed · {} skipped",
+        c.slug,
+        c.total,
+        c.sent,
+        c.deferred,
+        c.queued + c.sending,
+        c.failed,
+        c.skipped
+    );
+}
+
+/// `letterpress status`.
+pub async fn status(config: &Config, slug: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(config).await?;
+    let counts = store.issue_counts(slug).await?;
+    store.close().await;
+    if let Some(s) = slug
+        && counts.is_empty()
+    {
+        bail!("no issue with slug {s:?} has been sent");
+    }
+    if json {
+        println!("{}", serde_json::to_string(&counts)?);
+    } else {
+        if counts.is_empty() {
+            eprintln!("no issues sent yet");
+        }
+        for c in &counts {
+            print_summary(c);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `letterpress retry-failed SLUG`.
+pub async fn retry_failed(config: &Config, slug: &str) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(config).await?;
+    let issue = store
+        .get_issue(slug)
+        .await?
+        .ok_or_else(|| anyhow!("no issue with slug {slug:?} has been sent"))?;
+    let n = store.retry_failed(issue.id, Utc::now()).await?;
+    store.close().await;
+    eprintln!(
+        "{n} failed deliveries of {slug} queued again; `send`, `worker` or `serve` will deliver them"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `letterpress worker`: the delivery worker alone, until SIGTERM.
+pub async fn worker(config: &Config) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(config).await?;
+    let worker = build_queue_worker(config, &store)?;
+    eprintln!("worker running; Ctrl-C or SIGTERM stops it after the messages in flight");
+    let result = worker.run(Until::Stopped, stop_on_signal()).await;
+    store.close().await;
+    result.context("worker")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A worker for every issue in the queue, loading issues from the store.
+pub fn build_queue_worker(config: &Config, store: &Store) -> anyhow::Result<Arc<Worker>> {
+    let keyring = wiring::keyring(config)?;
+    let settings = Arc::new(wiring::message_settings(config, keyring)?);
+    let loader = Arc::new(StoredIssues {
+        store: store.clone(),
+        settings,
+    });
+    Ok(Arc::new(Worker::new(
+        store.clone(),
+        Arc::new(wiring::transport(config)?),
+        Arc::new(wiring::throttle(config)),
+        wiring::worker_settings(config),
+        loader,
+    )))
+}
+
+/// Loads an issue's composed bodies from the store, so a worker needs
+/// nothing but the database (several machines may share one PostgreSQL).
+struct StoredIssues {
+    store: Store,
+    settings: Arc<MessageSettings>,
+}
+
+impl IssueLoader for StoredIssues {
+    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>> {
+        Box::pin(async move {
+            let stored = self
+                .store
+                .issue_body(issue_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("issue {issue_id} has no stored content"))?;
+            let composed = ComposedIssue::from_stored(&stored).map_err(|e| e.to_string())?;
+            Ok(wiring::issue_messages(
+                Arc::new(composed),
+                Arc::clone(&self.settings),
+            ))
+        })
+    }
+}

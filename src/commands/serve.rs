@@ -1,0 +1,220 @@
+//! `letterpress serve` (HTTP server + scheduler + worker in one process)
+//! and `letterpress send --due` (the scheduler's job, once, from cron).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use letterpress_sender::{Progress, Transport, Until, header_safe};
+use letterpress_server::scheduler::{self, Schedule};
+use letterpress_server::{
+    AppState, BoxFuture, ConfirmationMailer, ServerSettings, WorkerSnapshot, WorkerStats,
+};
+use lettre::Message;
+use lettre::message::Mailbox;
+
+use crate::cli::SendArgs;
+use crate::config::Config;
+use crate::wiring;
+
+/// `letterpress send --due`: every due issue, one after the other.
+pub async fn send_due(config: &Config, args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(config).await?;
+    let due = scheduler::due_issues(&config.schedule.issues_dir, &store, Utc::now()).await?;
+    if due.is_empty() {
+        eprintln!(
+            "no issue in {} is due",
+            config.schedule.issues_dir.display()
+        );
+    }
+    let composer = wiring::composer(config)?;
+    let keyring = wiring::keyring(config)?;
+    let settings = Arc::new(wiring::message_settings(config, keyring)?);
+    let mut code = ExitCode::SUCCESS;
+    for issue in due {
+        let composed = Arc::new(composer.compose_file(&issue.path)?);
+        let args = SendArgs {
+            issue: Some(issue.path.clone()),
+            to: vec![],
+            dry_run: args.dry_run,
+            yes: true,
+            wait: args.wait,
+            due: false,
+            allow_changed: false,
+        };
+        let c = super::send::send_issue(
+            config,
+            &store,
+            &issue.path,
+            composed,
+            Arc::clone(&settings),
+            &args,
+        )
+        .await?;
+        if c != ExitCode::SUCCESS {
+            code = c;
+        }
+    }
+    store.close().await;
+    Ok(code)
+}
+
+/// The sender's counters, as the server's metrics read them.
+struct ProgressStats(Arc<Progress>);
+
+impl WorkerStats for ProgressStats {
+    fn snapshot(&self) -> WorkerSnapshot {
+        let p = &self.0;
+        let l = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        WorkerSnapshot {
+            sent: l(&p.sent),
+            deferred: l(&p.deferred),
+            failed: l(&p.failed),
+            bounced: l(&p.bounced),
+            skipped: l(&p.skipped),
+            replies: [
+                l(&p.replies[0]),
+                l(&p.replies[1]),
+                l(&p.replies[2]),
+                l(&p.replies[3]),
+            ],
+        }
+    }
+}
+
+/// Sends signup confirmations through the delivery transport.
+struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    newsletter: String,
+}
+
+impl ConfirmationMailer for Mailer {
+    fn send_confirmation<'a>(
+        &'a self,
+        email: &'a str,
+        name: Option<&'a str>,
+        confirm_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let to = Mailbox::new(
+                name.map(header_safe),
+                email.parse().map_err(|e| format!("{email:?}: {e}"))?,
+            );
+            let body = format!(
+                "Hello,\n\nplease confirm that you want to receive {}:\n\n{confirm_url}\n\n\
+                 If you did not sign up, ignore this message and nothing will happen.\n",
+                self.newsletter
+            );
+            let message = Message::builder()
+                .from(self.from.clone())
+                .to(to)
+                .subject(header_safe(&format!(
+                    "Confirm your subscription to {}",
+                    self.newsletter
+                )))
+                .date_now()
+                .body(body)
+                .map_err(|e| e.to_string())?;
+            let stem = format!(
+                "{}-{}",
+                Utc::now().format("%Y%m%dT%H%M%S%.6f"),
+                rand::random::<u32>()
+            );
+            let attempt = self.transport.send(&message, "confirmations", &stem).await;
+            match attempt.verdict {
+                letterpress_sender::Verdict::Delivered => Ok(()),
+                _ => Err(attempt.reply),
+            }
+        })
+    }
+}
+
+/// `letterpress serve`: HTTP server, scheduler and delivery worker, until
+/// SIGTERM or Ctrl-C; then stops accepting, finishes requests and messages
+/// in flight, and records their outcomes.
+pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(config).await?;
+    let keyring = wiring::keyring(config)?;
+    let webhook_secret = config.webhook_secret()?.map(String::into_bytes);
+    if webhook_secret.is_none() {
+        tracing::warn!("server.webhook_secret is not set: webhooks will answer 401");
+        eprintln!("note: LETTERPRESS_SERVER__WEBHOOK_SECRET is not set; webhooks will answer 401");
+    }
+    let worker = super::send::build_queue_worker(config, &store)?;
+    let mailer = Arc::new(Mailer {
+        transport: wiring::transport(config)?,
+        from: wiring::message_settings(config, keyring.clone())?.from,
+        newsletter: config.newsletter.name.clone(),
+    });
+    let state = AppState::new(
+        store.clone(),
+        ServerSettings {
+            newsletter_name: config.newsletter.name.clone(),
+            public_url: config.server.public_url.clone(),
+            keyring,
+            webhook_secret,
+            soft_bounce_limit: config.server.soft_bounce_limit,
+            signup_per_minute: config.server.signup_per_minute,
+            confirm_ttl: Duration::from_secs(7 * 86400),
+        },
+        mailer,
+        Some(Arc::new(ProgressStats(worker.progress()))),
+    );
+    let listener = tokio::net::TcpListener::bind(&config.server.bind)
+        .await
+        .with_context(|| format!("server.bind {}: cannot listen", config.server.bind))?;
+    let local = listener.local_addr()?;
+    // Tests and operators read this line to know where we listen (bind may say port 0).
+    eprintln!("listening on http://{local}");
+
+    let stop = super::send::stop_on_signal();
+    let schedule = if config.schedule.cron.trim().is_empty() {
+        None
+    } else {
+        Some(Schedule::parse(
+            &config.schedule.cron,
+            &config.schedule.timezone,
+        )?)
+    };
+    let scheduler_task = schedule.map(|schedule| {
+        let composer = wiring::composer(config);
+        let store = store.clone();
+        let dir = config.schedule.issues_dir.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let composer = match composer {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "scheduler disabled");
+                    return;
+                }
+            };
+            scheduler::run(schedule, stop, || async {
+                if let Err(e) = scheduler::tick(&dir, &composer, &store).await {
+                    tracing::error!(error = %e, "scheduler tick failed");
+                }
+            })
+            .await;
+        })
+    });
+    let worker_task = {
+        let worker = Arc::clone(&worker);
+        let stop = stop.clone();
+        tokio::spawn(async move { worker.run(Until::Stopped, stop).await })
+    };
+    let served = letterpress_server::serve(listener, state, stop.clone()).await;
+    stop.cancel();
+    if let Some(t) = scheduler_task {
+        let _ = t.await;
+    }
+    let worked = worker_task.await.context("worker task")?;
+    store.close().await;
+    served.context("HTTP server")?;
+    worked.context("delivery worker")?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,401 @@
+//! `letterpress subscribers add | import | export | list | remove`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use futures_util::TryStreamExt;
+use letterpress_core::{SubscriberEmail, SubscriberStatus};
+use letterpress_store::{AddOutcome, ImportRow, NewSubscriber, Subscriber, UpsertMode};
+use serde_json::{Map, Value};
+
+use crate::cli::SubscribersCommand;
+use crate::config::Config;
+use crate::wiring;
+
+/// Runs one `subscribers` subcommand.
+pub async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(config).await?;
+    let result = match cmd {
+        SubscribersCommand::Add {
+            email,
+            name,
+            tags,
+            resubscribe,
+        } => {
+            let email = SubscriberEmail::parse(&email)?;
+            let new = NewSubscriber {
+                email: email.clone(),
+                name: name.filter(|n| !n.trim().is_empty()),
+                tags,
+                attributes: Map::new(),
+                status: None,
+                source: "cli".into(),
+            };
+            let outcome = store.add_subscriber(&new, mode(resubscribe)).await?;
+            match outcome {
+                AddOutcome::Added(_) => eprintln!("added {email}"),
+                AddOutcome::Updated(_) => eprintln!("updated {email}"),
+                AddOutcome::Unchanged(_) => {
+                    eprintln!("{email} is already subscribed; nothing changed")
+                }
+                AddOutcome::Suppressed(_) => {
+                    eprintln!(
+                        "{email} is suppressed (unsubscribed, bounced or complained); use --resubscribe if they asked to come back"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::Import {
+            file,
+            dry_run,
+            resubscribe,
+        } => import(&store, &file, dry_run, mode(resubscribe)).await,
+        SubscribersCommand::Export { out } => {
+            let writer: Box<dyn Write> = match &out {
+                Some(p) => {
+                    Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)
+                }
+                None => Box::new(io::stdout().lock()),
+            };
+            let n = export(&store, writer).await?;
+            eprintln!(
+                "exported {n} subscribers{}",
+                out.map(|p| format!(" to {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::List { status, json } => {
+            let status = status
+                .as_deref()
+                .map(str::parse::<SubscriberStatus>)
+                .transpose()?;
+            let list = store.list_subscribers(status).await?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for s in &list {
+                    eprintln!(
+                        "{:<40} {:<12} {:<24} {}",
+                        s.email,
+                        s.status.as_str(),
+                        s.name.as_deref().unwrap_or(""),
+                        s.tags.join(",")
+                    );
+                }
+                eprintln!("{} subscriber(s)", list.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::Remove { email, forget } => {
+            let known = if forget {
+                let key = wiring::keyring(config)?;
+                store.forget(&email, key.current_key()).await?
+            } else {
+                store.unsubscribe_email(&email, "cli").await?
+            };
+            match (known, forget) {
+                (true, true) => {
+                    eprintln!("forgot {email}: personal data erased, the address stays suppressed")
+                }
+                (true, false) => eprintln!("unsubscribed {email}"),
+                (false, _) => eprintln!(
+                    "{email}: no such subscriber, or already unsubscribed; nothing changed"
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    store.close().await;
+    result
+}
+
+fn mode(resubscribe: bool) -> UpsertMode {
+    if resubscribe {
+        UpsertMode::Resubscribe
+    } else {
+        UpsertMode::Normal
+    }
+}
+
+/// Which column holds what. Header names are matched case-insensitively,
+/// so listmonk exports (`email,name,attributes,status`) and Mailchimp
+/// exports (`Email Address,First Name,Last Name,TAGS`) import as they are.
+struct Columns {
+    email: usize,
+    name: Option<usize>,
+    first_name: Option<usize>,
+    last_name: Option<usize>,
+    tags: Option<usize>,
+    status: Option<usize>,
+    attributes: Option<usize>,
+    source: Option<usize>,
+    /// Everything else becomes a string attribute.
+    extra: Vec<(usize, String)>,
+    width: usize,
+}
+
+/// Columns an export writes that describe the record rather than the
+/// subscriber; on import they are not turned into attributes.
+const BOOKKEEPING: [&str; 8] = [
+    "id",
+    "uuid",
+    "created_at",
+    "updated_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "optin_time",
+    "last_changed",
+];
+
+impl Columns {
+    fn from_headers(headers: &csv::StringRecord, file: &Path) -> anyhow::Result<Self> {
+        let norm: Vec<String> = headers
+            .iter()
+            .map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase())
+            .collect();
+        let find = |names: &[&str]| norm.iter().position(|h| names.contains(&h.as_str()));
+        let email = find(&[
+            "email",
+            "email address",
+            "e-mail",
+            "email_address",
+            "e-mail address",
+            "mail",
+        ])
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: line 1: the header row has no `email` column",
+                file.display()
+            )
+        })?;
+        let name = find(&["name", "full name", "full_name"]);
+        let first_name = find(&["first name", "first_name", "fname"]);
+        let last_name = find(&["last name", "last_name", "lname"]);
+        let tags = find(&["tags", "tag"]);
+        let status = find(&["status", "subscription status"]);
+        let attributes = find(&["attributes", "attribs"]);
+        let source = find(&["source"]);
+        let used = [
+            Some(email),
+            name,
+            first_name,
+            last_name,
+            tags,
+            status,
+            attributes,
+            source,
+        ];
+        let extra = norm
+            .iter()
+            .enumerate()
+            .filter(|(i, h)| {
+                !used.contains(&Some(*i)) && !h.is_empty() && !BOOKKEEPING.contains(&h.as_str())
+            })
+            .map(|(i, _)| (i, headers.get(i).unwrap_or("").trim().to_string()))
+            .collect();
+        Ok(Self {
+            email,
+            name,
+            first_name,
+            last_name,
+            tags,
+            status,
+            attributes,
+            source,
+            extra,
+            width: headers.len(),
+        })
+    }
+
+    /// One record to a subscriber, or the reason it is rejected.
+    fn parse(&self, record: &csv::StringRecord) -> Result<NewSubscriber, String> {
+        if record.len() != self.width {
+            return Err(format!(
+                "expected {} fields, found {}",
+                self.width,
+                record.len()
+            ));
+        }
+        let get = |i: Option<usize>| {
+            i.and_then(|i| record.get(i))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        let raw_email = record.get(self.email).unwrap_or("");
+        let email = SubscriberEmail::parse(raw_email).map_err(|e| e.to_string())?;
+        let name = get(self.name).map(String::from).or_else(|| {
+            let full = [get(self.first_name), get(self.last_name)]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            (!full.is_empty()).then_some(full)
+        });
+        let tags = get(self.tags)
+            .map(|t| {
+                t.split([',', ';'])
+                    .map(|s| s.trim().trim_matches('"').to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = get(self.status).map(parse_status).transpose()?;
+        let mut attributes = match get(self.attributes) {
+            Some(json) => match serde_json::from_str::<Value>(json) {
+                Ok(Value::Object(m)) => m,
+                _ => return Err(format!("attributes {json:?} is not a JSON object")),
+            },
+            None => Map::new(),
+        };
+        for (i, header) in &self.extra {
+            if let Some(v) = get(Some(*i)) {
+                attributes.insert(header.clone(), Value::String(v.to_string()));
+            }
+        }
+        Ok(NewSubscriber {
+            email,
+            name,
+            tags,
+            attributes,
+            status,
+            source: get(self.source).unwrap_or("import").to_string(),
+        })
+    }
+}
+
+/// Status names of letterpress, listmonk and Mailchimp exports.
+fn parse_status(s: &str) -> Result<SubscriberStatus, String> {
+    match s.to_lowercase().as_str() {
+        "enabled" | "subscribed" | "confirmed" => Ok(SubscriberStatus::Active),
+        "blocklisted" | "blacklisted" => Ok(SubscriberStatus::Unsubscribed),
+        "cleaned" => Ok(SubscriberStatus::Bounced),
+        "unconfirmed" => Ok(SubscriberStatus::Pending),
+        other => other
+            .parse()
+            .map_err(|e: letterpress_core::UnknownStatus| e.to_string()),
+    }
+}
+
+/// Streams the CSV into the store. Every bad row is reported with its line
+/// number and skipped; every good row is imported.
+async fn import(
+    store: &letterpress_store::Store,
+    file: &Path,
+    dry_run: bool,
+    mode: UpsertMode,
+) -> anyhow::Result<ExitCode> {
+    let reader = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(io::BufReader::with_capacity(1 << 16, reader));
+    let headers = csv
+        .headers()
+        .with_context(|| format!("{}: line 1: cannot read the header row", file.display()))?
+        .clone();
+    let columns = Columns::from_headers(&headers, file)?;
+    let mut record = csv::StringRecord::new();
+    let mut read_error: Option<anyhow::Error> = None;
+    // An iterator over the file, read as the store consumes it: the file
+    // is never in memory as a whole.
+    let rows = std::iter::from_fn(|| {
+        loop {
+            let line = csv.position().line() + 1;
+            match csv.read_record(&mut record) {
+                Ok(true) => {
+                    let line = record.position().map_or(line, |p| p.line());
+                    return Some(ImportRow {
+                        line,
+                        result: columns.parse(&record),
+                    });
+                }
+                Ok(false) => return None,
+                Err(e) => match e.kind() {
+                    csv::ErrorKind::Utf8 { pos, .. } => {
+                        return Some(ImportRow {
+                            line: pos.as_ref().map_or(line, |p| p.line()),
+                            result: Err("is not valid UTF-8".into()),
+                        });
+                    }
+                    _ => {
+                        read_error = Some(anyhow!("{}: {e}", file.display()));
+                        return None;
+                    }
+                },
+            }
+        }
+    });
+    let summary = store.import(rows, mode, dry_run).await?;
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    for (line, reason) in &summary.rejected {
+        eprintln!("{}: line {line}: {reason}", file.display());
+    }
+    eprintln!(
+        "{}{}: {} added, {} updated, {} unchanged, {} suppressed, {} rejected",
+        if dry_run {
+            "dry run, nothing written: "
+        } else {
+            ""
+        },
+        file.display(),
+        summary.added,
+        summary.updated,
+        summary.unchanged,
+        summary.suppressed,
+        summary.rejected.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes every subscriber as CSV in a form `import` reads back.
+async fn export(store: &letterpress_store::Store, writer: Box<dyn Write>) -> anyhow::Result<u64> {
+    let mut csv = csv::Writer::from_writer(writer);
+    csv.write_record([
+        "email",
+        "name",
+        "status",
+        "tags",
+        "attributes",
+        "source",
+        "created_at",
+        "confirmed_at",
+        "unsubscribed_at",
+    ])?;
+    let mut n = 0u64;
+    let mut stream = std::pin::pin!(store.stream_subscribers());
+    while let Some(s) = stream.try_next().await? {
+        write_row(&mut csv, &s)?;
+        n += 1;
+    }
+    csv.flush()?;
+    Ok(n)
+}
+
+fn write_row<W: Write>(csv: &mut csv::Writer<W>, s: &Subscriber) -> anyhow::Result<()> {
+    let time =
+        |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    csv.write_record([
+        s.email.as_str(),
+        s.name.as_deref().unwrap_or(""),
+        s.status.as_str(),
+        &s.tags.join(","),
+        &if s.attributes.is_empty() {
+            String::new()
+        } else {
+            Value::Object(s.attributes.clone()).to_string()
+        },
+        &s.source,
+        &s.created_at.to_rfc3339(),
+        &time(s.confirmed_at),
+        &time(s.unsubscribed_at),
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! `config/letterpress.toml`, overridden by `LETTERPRESS_<SECTION>__<KEY>`
+//! environment variables (figment does the layering and names the key and
+//! source of any bad value).
+//!
+//! Secrets (the SMTP password, HMAC keys) are taken only from the
+//! environment or from files named in the config, never from the TOML
+//! itself: config files end up in repositories and backups.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The default config file, relative to the working directory.
+pub const DEFAULT_CONFIG: &str = "config/letterpress.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[database]`
+    pub database: Database,
+    /// `[newsletter]`
+    pub newsletter: Newsletter,
+    /// `[content]`
+    pub content: Content,
+    /// `[delivery]`
+    pub delivery: Delivery,
+    /// `[dkim]`
+    pub dkim: Dkim,
+    /// `[server]`
+    pub server: Server,
+    /// `[schedule]`
+    pub schedule: Schedule,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    /// `sqlite://data/letterpress.db` or `postgres://…`.
+    pub url: String,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/letterpress.db".into(),
+        }
+    }
+}
+
+/// `[newsletter]`: identity and footer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Newsletter {
+    /// Shown in the header, the List-Id phrase and the pages.
+    pub name: String,
+    /// The From mailbox, `Name <address>`.
+    pub from: String,
+    /// Optional Reply-To mailbox.
+    pub reply_to: Option<String>,
+    /// The List-Id identifier, e.g. `news.example.com`.
+    pub list_id: String,
+    /// Postal address printed in the footer (CAN-SPAM asks for one).
+    pub postal_address: String,
+    /// Web address of an issue with `{slug}`.
+    pub issue_url: String,
+    /// Optional mailto address added to List-Unsubscribe.
+    pub unsubscribe_mailto: Option<String>,
+}
+
+impl Default for Newsletter {
+    fn default() -> Self {
+        Self {
+            name: "Letterpress Sample".into(),
+            from: "Letterpress Sample <newsletter@example.com>".into(),
+            reply_to: None,
+            list_id: "newsletter.example.com".into(),
+            postal_address: "1 Example Street, Springfield".into(),
+            issue_url: "https://example.com/newsletter/{slug}/".into(),
+            unsubscribe_mailto: None,
+        }
+    }
+}
+
+/// `[content]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Content {
+    /// Site root that shortcode paths are relative to.
+    pub root: PathBuf,
+    /// MJML layout.
+    pub template: PathBuf,
+}
+
+impl Default for Content {
+    fn default() -> Self {
+        Self {
+            root: "examples".into(),
+            template: "templates/default.mjml".into(),
+        }
+    }
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Delivery {
+    /// `file` or `smtp`.
+    pub transport: TransportKind,
+    /// Where the file transport writes.
+    pub outbox_dir: PathBuf,
+    /// The SMTP relay.
+    pub smtp_url: String,
+    /// Never read from the TOML: `LETTERPRESS_DELIVERY__SMTP_PASSWORD`.
+    pub smtp_password: Option<String>,
+    /// A file holding the SMTP password.
+    pub smtp_password_file: Option<PathBuf>,
+    /// SMTP connections in flight.
+    pub concurrency: u32,
+    /// Global messages per second (0 = unlimited).
+    pub rate_per_second: u32,
+    /// Per-domain messages per second, e.g. `{ "gmail.com" = 20 }`.
+    pub per_domain: HashMap<String, u32>,
+    /// Deliveries claimed per batch.
+    pub batch_size: u32,
+    /// How long a claim holds.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// SMTP command timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long an idle worker waits before looking again.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long a stopping worker waits for messages in flight.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// `[delivery.retry]`
+    pub retry: Retry,
+}
+
+/// The two transports.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// `.eml` files in `outbox_dir`.
+    #[default]
+    File,
+    /// SMTP via `smtp_url`.
+    Smtp,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            transport: TransportKind::File,
+            outbox_dir: "outbox".into(),
+            smtp_url: "smtp://127.0.0.1:25".into(),
+            smtp_password: None,
+            smtp_password_file: None,
+            concurrency: 8,
+            rate_per_second: 0,
+            per_domain: HashMap::new(),
+            batch_size: 100,
+            lease: Duration::from_secs(120),
+            timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+            retry: Retry::default(),
+        }
+    }
+}
+
+/// `[delivery.retry]`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retry {
+    /// First retry delay.
+    #[serde(with = "humantime_serde")]
+    pub initial: Duration,
+    /// Cap of the doubling delay.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Give-up age.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(300),
+            max_delay: Duration::from_secs(4 * 3600),
+            max_age: Duration::from_secs(4 * 86400),
+        }
+    }
+}
+
+/// `[dkim]`: signing is on when all three are set.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dkim {
+    /// The signing domain (d=).
+    pub domain: Option<String>,
+    /// The selector (s=).
+    pub selector: Option<String>,
+    /// PEM file with the RSA (PKCS#1) private key.
+    pub private_key_path: Option<PathBuf>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// The HTTP listener.
+    pub bind: String,
+    /// The public address used in links (unsubscribe, confirm).
+    pub public_url: String,
+    /// Never read from the TOML: `LETTERPRESS_SERVER__SECRET`.
+    pub secret: Option<String>,
+    /// A file holding the token secret; default `<data dir>/secret.key`,
+    /// generated on first run.
+    pub secret_file: Option<PathBuf>,
+    /// Retired secrets still accepted (rotation grace), from the environment:
+    /// `LETTERPRESS_SERVER__PREVIOUS_SECRETS=old1,old2`.
+    pub previous_secrets: Option<String>,
+    /// Never read from the TOML: `LETTERPRESS_SERVER__WEBHOOK_SECRET`.
+    pub webhook_secret: Option<String>,
+    /// A file holding the webhook secret.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Soft bounces in a row that suppress a subscriber.
+    pub soft_bounce_limit: u32,
+    /// Signups accepted per client address per minute.
+    pub signup_per_minute: u32,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            secret: None,
+            secret_file: None,
+            previous_secrets: None,
+            webhook_secret: None,
+            webhook_secret_file: None,
+            soft_bounce_limit: 3,
+            signup_per_minute: 5,
+        }
+    }
+}
+
+/// `[schedule]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Schedule {
+    /// A 5-field crontab line; empty disables the scheduler.
+    pub cron: String,
+    /// IANA time zone the cron line is read in.
+    pub timezone: String,
+    /// Where scheduled issues live.
+    pub issues_dir: PathBuf,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            cron: "*/5 * * * *".into(),
+            timezone: "UTC".into(),
+            issues_dir: "issues".into(),
+        }
+    }
+}
+
+/// Keys that hold secrets and so must not come from the config file.
+const SECRET_KEYS: [&str; 4] = [
+    "delivery.smtp_password",
+    "server.secret",
+    "server.previous_secrets",
+    "server.webhook_secret",
+];
+
+impl Config {
+    /// Loads `path` (which must exist unless it is the default) and the
+    /// environment on top.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        if explicit && !path.exists() {
+            bail!("config file {} does not exist", path.display());
+        }
+        let figment = Figment::new()
+            .merge(Toml::file(&path))
+            // Only variables with a section (a double underscore) are
+            // settings; LETTERPRESS_CONFIG and LETTERPRESS_LOG_FORMAT are not.
+            .merge(
+                Env::prefixed("LETTERPRESS_")
+                    .filter(|k| k.as_str().contains("__"))
+                    .split("__"),
+            );
+        for key in SECRET_KEYS {
+            if let Some(meta) = figment.find_metadata(key)
+                && meta.name.contains("TOML")
+            {
+                bail!(
+                    "{key} is set in {}: secrets come from the environment (LETTERPRESS_{}) or a *_file key, never the config file",
+                    path.display(),
+                    key.to_uppercase().replace('.', "__")
+                );
+            }
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if !self.newsletter.issue_url.contains("{slug}") {
+            bail!(
+                "newsletter.issue_url {:?} must contain {{slug}}",
+                self.newsletter.issue_url
+            );
+        }
+        if self.delivery.concurrency == 0 {
+            bail!("delivery.concurrency must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The folder for generated state (the secret), next to the SQLite file.
+    pub fn data_dir(&self) -> PathBuf {
+        self.database
+            .url
+            .strip_prefix("sqlite://")
+            .map(|p| p.split('?').next().unwrap_or(p))
+            .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("data"))
+    }
+
+    /// The SMTP password, from the environment or its file.
+    pub fn smtp_password(&self) -> anyhow::Result<Option<String>> {
+        secret_value(
+            self.delivery.smtp_password.as_deref(),
+            self.delivery.smtp_password_file.as_deref(),
+            "delivery.smtp_password_file",
+        )
+    }
+
+    /// The webhook secret, from the environment or its file.
+    pub fn webhook_secret(&self) -> anyhow::Result<Option<String>> {
+        secret_value(
+            self.server.webhook_secret.as_deref(),
+            self.server.webhook_secret_file.as_deref(),
+            "server.webhook_secret_file",
+        )
+    }
+
+    /// The token secret: from the environment, its file, or generated into
+    /// `<data dir>/secret.key` on first use.
+    pub fn token_secret(&self) -> anyhow::Result<String> {
+        if let Some(s) = secret_value(
+            self.server.secret.as_deref(),
+            self.server.secret_file.as_deref(),
+            "server.secret_file",
+        )? {
+            return Ok(s);
+        }
+        let path = self.data_dir().join("secret.key");
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            return Ok(s.trim().to_string());
+        }
+        std::fs::create_dir_all(self.data_dir())
+            .with_context(|| format!("creating {}", self.data_dir().display()))?;
+        let secret: String = {
+            use rand::Rng;
+            let bytes: [u8; 32] = rand::rng().random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(path = %path.display(), "generated a new token secret");
+        Ok(secret)
+    }
+}
+
+fn secret_value(
+    env: Option<&str>,
+    file: Option<&Path>,
+    key: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(v) = env.filter(|v| !v.is_empty()) {
+        return Ok(Some(v.to_string()));
+    }
+    match file {
+        Some(f) => {
+            let v = std::fs::read_to_string(f)
+                .with_context(|| format!("{key}: cannot read {}", f.display()))?;
+            Ok(Some(v.trim().to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// figment's errors name the key and the source; this puts them in one
+/// line the way the rest of the CLI reports errors.
+fn describe_figment_error(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(s) => format!(" (in {} {s})", m.name),
+                    None => format!(" (in {})", m.name),
+                })
+                .unwrap_or_default();
+            format!("invalid configuration: {key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,199 @@
+//! Turns the configuration into the library crates' values. Each function
+//! names the config key at fault when a value cannot be used.
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use letterpress_composer::{Composer, ComposerSettings, Newsletter};
+use letterpress_sender::{
+    IssueMessages, MessageSettings, RetryPolicy, SmtpSettings, Throttle, Transport, WorkerSettings,
+    dkim_signed_headers,
+};
+use letterpress_signing::Keyring;
+use letterpress_store::Store;
+use lettre::message::Mailbox;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+
+use crate::config::{Config, TransportKind};
+
+/// The composer for this newsletter.
+pub fn composer(config: &Config) -> anyhow::Result<Composer> {
+    Composer::new(ComposerSettings {
+        content_root: config.content.root.clone(),
+        issue_url: config.newsletter.issue_url.clone(),
+        template: config.content.template.clone(),
+        newsletter: Newsletter {
+            name: config.newsletter.name.clone(),
+            postal_address: config.newsletter.postal_address.clone(),
+        },
+    })
+    .with_context(|| format!("content.template {}", config.content.template.display()))
+}
+
+/// Connects to `database.url` and applies the migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = &config.database.url;
+    let store = Store::connect(url)
+        .await
+        .with_context(|| format!("database.url {}", redact_url(url)))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {}", redact_url(url)))?;
+    Ok(store)
+}
+
+/// A database or SMTP URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The token keyring: the current secret and any retired ones.
+pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
+    let current = config.token_secret()?;
+    let previous: Vec<String> = config
+        .server
+        .previous_secrets
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let previous: Vec<&[u8]> = previous.iter().map(|s| s.as_bytes()).collect();
+    Keyring::new(current.as_bytes(), &previous).map_err(|e| anyhow!("server.secret: {e}"))
+}
+
+/// From, List-Id, the unsubscribe address and DKIM.
+pub fn message_settings(config: &Config, keyring: Keyring) -> anyhow::Result<MessageSettings> {
+    let n = &config.newsletter;
+    let from: Mailbox = n
+        .from
+        .parse()
+        .map_err(|e| anyhow!("newsletter.from {:?} is not a mailbox: {e}", n.from))?;
+    let reply_to = match n.reply_to.as_deref().filter(|s| !s.is_empty()) {
+        Some(r) => Some(
+            r.parse::<Mailbox>()
+                .map_err(|e| anyhow!("newsletter.reply_to {r:?} is not a mailbox: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(MessageSettings {
+        from,
+        reply_to,
+        list_id: n.list_id.clone(),
+        list_name: n.name.clone(),
+        public_url: config.server.public_url.trim_end_matches('/').to_string(),
+        unsubscribe_mailto: n.unsubscribe_mailto.clone().filter(|s| !s.is_empty()),
+        keyring,
+        dkim: dkim(config)?.map(Arc::new),
+    })
+}
+
+fn dkim(config: &Config) -> anyhow::Result<Option<DkimConfig>> {
+    let d = &config.dkim;
+    let (Some(domain), Some(selector), Some(path)) = (&d.domain, &d.selector, &d.private_key_path)
+    else {
+        if d.domain.is_some() || d.selector.is_some() || d.private_key_path.is_some() {
+            anyhow::bail!("dkim: domain, selector and private_key_path must all be set to sign");
+        }
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("dkim.private_key_path: cannot read {}", path.display()))?;
+    let key = DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|e| {
+        anyhow!(
+            "dkim.private_key_path {}: not an RSA (PKCS#1 PEM) key: {e:?}",
+            path.display()
+        )
+    })?;
+    Ok(Some(DkimConfig::new(
+        selector.clone(),
+        domain.clone(),
+        key,
+        dkim_signed_headers(),
+        // relaxed/relaxed survives the header refolding and trailing-space
+        // trimming that relays commonly do.
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    )))
+}
+
+/// The configured transport.
+pub fn transport(config: &Config) -> anyhow::Result<Transport> {
+    let d = &config.delivery;
+    Ok(match d.transport {
+        TransportKind::File => Transport::file(&d.outbox_dir)?,
+        TransportKind::Smtp => Transport::smtp(&SmtpSettings {
+            url: d.smtp_url.clone(),
+            password: config.smtp_password()?,
+            connections: d.concurrency,
+            timeout: d.timeout,
+        })?,
+    })
+}
+
+/// The rate limits.
+pub fn throttle(config: &Config) -> Throttle {
+    Throttle::new(config.delivery.rate_per_second, &config.delivery.per_domain)
+}
+
+/// Worker tuning from `[delivery]`.
+pub fn worker_settings(config: &Config) -> WorkerSettings {
+    let d = &config.delivery;
+    // A batch should be sendable well within its lease even at the
+    // configured rate; otherwise claims would expire while waiting for tokens.
+    let mut batch = d.batch_size.max(1);
+    if d.rate_per_second > 0 {
+        let sendable = (d.rate_per_second as u64 * d.lease.as_secs().max(1) / 4).max(1);
+        batch = batch.min(sendable.min(u32::MAX as u64) as u32);
+    }
+    WorkerSettings {
+        worker_id: worker_id(),
+        concurrency: d.concurrency,
+        batch_size: batch,
+        lease: d.lease,
+        retry: RetryPolicy {
+            initial: d.retry.initial,
+            max_delay: d.retry.max_delay,
+            max_age: d.retry.max_age,
+        },
+        poll_interval: d.poll_interval,
+        shutdown_grace: d.shutdown_grace,
+    }
+}
+
+/// `host:pid:random`: unique per process, readable in the leases table.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// The prepared per-issue messages.
+pub fn issue_messages(
+    issue: Arc<letterpress_composer::ComposedIssue>,
+    settings: Arc<MessageSettings>,
+) -> Arc<IssueMessages> {
+    Arc::new(IssueMessages::new(issue, settings))
+}

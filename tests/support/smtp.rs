@@ -1,0 +1,281 @@
+//! A small real SMTP server for the end-to-end tests, in the test process.
+//!
+//! It speaks enough ESMTP for lettre (EHLO, MAIL, RCPT, DATA, RSET, NOOP,
+//! QUIT) over real TCP, and lets a test script its answers per recipient:
+//! accept, reply with any code at RCPT or after DATA, drop the connection,
+//! or stall. Written for the tests rather than taken from a crate because
+//! the scripted failures (drop mid-transaction, stall, 421) are the point,
+//! and the embeddable servers on crates.io cannot produce them.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// One message the server accepted (a 250 after DATA).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub data: String,
+}
+
+/// What to do with a recipient.
+#[derive(Debug, Clone)]
+pub enum Behavior {
+    Accept,
+    /// Reply to RCPT TO with this line, e.g. "550 5.1.1 no such user".
+    RcptReply(String),
+    /// Accept RCPT, reply to the end of DATA with this line.
+    DataReply(String),
+    /// Close the connection without a word when RCPT TO arrives.
+    Drop,
+    /// Never answer RCPT TO (the client's timeout must fire).
+    Stall,
+}
+
+/// A rule: recipients containing `needle` get `behavior` for their first
+/// `times` attempts (None = always), then are accepted.
+#[derive(Debug, Clone)]
+struct Rule {
+    needle: String,
+    behavior: Behavior,
+    times: Option<u32>,
+}
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    rules: Vec<Rule>,
+    attempts: HashMap<String, u32>,
+    /// Called with the recipient before the RCPT reply, while the client waits.
+    on_rcpt: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    /// When set, the reply to DATA is withheld once this many messages are in.
+    hold_data_after: Option<usize>,
+    held: usize,
+}
+
+/// A running server; dropped with the test's runtime.
+#[derive(Clone)]
+pub struct SmtpServer {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+}
+
+impl SmtpServer {
+    pub async fn start() -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let server = SmtpServer {
+            port,
+            state: Arc::new(Mutex::new(State::default())),
+            changed: Arc::new(Notify::new()),
+        };
+        let s = server.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = s.session(stream).await;
+                });
+            }
+        });
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Recipients containing `needle` get `behavior` (on their first `times` attempts).
+    pub fn rule(&self, needle: &str, behavior: Behavior, times: Option<u32>) {
+        self.state.lock().unwrap().rules.push(Rule {
+            needle: needle.to_string(),
+            behavior,
+            times,
+        });
+    }
+
+    pub fn on_rcpt(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        self.state.lock().unwrap().on_rcpt = Some(Arc::new(f));
+    }
+
+    /// Withholds the DATA reply of every message after the first `n`.
+    pub fn hold_data_after(&self, n: usize) {
+        self.state.lock().unwrap().hold_data_after = Some(n);
+    }
+
+    /// Messages whose DATA reply is being withheld right now.
+    pub fn held(&self) -> usize {
+        self.state.lock().unwrap().held
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Attempts (RCPT TO commands) seen per recipient.
+    pub fn attempts(&self, rcpt: &str) -> u32 {
+        self.state.lock().unwrap().attempts.get(rcpt).copied().unwrap_or(0)
+    }
+
+    /// Copies accepted per recipient.
+    pub fn copies(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for r in self.received() {
+            for to in r.rcpt_to {
+                *m.entry(to).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    /// Waits (event-driven, bounded) until `cond` holds for the server state.
+    pub async fn wait_until(&self, what: &str, cond: impl Fn(&SmtpServer) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let notified = self.changed.notified();
+            if cond(self) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("timed out waiting for: {what}");
+            }
+        }
+    }
+
+    fn behavior_for(&self, rcpt: &str) -> Behavior {
+        let mut st = self.state.lock().unwrap();
+        let n = {
+            let a = st.attempts.entry(rcpt.to_string()).or_insert(0);
+            *a += 1;
+            *a
+        };
+        for rule in &st.rules {
+            if rcpt.contains(&rule.needle) && rule.times.is_none_or(|t| n <= t) {
+                return rule.behavior.clone();
+            }
+        }
+        Behavior::Accept
+    }
+
+    async fn session(&self, stream: TcpStream) -> std::io::Result<()> {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read);
+        write.write_all(b"220 test.local ESMTP letterpress-test\r\n").await?;
+        let mut mail_from = String::new();
+        let mut rcpt_to: Vec<String> = Vec::new();
+        let mut data_reply: Option<String> = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let cmd = line.trim_end().to_string();
+            let upper = cmd.to_ascii_uppercase();
+            if upper.starts_with("EHLO") {
+                write
+                    .write_all(b"250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n")
+                    .await?;
+            } else if upper.starts_with("HELO") {
+                write.write_all(b"250 test.local\r\n").await?;
+            } else if upper.starts_with("MAIL FROM:") {
+                mail_from = addr(&cmd[10..]);
+                rcpt_to.clear();
+                data_reply = None;
+                write.write_all(b"250 2.1.0 Ok\r\n").await?;
+            } else if upper.starts_with("RCPT TO:") {
+                let rcpt = addr(&cmd[8..]);
+                let hook = self.state.lock().unwrap().on_rcpt.clone();
+                if let Some(hook) = hook {
+                    let r = rcpt.clone();
+                    tokio::task::spawn_blocking(move || hook(&r)).await.unwrap();
+                }
+                match self.behavior_for(&rcpt) {
+                    Behavior::Accept => {
+                        rcpt_to.push(rcpt);
+                        write.write_all(b"250 2.1.5 Ok\r\n").await?;
+                    }
+                    Behavior::RcptReply(reply) => {
+                        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                    }
+                    Behavior::DataReply(reply) => {
+                        rcpt_to.push(rcpt);
+                        data_reply = Some(reply);
+                        write.write_all(b"250 2.1.5 Ok\r\n").await?;
+                    }
+                    Behavior::Drop => return Ok(()),
+                    Behavior::Stall => {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                self.changed.notify_waiters();
+            } else if upper == "DATA" {
+                write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                let mut data = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    let l = line.strip_prefix('.').unwrap_or(&line);
+                    data.push_str(l);
+                }
+                if let Some(reply) = data_reply.take() {
+                    write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                    continue;
+                }
+                let hold = {
+                    let mut st = self.state.lock().unwrap();
+                    match st.hold_data_after {
+                        Some(n) if st.received.len() >= n => {
+                            st.held += 1;
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if hold {
+                    self.changed.notify_waiters();
+                    // The message is not accepted until we answer, which
+                    // we never do: the client is in flight until it dies.
+                    std::future::pending::<()>().await;
+                }
+                self.state.lock().unwrap().received.push(Received {
+                    mail_from: mail_from.clone(),
+                    rcpt_to: std::mem::take(&mut rcpt_to),
+                    data,
+                });
+                write.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
+                self.changed.notify_waiters();
+            } else if upper == "RSET" {
+                rcpt_to.clear();
+                data_reply = None;
+                write.write_all(b"250 2.0.0 Ok\r\n").await?;
+            } else if upper == "NOOP" {
+                write.write_all(b"250 2.0.0 Ok\r\n").await?;
+            } else if upper == "QUIT" {
+                write.write_all(b"221 2.0.0 Bye\r\n").await?;
+                return Ok(());
+            } else {
+                write.write_all(b"502 5.5.2 Command not recognized\r\n").await?;
+            }
+        }
+    }
+}
+
+fn addr(s: &str) -> String {
+    let s = s.trim();
+    let s = s.split_whitespace().next().unwrap_or(s);
+    s.trim_start_matches('<').trim_end_matches('>').to_string()
+}
