@@ -36,9 +36,13 @@ pub fn composer(config: &Config) -> anyhow::Result<Composer> {
 /// Connects to `database.url` and applies the migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = &config.database.url;
+    // Forgotten addresses are recognised by a keyed hash; the key is the
+    // token secret, so a leaked database alone cannot confirm an address.
+    let key = keyring(config)?;
     let store = Store::connect(url)
         .await
-        .with_context(|| format!("database.url {}", redact_url(url)))?;
+        .with_context(|| format!("database.url {}", redact_url(url)))?
+        .with_suppression_key(key.current_key());
     store
         .migrate()
         .await
