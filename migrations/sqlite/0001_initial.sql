@@ -18,8 +18,6 @@ CREATE TABLE subscribers (
     unsubscribe_source TEXT,
     soft_bounces       INTEGER NOT NULL DEFAULT 0
 );
--- enqueue_audience and count_audience select by status.
-CREATE INDEX subscribers_status ON subscribers (status);
 
 -- Forgotten addresses: HMAC-SHA256(key, lower-case address), hex. No personal data.
 CREATE TABLE suppressed_hashes (
@@ -51,14 +49,15 @@ CREATE TABLE deliveries (
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     sent_at         INTEGER,
-    UNIQUE (issue_id, subscriber_id)
+    -- One delivery per issue and subscriber (enqueue_audience's ON CONFLICT
+    -- target). Subscriber first, so the same index finds a subscriber's
+    -- deliveries for forget without a third index to maintain per row.
+    UNIQUE (subscriber_id, issue_id)
 );
 -- claim_due and next_due_at: only unsettled rows, in the order they are claimed.
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE status IN ('queued','deferred');
 -- issue_counts, retry_failed, settle_expired.
 CREATE INDEX deliveries_issue_status ON deliveries (issue_id, status);
--- forget: find a subscriber's deliveries.
-CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);
 
 CREATE TABLE delivery_attempts (
     id           INTEGER PRIMARY KEY,

@@ -37,7 +37,7 @@ impl Store {
             key: new.email.key(),
             new: new.clone(),
         };
-        let classes = self.write_batch(vec![candidate], mode, false).await?;
+        let classes = self.write_batch(vec![candidate], mode, false, true).await?;
         Ok(classes[0])
     }
 

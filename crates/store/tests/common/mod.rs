@@ -35,7 +35,7 @@ fn unique_name() -> String {
         .unwrap()
         .subsec_nanos();
     format!(
-        "lp_test_{}_{}_{}",
+        "lp_store_test_{}_{}_{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed),
         nanos
