@@ -306,10 +306,9 @@ impl Config {
                     .filter(|k| k.as_str().contains("__"))
                     .split("__"),
             );
+        let file_only = Figment::from(Toml::file(&path));
         for key in SECRET_KEYS {
-            if let Some(meta) = figment.find_metadata(key)
-                && meta.name.contains("TOML")
-            {
+            if file_only.find_value(key).is_ok() {
                 bail!(
                     "{key} is set in {}: secrets come from the environment (LETTERPRESS_{}) or a *_file key, never the config file",
                     path.display(),
@@ -442,6 +441,13 @@ fn describe_figment_error(e: figment::Error) -> String {
                 .metadata
                 .as_ref()
                 .map(|m| match &m.source {
+                    // figment names only the prefix; the operator needs the variable.
+                    _ if m.name.contains("environment") && !e.path.is_empty() => {
+                        format!(
+                            " (from the environment variable LETTERPRESS_{})",
+                            e.path.join("__").to_uppercase()
+                        )
+                    }
                     Some(s) => format!(" (in {} {s})", m.name),
                     None => format!(" (in {})", m.name),
                 })

@@ -1,9 +1,12 @@
 //! `letterpress subscribers add | import | export | list | remove`.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use anyhow::{Context, anyhow};
 use futures_util::TryStreamExt;
@@ -291,10 +294,15 @@ async fn import(
     mode: UpsertMode,
 ) -> anyhow::Result<ExitCode> {
     let reader = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let lines = LineIndex::default();
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
-        .from_reader(io::BufReader::with_capacity(1 << 16, reader));
+        .from_reader(NewlineCounter {
+            inner: io::BufReader::with_capacity(1 << 16, reader),
+            offset: 0,
+            index: lines.clone(),
+        });
     let headers = csv
         .headers()
         .with_context(|| format!("{}: line 1: cannot read the header row", file.display()))?
@@ -309,7 +317,7 @@ async fn import(
             let line = csv.position().line() + 1;
             match csv.read_record(&mut record) {
                 Ok(true) => {
-                    let line = record.position().map_or(line, |p| p.line());
+                    let line = record.position().map_or(line, |p| lines.line_at(p.byte()));
                     return Some(ImportRow {
                         line,
                         result: columns.parse(&record),
@@ -353,6 +361,53 @@ async fn import(
         summary.rejected.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Line numbers by byte offset. The csv crate's own line count is one
+/// short for records after a CRLF line end (it counts the LF as part of the
+/// next record), and operators look up rejected rows by line in an editor,
+/// so the lines are counted here from the raw bytes.
+#[derive(Clone, Default)]
+struct LineIndex(Rc<RefCell<LineState>>);
+
+#[derive(Default)]
+struct LineState {
+    /// Offsets of newlines read but not yet passed by a record start.
+    pending: VecDeque<u64>,
+    /// Newlines already passed.
+    passed: u64,
+}
+
+impl LineIndex {
+    /// The 1-based line of the byte at `offset` (a record's first byte; it
+    /// is never a newline, so newlines at or before it precede its line).
+    fn line_at(&self, offset: u64) -> u64 {
+        let mut st = self.0.borrow_mut();
+        while st.pending.front().is_some_and(|&o| o <= offset) {
+            st.pending.pop_front();
+            st.passed += 1;
+        }
+        st.passed + 1
+    }
+}
+
+/// Passes bytes through, noting where each newline is.
+struct NewlineCounter<R> {
+    inner: R,
+    offset: u64,
+    index: LineIndex,
+}
+
+impl<R: io::Read> io::Read for NewlineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut st = self.index.0.borrow_mut();
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            st.pending.push_back(self.offset + i as u64);
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 /// Writes every subscriber as CSV in a form `import` reads back.
