@@ -258,6 +258,7 @@ fn messy_csv(rows: usize) -> (String, usize) {
             20 => csv.push_str("only-two-fields@example.com,Two\r\n"),
             30 => csv.push_str("USER5@EXAMPLE.COM,Dup,Licate,,Elsewhere\r\n"),
             40 => csv.push_str("not an address,Sp,Ace,,X\r\n"),
+            50 => csv.push_str("Suppressed@Example.com,Back,Again,,Here\r\n"),
             _ => {
                 valid += 1;
                 let _ = write!(
@@ -273,16 +274,27 @@ fn messy_csv(rows: usize) -> (String, usize) {
 #[test]
 fn import_keeps_every_valid_row_and_reports_bad_lines() {
     let lp = Lp::new();
-    let (csv, valid) = messy_csv(2_000);
+    lp.ok(&[
+        "subscribers",
+        "add",
+        "suppressed@example.com",
+        "--name",
+        "Original",
+    ]);
+    lp.ok(&["subscribers", "remove", "suppressed@example.com"]);
+    let (csv, valid) = messy_csv(100_000);
     std::fs::write(lp.path("list.csv"), &csv).unwrap();
     // Dry run first: validates, counts, writes nothing.
     let err = lp.ok(&["subscribers", "import", "list.csv", "--dry-run"]);
     assert!(err.contains(&format!("{valid} added")), "{err}");
-    assert!(lp.list().is_empty(), "dry run wrote nothing");
+    assert_eq!(lp.list().len(), 1, "dry run wrote nothing");
 
     let err = lp.ok(&["subscribers", "import", "list.csv"]);
     assert!(err.contains(&format!("{valid} added")), "{err}");
-    assert!(err.contains("4 rejected"), "{err}");
+    assert!(
+        err.contains("1 suppressed") && err.contains("4 rejected"),
+        "{err}"
+    );
     // Each record spans two physical lines (a quoted newline): record i starts at line 2 + 2*i,
     // except that the bad rows are one line long. Check the messages name the right lines.
     assert!(
@@ -290,14 +302,26 @@ fn import_keeps_every_valid_row_and_reports_bad_lines() {
         "{err}"
     );
     assert!(err.contains("expected 5 fields, found 2"), "{err}");
-    assert!(err.contains("duplicate of line"), "{err}");
+    assert!(err.contains("line 60: duplicate of line 12"), "{err}");
     assert!(
         err.contains("\"not an address\" is not a valid email address"),
         "{err}"
     );
 
     let list = lp.list();
-    assert_eq!(list.len(), valid);
+    assert_eq!(list.len(), valid + 1);
+    let suppressed = list
+        .iter()
+        .find(|s| s["email"] == "suppressed@example.com")
+        .unwrap();
+    assert_eq!(
+        suppressed["status"], "unsubscribed",
+        "an import never reactivates"
+    );
+    assert_eq!(
+        suppressed["name"], "Original",
+        "nor changes a suppressed row"
+    );
     let s = list
         .iter()
         .find(|s| s["email"] == "user7@example.com")
