@@ -31,12 +31,25 @@ pub(crate) enum Pool {
 }
 
 /// The subscriber store. Cheap to clone: clones share the connection pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
     /// Key of the HMAC that identifies forgotten addresses; see
     /// [`Store::with_suppression_key`].
     pub(crate) suppression_key: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for Store {
+    // By hand: the suppression key is a secret and stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .field(
+                "suppression_key",
+                &self.suppression_key.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool. The body is

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
+use tracing::Instrument;
 
 use crate::connect::{BeginWrite, Pool, with_pool};
 use crate::model::{ClaimRow, count, from_ms, ms};
@@ -69,7 +70,19 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Claim>, StoreError> {
         let span = tracing::debug_span!("claim_due", worker, ?issue_id, limit);
-        let _enter = span.enter();
+        self.claim_due_inner(worker, issue_id, limit, lease, now)
+            .instrument(span)
+            .await
+    }
+
+    async fn claim_due_inner(
+        &self,
+        worker: &str,
+        issue_id: Option<i64>,
+        limit: u32,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>, StoreError> {
         let until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let now = ms(now);
         let limit = i64::from(limit);
@@ -145,7 +158,7 @@ impl Store {
             return Ok(());
         }
         let span = tracing::debug_span!("record_outcomes", n = outcomes.len());
-        let _enter = span.enter();
+        async move {
         with_pool!(self, |p| {
             let mut tx = p.begin_write().await?;
             for o in outcomes {
@@ -213,6 +226,9 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+        }
+        .instrument(span)
+        .await
     }
 
     /// Gives back `worker`'s leases on deliveries it did not settle (on

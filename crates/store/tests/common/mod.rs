@@ -96,7 +96,15 @@ where
             .execute(&mut conn)
             .await;
         }
-        _ => eprintln!("skipped postgres: TEST_DATABASE_URL not set"),
+        _ => {
+            // Straight to stderr, past the test harness's output capture, so
+            // a run without PostgreSQL says so.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped postgres: TEST_DATABASE_URL not set"
+            );
+        }
     }
 }
 
