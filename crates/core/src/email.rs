@@ -48,7 +48,9 @@ impl SubscriberEmail {
             .chars()
             .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
         {
-            return Err(fail("contains spaces, angle brackets or control characters"));
+            return Err(fail(
+                "contains spaces, angle brackets or control characters",
+            ));
         }
         if trimmed.len() > 254 {
             return Err(fail("longer than 254 characters"));
@@ -155,6 +157,9 @@ mod tests {
     #[test]
     fn error_message_quotes_the_input() {
         let err = SubscriberEmail::parse("bob@").unwrap_err();
-        assert!(err.to_string().starts_with("\"bob@\" is not a valid email address"));
+        assert!(
+            err.to_string()
+                .starts_with("\"bob@\" is not a valid email address")
+        );
     }
 }

@@ -97,7 +97,9 @@ impl Keyring {
         buf[0] = purpose as u8;
         buf[1..9].copy_from_slice(&subscriber_id.to_be_bytes());
         buf[9..17].copy_from_slice(&expires_unix.unwrap_or(0).to_be_bytes());
-        let tag = mac(&self.current, &buf[..PAYLOAD_LEN]).finalize().into_bytes();
+        let tag = mac(&self.current, &buf[..PAYLOAD_LEN])
+            .finalize()
+            .into_bytes();
         buf[PAYLOAD_LEN..].copy_from_slice(&tag[..TAG_LEN]);
         URL_SAFE_NO_PAD.encode(buf)
     }
@@ -141,7 +143,10 @@ fn mac(key: &[u8], data: &[u8]) -> HmacSha256 {
 /// `sha256=<hex>` for `body` under `secret`: what a webhook sender puts in
 /// `X-Letterpress-Signature`.
 pub fn sign_webhook(secret: &[u8], body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(mac(secret, body).finalize().into_bytes()))
+    format!(
+        "sha256={}",
+        hex::encode(mac(secret, body).finalize().into_bytes())
+    )
 }
 
 /// Whether `header` (the `X-Letterpress-Signature` value) is a valid
@@ -187,17 +192,25 @@ mod tests {
         let mut a = URL_SAFE_NO_PAD.decode(&t).unwrap();
         let b = URL_SAFE_NO_PAD.decode(&other).unwrap();
         a[1..9].copy_from_slice(&b[1..9]);
-        assert_eq!(ring.verify(&URL_SAFE_NO_PAD.encode(a), Purpose::Unsubscribe, 0), None);
+        assert_eq!(
+            ring.verify(&URL_SAFE_NO_PAD.encode(a), Purpose::Unsubscribe, 0),
+            None
+        );
     }
 
     #[test]
     fn forged_truncated_and_garbage_tokens_fail() {
         let ring = Keyring::new(K1, &[]).unwrap();
         let t = ring.token(Purpose::Unsubscribe, 7, None);
-        assert_eq!(ring.verify(&t[..t.len() - 1], Purpose::Unsubscribe, 0), None);
+        assert_eq!(
+            ring.verify(&t[..t.len() - 1], Purpose::Unsubscribe, 0),
+            None
+        );
         assert_eq!(ring.verify("", Purpose::Unsubscribe, 0), None);
         assert_eq!(ring.verify("not a token!", Purpose::Unsubscribe, 0), None);
-        let forged = Keyring::new(K2, &[]).unwrap().token(Purpose::Unsubscribe, 7, None);
+        let forged = Keyring::new(K2, &[])
+            .unwrap()
+            .token(Purpose::Unsubscribe, 7, None);
         assert_eq!(ring.verify(&forged, Purpose::Unsubscribe, 0), None);
     }
 
