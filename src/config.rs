@@ -260,7 +260,7 @@ impl Default for Server {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Schedule {
-    /// A 5-field crontab line; empty disables the scheduler.
+    /// A 5-field crontab line (or 6 with seconds first); empty disables the scheduler.
     pub cron: String,
     /// IANA time zone the cron line is read in.
     pub timezone: String,

@@ -254,7 +254,7 @@ pub fn stop_on_signal() -> CancellationToken {
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
-        eprintln!("stopping: finishing messages in flight…");
+        crate::logging::notice("stopping: finishing messages in flight…");
         t.cancel();
     });
     token

@@ -141,8 +141,9 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let keyring = wiring::keyring(config)?;
     let webhook_secret = config.webhook_secret()?.map(String::into_bytes);
     if webhook_secret.is_none() {
-        tracing::warn!("server.webhook_secret is not set: webhooks will answer 401");
-        eprintln!("note: LETTERPRESS_SERVER__WEBHOOK_SECRET is not set; webhooks will answer 401");
+        crate::logging::notice(
+            "note: LETTERPRESS_SERVER__WEBHOOK_SECRET is not set; webhooks will answer 401",
+        );
     }
     let worker = super::send::build_queue_worker(config, &store)?;
     let mailer = Arc::new(Mailer {
@@ -169,7 +170,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("server.bind {}: cannot listen", config.server.bind))?;
     let local = listener.local_addr()?;
     // Tests and operators read this line to know where we listen (bind may say port 0).
-    eprintln!("listening on http://{local}");
+    crate::logging::notice(&format!("listening on http://{local}"));
 
     let stop = super::send::stop_on_signal();
     let schedule = if config.schedule.cron.trim().is_empty() {
@@ -206,7 +207,23 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let stop = stop.clone();
         tokio::spawn(async move { worker.run(Until::Stopped, stop).await })
     };
-    let served = letterpress_server::serve(listener, state, stop.clone()).await;
+    // One stop for all three parts: the listener closes, requests in
+    // progress finish, the worker claims nothing more and finishes the
+    // messages in flight, all at once. The server gets the same grace as
+    // the worker: a client that never finishes its request must not keep
+    // the process (and the messages' outcomes) hanging.
+    let grace = config.delivery.shutdown_grace;
+    let served = {
+        let server = letterpress_server::serve(listener, state, stop.clone());
+        tokio::pin!(server);
+        tokio::select! {
+            r = &mut server => r,
+            _ = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("shutdown grace over; closing HTTP requests still open");
+                Ok(())
+            }
+        }
+    };
     stop.cancel();
     if let Some(t) = scheduler_task {
         let _ = t.await;
@@ -215,6 +232,6 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     store.close().await;
     served.context("HTTP server")?;
     worked.context("delivery worker")?;
-    eprintln!("stopped");
+    crate::logging::notice("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -48,13 +48,16 @@ struct Rule {
     times: Option<u32>,
 }
 
+/// A test's hook on RCPT TO, called with the recipient.
+type RcptHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     received: Vec<Received>,
     rules: Vec<Rule>,
     attempts: HashMap<String, u32>,
     /// Called with the recipient before the RCPT reply, while the client waits.
-    on_rcpt: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    on_rcpt: Option<RcptHook>,
     /// When set, the reply to DATA is withheld once this many messages are in.
     hold_data_after: Option<usize>,
     held: usize,
@@ -122,7 +125,13 @@ impl SmtpServer {
 
     /// Attempts (RCPT TO commands) seen per recipient.
     pub fn attempts(&self, rcpt: &str) -> u32 {
-        self.state.lock().unwrap().attempts.get(rcpt).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .attempts
+            .get(rcpt)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Copies accepted per recipient.
@@ -168,7 +177,9 @@ impl SmtpServer {
     async fn session(&self, stream: TcpStream) -> std::io::Result<()> {
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read);
-        write.write_all(b"220 test.local ESMTP letterpress-test\r\n").await?;
+        write
+            .write_all(b"220 test.local ESMTP letterpress-test\r\n")
+            .await?;
         let mut mail_from = String::new();
         let mut rcpt_to: Vec<String> = Vec::new();
         let mut data_reply: Option<String> = None;
@@ -182,7 +193,9 @@ impl SmtpServer {
             let upper = cmd.to_ascii_uppercase();
             if upper.starts_with("EHLO") {
                 write
-                    .write_all(b"250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n")
+                    .write_all(
+                        b"250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n",
+                    )
                     .await?;
             } else if upper.starts_with("HELO") {
                 write.write_all(b"250 test.local\r\n").await?;
@@ -218,7 +231,9 @@ impl SmtpServer {
                 }
                 self.changed.notify_waiters();
             } else if upper == "DATA" {
-                write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                write
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 let mut data = String::new();
                 loop {
                     line.clear();
@@ -268,7 +283,9 @@ impl SmtpServer {
                 write.write_all(b"221 2.0.0 Bye\r\n").await?;
                 return Ok(());
             } else {
-                write.write_all(b"502 5.5.2 Command not recognized\r\n").await?;
+                write
+                    .write_all(b"502 5.5.2 Command not recognized\r\n")
+                    .await?;
             }
         }
     }

@@ -126,10 +126,19 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let span = tracing::info_span!("request", method = %request.method(), route = %route);
-    let response = next.run(request).instrument(span).await;
-    state
-        .metrics
-        .http_request(&route, response.status().as_u16());
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    // The access log line: one event in the request's span, so JSON logs
+    // carry the method and route with the status and time taken.
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "request done"
+        )
+    });
+    state.metrics.http_request(&route, status);
     response
 }
 

@@ -48,8 +48,10 @@ pub fn page(status: StatusCode, newsletter: &str, title: &str, body_html: &str) 
     (status, Html(html)).into_response()
 }
 
-/// A form that POSTs back to `action` with one button.
-pub fn button_form(action: &str, hidden: Option<(&str, &str)>, label: &str) -> String {
+/// A form with one button that POSTs back to the page's own URL: the
+/// `action` attribute is left out, so the form works whatever path prefix
+/// a reverse proxy puts in front of us.
+pub fn button_form(hidden: Option<(&str, &str)>, label: &str) -> String {
     let hidden = hidden
         .map(|(n, v)| {
             format!(
@@ -60,8 +62,7 @@ pub fn button_form(action: &str, hidden: Option<(&str, &str)>, label: &str) -> S
         })
         .unwrap_or_default();
     format!(
-        r#"<form method="post" action="{}">{hidden}<button type="submit">{}</button></form>"#,
-        attr(action),
+        r#"<form method="post">{hidden}<button type="submit">{}</button></form>"#,
         text(label)
     )
 }

@@ -22,7 +22,7 @@ use tracing::Instrument;
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     /// `schedule.cron` does not parse.
-    #[error("schedule.cron {line:?} is not a 5-field crontab line: {reason}")]
+    #[error("schedule.cron {line:?} is not a crontab line: {reason}")]
     Cron {
         /// The line.
         line: String,
@@ -53,12 +53,16 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Parses a 5-field line (`*/5 * * * *`) read in `timezone`.
+    /// Parses a 5-field line (`*/5 * * * *`) read in `timezone`, or a
+    /// 6-field one whose first field is the second (`*/10 * * * * *`), for
+    /// schedules finer than a minute.
     pub fn parse(line: &str, timezone: &str) -> Result<Self, ScheduleError> {
-        if line.split_whitespace().count() != 5 {
+        if !matches!(line.split_whitespace().count(), 5 | 6) {
             return Err(ScheduleError::Cron {
                 line: line.into(),
-                reason: "expected 5 fields: minute hour day-of-month month day-of-week".into(),
+                reason: "expected 5 fields (minute hour day-of-month month day-of-week), \
+                         or 6 with the second first"
+                    .into(),
             });
         }
         let cron = croner::Cron::from_str(line).map_err(|e| ScheduleError::Cron {
@@ -114,7 +118,7 @@ pub async fn due_issues(
             }
         };
         let fm = &header.front_matter;
-        if fm.draft || !fm.send_at.is_some_and(|t| t <= now) {
+        if fm.draft || fm.send_at.is_none_or(|t| t > now) {
             continue;
         }
         if store.get_issue(&header.slug).await?.is_none() {
@@ -211,6 +215,22 @@ mod tests {
         assert_eq!(
             s.next_after(t),
             Some(Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_sixth_field_counts_seconds() {
+        let s = Schedule::parse("*/10 * * * * *", "UTC").unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 3).unwrap();
+        assert_eq!(
+            s.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 10).unwrap())
+        );
+        // Five fields still mean minutes: the next whole minute.
+        let m = Schedule::parse("* * * * *", "UTC").unwrap();
+        assert_eq!(
+            m.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 11, 22, 12, 1, 0).unwrap())
         );
     }
 

@@ -200,7 +200,7 @@ pub async fn confirm_page(State(state): State<AppState>, Path(token): Path<Strin
     let body = format!(
         "<p>Confirm that you want to receive {}.</p>{}",
         esc(name),
-        button_form("", None, "Confirm my subscription")
+        button_form(None, "Confirm my subscription")
     );
     page(StatusCode::OK, name, "Confirm your subscription", &body)
 }

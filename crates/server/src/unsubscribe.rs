@@ -32,12 +32,10 @@ pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> R
             String::new()
         }
     };
-    // An empty action posts back to this very URL, whatever path prefix a
-    // reverse proxy puts in front of us.
     let body = format!(
         "<p>Stop receiving {}{address}? One click and no more issues will be sent.</p>{}",
         esc(name),
-        button_form("", Some(("List-Unsubscribe", "One-Click")), "Unsubscribe")
+        button_form(Some(("List-Unsubscribe", "One-Click")), "Unsubscribe")
     );
     pages::page(StatusCode::OK, name, "Unsubscribe?", &body)
 }

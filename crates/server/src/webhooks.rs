@@ -24,23 +24,24 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// Checks the signature; `Err` is the response to send.
-fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+/// Checks the signature; `Err` is the status and message to answer with.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), (StatusCode, &'static str)> {
     let Some(secret) = &state.settings.webhook_secret else {
         tracing::warn!("webhook refused: server.webhook_secret is not configured");
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "webhooks are not configured",
-        ));
+        return Err((StatusCode::UNAUTHORIZED, "webhooks are not configured"));
     };
     let signature = headers
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing X-Letterpress-Signature"))?;
+        .ok_or((StatusCode::UNAUTHORIZED, "missing X-Letterpress-Signature"))?;
     if letterpress_signing::verify_webhook(secret, body, signature) {
         Ok(())
     } else {
-        Err(error(StatusCode::UNAUTHORIZED, "bad signature"))
+        Err((StatusCode::UNAUTHORIZED, "bad signature"))
     }
 }
 
@@ -58,8 +59,8 @@ pub async fn unsubscribe(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authenticate(&state, &headers, &body) {
-        return r;
+    if let Err((status, message)) = authenticate(&state, &headers, &body) {
+        return error(status, message);
     }
     let parsed: UnsubscribeBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -103,8 +104,8 @@ struct BounceBody {
 
 /// `{"email": "…", "type": "hard" | "soft" | "complaint"}`.
 pub async fn bounce(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authenticate(&state, &headers, &body) {
-        return r;
+    if let Err((status, message)) = authenticate(&state, &headers, &body) {
+        return error(status, message);
     }
     let parsed: BounceBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
