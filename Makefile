@@ -58,5 +58,12 @@ screenshots: build
 	$(BIN) render $(ISSUE) --out out/screenshots
 	bash scripts/screenshots.sh out/screenshots/email.html out/screenshots
 
+## Screenshots of the pages `serve` shows a reader (unsubscribe, confirm, and
+## what their POSTs answer) at 375 and 800 px with headless Chromium, into
+## out/pages/ (installed from Debian's packages when missing and root).
+.PHONY: screenshots-pages
+screenshots-pages: build
+	bash scripts/page-screenshots.sh out/pages
+
 clean:
 	rm -rf data outbox out

@@ -97,6 +97,17 @@ async fn one_click_unsubscribe_as_mailbox_providers_send_it() {
         "unsubscribed"
     );
     assert_eq!(lp.status_of("bob@example.com").await.unwrap(), "active");
+    // The page now says so, with no button to press.
+    let html = http
+        .get(u(&alice))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("You are unsubscribed"), "{html}");
+    assert!(!html.contains("<form"), "{html}");
 
     // The same field as multipart/form-data, as other providers send it.
     for _ in 0..2 {

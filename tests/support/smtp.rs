@@ -23,6 +23,11 @@ pub struct Received {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: String,
+    /// When its transaction began (MAIL FROM was read), on the test
+    /// process's monotonic clock.
+    pub started: std::time::Instant,
+    /// When the server accepted it (just before its 250 after DATA).
+    pub at: std::time::Instant,
 }
 
 /// What to do with a recipient.
@@ -181,6 +186,7 @@ impl SmtpServer {
             .write_all(b"220 test.local ESMTP letterpress-test\r\n")
             .await?;
         let mut mail_from = String::new();
+        let mut started = std::time::Instant::now();
         let mut rcpt_to: Vec<String> = Vec::new();
         let mut data_reply: Option<String> = None;
         let mut line = String::new();
@@ -200,6 +206,7 @@ impl SmtpServer {
             } else if upper.starts_with("HELO") {
                 write.write_all(b"250 test.local\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {
+                started = std::time::Instant::now();
                 mail_from = addr(&cmd[10..]);
                 rcpt_to.clear();
                 data_reply = None;
@@ -270,6 +277,8 @@ impl SmtpServer {
                     mail_from: mail_from.clone(),
                     rcpt_to: std::mem::take(&mut rcpt_to),
                     data,
+                    started,
+                    at: std::time::Instant::now(),
                 });
                 write.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
                 self.changed.notify_waiters();

@@ -267,21 +267,29 @@ impl Worker {
                 // Settle what is in flight and recorded before judging.
                 while in_flight.join_next().await.is_some() {}
                 flush(tx).await;
-                let unsettled = self
-                    .store
-                    .issue_counts_by_id(issue_id)
-                    .await?
+                let counts = self.store.issue_counts_by_id(issue_id).await?;
+                let unsettled = counts
+                    .as_ref()
                     .map(|c| c.queued + c.deferred + c.sending)
                     .unwrap_or(0);
                 if unsettled == 0 || Instant::now() >= deadline {
                     return Ok(false);
                 }
+                // Ours are all settled, so anything leased is another
+                // worker's (`serve`, `worker`): its outcomes come in at any
+                // moment, not at the lease's end, so look again soon.
+                let leased_elsewhere = counts.is_some_and(|c| c.sending > 0);
+                let cap = if leased_elsewhere {
+                    self.settings.poll_interval
+                } else {
+                    self.settings.poll_interval.max(Duration::from_secs(1)) * 30
+                };
                 let next_due = self.store.next_due_at(Some(issue_id)).await?;
                 let until_due = next_due
                     .and_then(|t| (t - Utc::now()).to_std().ok())
                     .unwrap_or(Duration::ZERO)
                     .max(Duration::from_millis(50))
-                    .min(self.settings.poll_interval.max(Duration::from_secs(1)) * 30);
+                    .min(cap);
                 (Instant::now() + until_due).min(deadline)
             }
         };
@@ -331,8 +339,21 @@ impl Worker {
         }
         let domain = claim.email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         self.throttle.until_ready(domain).await;
-        // Look again right before sending: an unsubscribe that arrived
-        // after the claim (or while waiting for the rate limit) must win.
+        let built = match issue.build(To {
+            subscriber_id: claim.subscriber_id,
+            email: &claim.email,
+            name: claim.name.as_deref(),
+        }) {
+            Ok(b) => b,
+            Err(e) => {
+                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                return outcome(OutcomeKind::Failed, e.to_string());
+            }
+        };
+        // Look again right before sending, after the message is built (its
+        // encoding and DKIM signature take a while): an unsubscribe that
+        // arrived after the claim, while waiting for the rate limit or while
+        // building must win. Only a message already on the wire can lose.
         match self.store.subscriber_status(claim.subscriber_id).await {
             Ok(Some(SubscriberStatus::Active)) => {}
             Ok(status) => {
@@ -350,17 +371,6 @@ impl Worker {
                 );
             }
         }
-        let built = match issue.build(To {
-            subscriber_id: claim.subscriber_id,
-            email: &claim.email,
-            name: claim.name.as_deref(),
-        }) {
-            Ok(b) => b,
-            Err(e) => {
-                self.progress.failed.fetch_add(1, Ordering::Relaxed);
-                return outcome(OutcomeKind::Failed, e.to_string());
-            }
-        };
         let attempt = self
             .transport
             .send(

@@ -24,6 +24,8 @@ pub fn page(status: StatusCode, newsletter: &str, title: &str, body_html: &str) 
   .name {{ font-size: 14px; letter-spacing: .04em; text-transform: uppercase; color: #71717a; margin: 0 0 8px; }}
   h1 {{ font-size: 24px; line-height: 1.25; margin: 0 0 12px; }}
   p {{ margin: 0 0 16px; }}
+  main > :last-child {{ margin-bottom: 0; }}
+  strong {{ overflow-wrap: anywhere; }}
   button {{ font: inherit; font-weight: 600; background: #18181b; color: #fff; border: 0; border-radius: 8px;
            padding: 12px 20px; cursor: pointer; width: 100%; }}
   button:focus-visible {{ outline: 3px solid #a1a1aa; outline-offset: 2px; }}

@@ -175,6 +175,7 @@ pub async fn tick(
             tracing::info!(slug = %composed.slug, queued = n, "scheduled issue queued");
             queued.push((composed.slug, n));
         }
+        tracing::debug!(issues = queued.len(), "scheduler tick done");
         Ok(queued)
     }
     .instrument(tracing::info_span!("scheduler_tick"))

@@ -24,14 +24,33 @@ pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> R
     else {
         return not_found(name);
     };
-    let address = match state.store.get_subscriber_by_id(claims.subscriber_id).await {
-        Ok(Some(s)) => format!(" for <strong>{}</strong>", esc(&mask_email(&s.email))),
-        Ok(None) => String::new(),
+    let subscriber = match state.store.get_subscriber_by_id(claims.subscriber_id).await {
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "unsubscribe page: store");
-            String::new()
+            None
         }
     };
+    let address = subscriber
+        .as_ref()
+        .map(|s| format!(" for <strong>{}</strong>", esc(&mask_email(&s.email))))
+        .unwrap_or_default();
+    // Already off the list: say so rather than offer a button that does
+    // nothing (the POST would still answer 200).
+    if subscriber
+        .as_ref()
+        .is_some_and(|s| s.status.is_suppressed())
+    {
+        return pages::page(
+            StatusCode::OK,
+            name,
+            "You are unsubscribed",
+            &format!(
+                "<p>No more issues of {}{address} will be sent.</p>",
+                esc(name)
+            ),
+        );
+    }
     let body = format!(
         "<p>Stop receiving {}{address}? One click and no more issues will be sent.</p>{}",
         esc(name),

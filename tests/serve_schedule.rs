@@ -1,0 +1,201 @@
+//! Scheduled delivery end to end: issue files with `send_at` in
+//! `schedule.issues_dir`, sent by `letterpress serve` (catch-up at start and
+//! cron ticks) or by `letterpress send --due`, to the in-process SMTP
+//! server. Every active subscriber gets exactly one copy; drafts and issues
+//! whose time has not come get none.
+//!
+//! The cron test uses a 6-field line (seconds first) so it takes seconds,
+//! not the minute a `* * * * *` line could make it wait.
+
+#![cfg(unix)]
+
+#[path = "support/server.rs"]
+mod server;
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use server::{Lp, PgDb, eventually};
+use smtp::SmtpServer;
+
+const PAST: &str = "send_at = \"2020-01-01T00:00:00Z\"";
+const FUTURE: &str = "send_at = \"2099-01-01T00:00:00Z\"";
+
+/// `n` subscribers, imported from a CSV file.
+async fn import(lp: &Lp, prefix: &str, n: usize) -> Vec<String> {
+    let emails: Vec<String> = (0..n).map(|i| format!("{prefix}{i}@example.com")).collect();
+    let csv = format!("email\n{}\n", emails.join("\n"));
+    std::fs::write(lp.path("list.csv"), csv).unwrap();
+    lp.ok(&["subscribers", "import", "list.csv"]).await;
+    emails
+}
+
+/// Copies per recipient, for those in `emails`, as a sorted map.
+fn copies_of(smtp: &SmtpServer, emails: &[String]) -> HashMap<String, usize> {
+    smtp.copies()
+        .into_iter()
+        .filter(|(k, _)| emails.contains(k))
+        .collect()
+}
+
+fn once_each(emails: &[String]) -> HashMap<String, usize> {
+    emails.iter().map(|e| (e.clone(), 1)).collect()
+}
+
+/// Waits until every delivery of `slug` is settled as sent.
+async fn settled(lp: &Lp, slug: &str, n: u64) {
+    eventually(
+        &format!("{slug}: {n} sent, nothing in flight"),
+        async || {
+            let s = lp.issue_status(slug).await?;
+            let busy = ["queued", "sending", "deferred"]
+                .iter()
+                .map(|k| s[k].as_u64().unwrap_or(0))
+                .sum::<u64>();
+            (s["sent"] == n && busy == 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Slugs in `status --json`.
+async fn slugs(lp: &Lp) -> Vec<String> {
+    let out = lp.run(&["status", "--json"]).await;
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut s: Vec<String> = all
+        .iter()
+        .filter_map(|i| i["slug"].as_str().map(String::from))
+        .collect();
+    s.sort();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_catches_up_on_due_issues_once_and_leaves_drafts_and_future_ones() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = Lp::new().with_smtp(smtp.port);
+    // The scheduler says when a tick is over, so a restart can be judged.
+    lp.set(
+        "LETTERPRESS_LOG",
+        "warn,letterpress_server::scheduler=debug",
+    );
+    let emails = import(&lp, "reader", 5).await;
+    lp.write_issue("issues", "due", PAST);
+    lp.write_issue("issues", "draft", &format!("{PAST}\ndraft = true"));
+    lp.write_issue("issues", "later", FUTURE);
+    lp.write_issue("issues", "unscheduled", "");
+
+    let served = lp.serve().await;
+    smtp.wait_until("a copy for everyone", |s| {
+        copies_of(s, &emails).len() == emails.len()
+    })
+    .await;
+    settled(&lp, "due", 5).await;
+    let (status, _) = served.stop().await;
+    assert!(status.success());
+    assert_eq!(copies_of(&smtp, &emails), once_each(&emails));
+    assert_eq!(smtp.received().len(), 5, "nothing but the due issue");
+    assert_eq!(slugs(&lp).await, ["due"]);
+
+    // A restart catches up again and finds nothing left to send.
+    let served = lp.serve().await;
+    served
+        .wait_for_line("the start-up tick", |l| l.contains("scheduler tick done"))
+        .await;
+    let (status, _) = served.stop().await;
+    assert!(status.success());
+    assert_eq!(smtp.received().len(), 5, "nothing sent twice");
+    assert_eq!(slugs(&lp).await, ["due"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_that_comes_due_while_serving_goes_out_at_the_next_cron_tick() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = Lp::new().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_SCHEDULE__CRON", "*/2 * * * * *");
+    let emails = import(&lp, "reader", 4).await;
+    // Whole seconds: the Date header that proves when it went out has no more.
+    let send_at = Utc::now().trunc_subsecs(0) + chrono::Duration::seconds(4);
+    lp.write_issue(
+        "issues",
+        "soon",
+        &format!("send_at = \"{}\"", send_at.to_rfc3339()),
+    );
+    lp.write_issue("issues", "later", FUTURE);
+    let served = lp.serve().await;
+    smtp.wait_until("a copy for everyone", |s| {
+        copies_of(s, &emails).len() == emails.len()
+    })
+    .await;
+    settled(&lp, "soon", 4).await;
+    let (status, _) = served.stop().await;
+    assert!(status.success());
+    assert_eq!(copies_of(&smtp, &emails), once_each(&emails));
+    for r in smtp.received() {
+        let date = server::header(&r.data, "Date").expect("Date header");
+        let date = DateTime::parse_from_rfc2822(&date).expect("RFC 2822 date");
+        assert!(
+            date >= send_at,
+            "sent at {date}, before its send_at {send_at}"
+        );
+    }
+    assert_eq!(slugs(&lp).await, ["soon"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_due_without_a_daemon_sends_due_issues_once() {
+    let smtp = SmtpServer::start().await;
+    let lp = Lp::new().with_smtp(smtp.port);
+    let emails = import(&lp, "reader", 3).await;
+    lp.write_issue("issues", "due-one", PAST);
+    lp.write_issue("issues", "due-two", "send_at = \"2021-06-01 09:00\"");
+    lp.write_issue("issues", "draft", &format!("{PAST}\ndraft = true"));
+    lp.write_issue("issues", "later", FUTURE);
+
+    lp.ok(&["send", "--due"]).await;
+    let copies = copies_of(&smtp, &emails);
+    assert_eq!(copies, emails.iter().map(|e| (e.clone(), 2)).collect());
+    assert_eq!(slugs(&lp).await, ["due-one", "due-two"]);
+
+    let again = lp.ok(&["send", "--due"]).await;
+    assert!(again.contains("is due"), "{again}");
+    assert_eq!(smtp.received().len(), 6, "the second run sends nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_send_each_subscriber_one_copy() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let smtp = SmtpServer::start().await;
+    let mut lp = Lp::new().with_smtp(smtp.port).with_database(&db.url);
+    // Both schedulers tick every second, so they race on every tick.
+    lp.set("LETTERPRESS_SCHEDULE__CRON", "* * * * * *");
+    let emails = import(&lp, "reader", 40).await;
+    lp.write_issue("issues", "due", PAST);
+    let soon = Utc::now().trunc_subsecs(0) + chrono::Duration::seconds(3);
+    lp.write_issue(
+        "issues",
+        "soon",
+        &format!("send_at = \"{}\"", soon.to_rfc3339()),
+    );
+    let (a, b) = tokio::join!(lp.serve(), lp.serve());
+    smtp.wait_until("two issues for everyone", |s| {
+        s.received().len() >= 2 * emails.len()
+    })
+    .await;
+    settled(&lp, "due", 40).await;
+    settled(&lp, "soon", 40).await;
+    let ((sa, _), (sb, _)) = tokio::join!(a.stop(), b.stop());
+    assert!(sa.success() && sb.success());
+    let copies = copies_of(&smtp, &emails);
+    assert_eq!(
+        copies,
+        emails.iter().map(|e| (e.clone(), 2)).collect(),
+        "each subscriber one copy of each issue"
+    );
+    assert_eq!(smtp.received().len(), 80);
+    db.drop_db().await;
+}
