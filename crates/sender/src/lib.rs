@@ -10,6 +10,7 @@
 pub mod classify;
 mod message;
 mod retry;
+mod smtp;
 mod throttle;
 mod transport;
 mod worker;
@@ -19,6 +20,7 @@ pub use message::{
     Built, IssueMessages, MessageError, MessageSettings, To, dkim_signed_headers, header_safe,
 };
 pub use retry::RetryPolicy;
+pub use smtp::{SendError, SmtpClient};
 pub use throttle::Throttle;
 pub use transport::{Attempt, SmtpSettings, Transport, TransportError};
 pub use worker::{BoxFuture, IssueLoader, Progress, Until, Worker, WorkerError, WorkerSettings};

@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
 use crate::classify::{Verdict, classify_reply};
+use crate::smtp::{SendError, SmtpClient, Target};
 
 /// Why a transport cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +18,14 @@ pub enum TransportError {
         url: String,
         /// lettre's reason.
         source: lettre::transport::smtp::Error,
+    },
+    /// `delivery.smtp_url` parsed but cannot be used (e.g. no TLS for the host name).
+    #[error("delivery.smtp_url {url:?} cannot be used: {why}")]
+    Unusable {
+        /// The URL as configured (without a password).
+        url: String,
+        /// Why.
+        why: String,
     },
     /// The outbox folder cannot be created.
     #[error("cannot create delivery.outbox_dir {path}: {source}")]
@@ -47,7 +54,7 @@ pub enum Transport {
         dir: PathBuf,
     },
     /// A pooled async SMTP client with at most `delivery.concurrency` connections.
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpClient),
 }
 
 /// SMTP connection settings.
@@ -81,24 +88,23 @@ impl Transport {
             url: settings.url.clone(),
             source,
         };
-        let parsed = url::Url::parse(&settings.url).ok();
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url).map_err(bad)?;
-        // lettre takes credentials from the URL's user:password; the
-        // password never belongs in the config file, so it is added here.
-        if let (Some(url), Some(password)) = (parsed, &settings.password)
-            && !url.username().is_empty()
-        {
-            builder = builder.credentials(Credentials::new(
-                url.username().to_string(),
-                password.clone(),
-            ));
-        }
-        let transport = builder
-            .timeout(Some(settings.timeout))
-            .pool_config(PoolConfig::new().max_size(settings.connections.max(1)))
-            .build();
-        Ok(Self::Smtp(transport))
+        // lettre's parser decides which URLs are valid (and words the
+        // error); the client below reads the same parts from the URL.
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url).map_err(bad)?;
+        // The password never belongs in the config file; it comes from the
+        // environment and is used with the URL's user name.
+        let target =
+            Target::from_url(&settings.url, settings.password.as_deref()).map_err(|why| {
+                TransportError::Unusable {
+                    url: settings.url.clone(),
+                    why,
+                }
+            })?;
+        Ok(Self::Smtp(SmtpClient::new(
+            target,
+            settings.timeout,
+            settings.connections.max(1) as usize,
+        )))
     }
 
     /// Sends `message`; `slug` and `file_stem` name the file for the file transport.
@@ -128,7 +134,7 @@ impl Transport {
                     },
                 }
             }
-            Self::Smtp(smtp) => match smtp.send(message.clone()).await {
+            Self::Smtp(smtp) => match smtp.send(message.envelope(), &message.formatted()).await {
                 Ok(response) => {
                     let text = response.message().collect::<Vec<_>>().join(" ");
                     let code = u16::from(response.code());
@@ -139,11 +145,16 @@ impl Transport {
                 }
                 Err(e) => {
                     let reply = e.to_string();
-                    let verdict = match e.status() {
-                        Some(code) => classify_reply(u16::from(code), &reply),
-                        // Network, TLS, timeout, dropped connection: the
-                        // pool drops the broken connection; retry later.
-                        None => Verdict::Deferred,
+                    let verdict = match &e {
+                        SendError::Smtp(e) => match e.status() {
+                            Some(code) => classify_reply(u16::from(code), &reply),
+                            // Network, TLS, dropped connection: the broken
+                            // connection is closed; retry later.
+                            None => Verdict::Deferred,
+                        },
+                        SendError::Timeout(_)
+                        | SendError::Connect(_)
+                        | SendError::Unsupported(_) => Verdict::Deferred,
                     };
                     Attempt { verdict, reply }
                 }

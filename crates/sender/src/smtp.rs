@@ -1,0 +1,356 @@
+//! The SMTP client: lettre's protocol code over connections this crate
+//! opens and pools itself.
+//!
+//! lettre's own pool is not used because of three costs that dominate a
+//! bulk send to a fast relay:
+//!
+//! - Its sockets keep Nagle's algorithm on, and lettre writes the message
+//!   and the closing `CRLF.CRLF` in two writes: the small second write waits
+//!   for the ACK of the first, which the server delays (40 ms on Linux).
+//!   That capped a connection at about 25 messages a second. Connections
+//!   made here set `TCP_NODELAY`.
+//! - It sends a `NOOP` before every reuse of a pooled connection, one more
+//!   round trip per message. Here a reused connection that turns out to be
+//!   dead fails at `MAIL FROM`, before anything of the message was sent, and
+//!   the message goes out on a fresh connection instead.
+//! - It applies its timeout to connecting only; here every command and the
+//!   message itself are bounded by `delivery.timeout`, so a stalled server
+//!   is a deferral, not a stuck worker.
+//!
+//! Implicit TLS (`smtps://`) connections are opened by lettre (it owns the
+//! TLS setup there), so they keep Nagle's algorithm.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
+
+/// How the connection is secured (`delivery.smtp_url`).
+#[derive(Clone)]
+pub enum Security {
+    /// `smtp://host`: plain text.
+    Plain,
+    /// `smtp://host?tls=opportunistic`: STARTTLS when offered.
+    Opportunistic(TlsParameters),
+    /// `smtp://host?tls=required`: STARTTLS or fail.
+    Required(TlsParameters),
+    /// `smtps://host`: TLS from the first byte.
+    Wrapper(TlsParameters),
+}
+
+/// Where and how to connect, parsed from `delivery.smtp_url` the way
+/// lettre's `from_url` reads it.
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub hello: ClientId,
+    pub credentials: Option<Credentials>,
+}
+
+impl Target {
+    /// Reads `url` (already accepted by lettre's `from_url`, so only the
+    /// forms it knows arrive here); `password` overrides the URL's.
+    pub fn from_url(url: &str, password: Option<&str>) -> Result<Self, String> {
+        let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let host = parsed
+            .host_str()
+            .ok_or("no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tls = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
+        let params = || TlsParameters::new(host.clone()).map_err(|e| e.to_string());
+        let (security, default_port) = match (parsed.scheme(), tls.as_deref()) {
+            ("smtp", None) => (Security::Plain, 25),
+            ("smtp", Some("required")) => (Security::Required(params()?), 587),
+            ("smtp", Some("opportunistic")) => (Security::Opportunistic(params()?), 587),
+            ("smtps", _) => (Security::Wrapper(params()?), 465),
+            (scheme, tls) => return Err(format!("unknown scheme {scheme:?} or tls={tls:?}")),
+        };
+        let hello = match parsed.path().trim_matches('/') {
+            "" => ClientId::default(),
+            name => ClientId::Domain(name.to_string()),
+        };
+        let user = percent_decode(parsed.username());
+        let password = password
+            .map(str::to_string)
+            .or_else(|| parsed.password().map(percent_decode));
+        let credentials = match (user.is_empty(), password) {
+            (false, Some(p)) => Some(Credentials::new(user, p)),
+            _ => None,
+        };
+        Ok(Self {
+            port: parsed.port().unwrap_or(default_port),
+            host,
+            security,
+            hello,
+            credentials,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Why a message was not accepted.
+#[derive(Debug)]
+pub enum SendError {
+    /// The server refused, or the connection failed, as lettre reports it.
+    Smtp(SmtpError),
+    /// The server did not answer within the timeout.
+    Timeout(Duration),
+    /// The TCP connection could not be made.
+    Connect(std::io::Error),
+    /// The message cannot go to this server (e.g. 8-bit content and no 8BITMIME).
+    Unsupported(&'static str),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Smtp(e) => e.fmt(f),
+            Self::Timeout(t) => write!(f, "no reply from the server within {t:?}"),
+            Self::Connect(e) => write!(f, "cannot connect to the server: {e}"),
+            Self::Unsupported(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<SmtpError> for SendError {
+    fn from(e: SmtpError) -> Self {
+        Self::Smtp(e)
+    }
+}
+
+struct Idle {
+    conn: AsyncSmtpConnection,
+    since: Instant,
+}
+
+/// A pool of SMTP connections to one relay (see the module documentation).
+pub struct SmtpClient {
+    target: Target,
+    timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// Connections unused for longer than this are closed rather than reused:
+/// relays drop idle clients after a few minutes anyway.
+const MAX_IDLE_TIME: Duration = Duration::from_secs(60);
+
+impl SmtpClient {
+    /// A client keeping at most `max_idle` connections open between messages.
+    pub fn new(target: Target, timeout: Duration, max_idle: usize) -> Self {
+        Self {
+            target,
+            timeout,
+            max_idle: max_idle.max(1),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends `message` (headers and body, CRLF line ends) to the envelope's
+    /// recipients and returns the server's reply to the end of data.
+    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, SendError> {
+        if let Some(mut conn) = self.take_idle() {
+            match self.transaction(&mut conn, envelope, message).await {
+                Ok(reply) => {
+                    self.park(conn);
+                    return Ok(reply);
+                }
+                // Refused at MAIL FROM on a connection that sat in the pool:
+                // most likely the server closed it meanwhile. Nothing of
+                // the message was sent, so a fresh connection may try it.
+                Err(Failure::AtMail(e)) if !e.is_permanent() => {
+                    tracing::debug!(error = %e, "pooled connection unusable; reconnecting");
+                    close(conn).await;
+                }
+                Err(f) => return Err(self.discard(conn, f).await),
+            }
+        }
+        let mut conn = self.connect().await?;
+        match self.transaction(&mut conn, envelope, message).await {
+            Ok(reply) => {
+                self.park(conn);
+                Ok(reply)
+            }
+            Err(f) => Err(self.discard(conn, f).await),
+        }
+    }
+
+    /// Closes the pooled connections politely (QUIT).
+    pub async fn shutdown(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for i in idle {
+            close(i.conn).await;
+        }
+    }
+
+    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Newest last: the most recently used connection is the likeliest alive.
+        while let Some(i) = idle.pop() {
+            if i.since.elapsed() < MAX_IDLE_TIME && !i.conn.has_broken() {
+                return Some(i.conn);
+            }
+            // Too old: dropping it closes the socket without a QUIT, which
+            // a relay that has timed us out will not read anyway.
+        }
+        None
+    }
+
+    fn park(&self, conn: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle && !conn.has_broken() {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// After a failed transaction the connection is closed, as lettre does:
+    /// the server's state mid-transaction is unknown.
+    async fn discard(&self, conn: AsyncSmtpConnection, failure: Failure) -> SendError {
+        close(conn).await;
+        match failure {
+            Failure::AtMail(e) => SendError::Smtp(e),
+            Failure::Later(e) => e,
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let t = &self.target;
+        let mut conn = match &t.security {
+            Security::Wrapper(params) => {
+                self.timed(AsyncSmtpConnection::connect_tokio1(
+                    (t.host.as_str(), t.port),
+                    Some(self.timeout),
+                    &t.hello,
+                    Some(params.clone()),
+                    None,
+                ))
+                .await?
+            }
+            _ => {
+                let tcp = match tokio::time::timeout(
+                    self.timeout,
+                    tokio::net::TcpStream::connect((t.host.as_str(), t.port)),
+                )
+                .await
+                {
+                    Ok(Ok(tcp)) => tcp,
+                    Ok(Err(e)) => return Err(SendError::Connect(e)),
+                    Err(_) => return Err(SendError::Timeout(self.timeout)),
+                };
+                // See the module documentation: without this, every message
+                // waits for a delayed ACK before its final dot goes out.
+                let _ = tcp.set_nodelay(true);
+                self.timed(AsyncSmtpConnection::connect_with_transport(
+                    Box::new(tcp),
+                    &t.hello,
+                ))
+                .await?
+            }
+        };
+        match &t.security {
+            Security::Opportunistic(params) if conn.can_starttls() => {
+                self.timed(conn.starttls(params.clone(), &t.hello)).await?;
+            }
+            Security::Required(params) => {
+                self.timed(conn.starttls(params.clone(), &t.hello)).await?;
+            }
+            _ => {}
+        }
+        if let Some(credentials) = &t.credentials {
+            self.timed(conn.auth(DEFAULT_MECHANISMS, credentials))
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    /// MAIL, RCPT for each recipient, DATA and the message: what lettre's
+    /// `send` does, with the stage of a failure kept and every step timed.
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Response, Failure> {
+        let mut options = Vec::new();
+        let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
+        if !envelope.from().is_none_or(ascii) || !envelope.to().iter().all(ascii) {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(Failure::Later(SendError::Unsupported(
+                    "the address is not ASCII and the server does not support SMTPUTF8",
+                )));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !message.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(Failure::Later(SendError::Unsupported(
+                    "the message is not ASCII and the server does not support 8BITMIME",
+                )));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        match self
+            .timed(conn.command(Mail::new(envelope.from().cloned(), options)))
+            .await
+        {
+            Ok(_) => {}
+            Err(SendError::Smtp(e)) => return Err(Failure::AtMail(e)),
+            Err(e) => return Err(Failure::Later(e)),
+        }
+        for to in envelope.to() {
+            self.timed(conn.command(Rcpt::new(to.clone(), Vec::new())))
+                .await
+                .map_err(Failure::Later)?;
+        }
+        self.timed(conn.command(Data))
+            .await
+            .map_err(Failure::Later)?;
+        self.timed(conn.message(message))
+            .await
+            .map_err(Failure::Later)
+    }
+
+    async fn timed<T>(
+        &self,
+        step: impl Future<Output = Result<T, SmtpError>>,
+    ) -> Result<T, SendError> {
+        match tokio::time::timeout(self.timeout, step).await {
+            Ok(result) => result.map_err(SendError::Smtp),
+            Err(_) => Err(SendError::Timeout(self.timeout)),
+        }
+    }
+}
+
+enum Failure {
+    /// MAIL FROM failed: nothing of this message reached the server.
+    AtMail(SmtpError),
+    /// Anything later, or not a server reply.
+    Later(SendError),
+}
+
+async fn close(mut conn: AsyncSmtpConnection) {
+    // A bounded, best-effort QUIT: the server may already be gone.
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.abort()).await;
+}
