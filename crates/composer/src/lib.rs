@@ -52,7 +52,7 @@ use url::Url;
 pub use error::{ComposeError, Location};
 pub use front_matter::FrontMatter;
 pub use lint::{HTML_SIZE_WARNING, Lint, LintKind};
-pub use personalize::{Personalizable, Recipient};
+pub use personalize::{Part, Personalizable, Recipient, Slot};
 
 /// The newsletter's identity, shown in the layout and the text footer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -66,6 +66,29 @@ enum Segment {
     Name(usize, usize),
 }
 
+/// A piece of a [`Personalizable`] body (see [`Personalizable::parts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// Text that is the same for every recipient.
+    Literal(&'a str),
+    /// Where a recipient's value goes.
+    Slot(Slot<'a>),
+}
+
+/// A per-recipient value's place in a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot<'a> {
+    /// The recipient's unsubscribe URL.
+    UnsubscribeUrl,
+    /// The recipient's address.
+    Email,
+    /// The recipient's name, else `fallback` (written as is).
+    Name {
+        /// The text used when the recipient has no name (may be empty).
+        fallback: &'a str,
+    },
+}
+
 /// A composed body (HTML or text) with its per-recipient slots located.
 #[derive(Debug, Clone)]
 pub struct Personalizable {
@@ -142,6 +165,34 @@ impl Personalizable {
         }
     }
 
+    /// The body as literal text and slots, in order: what a sender needs to
+    /// prepare (e.g. transfer-encode) the literal parts once per issue and
+    /// only the values per recipient.
+    pub fn parts(&self) -> impl Iterator<Item = Part<'_>> {
+        self.segments.iter().map(|segment| match *segment {
+            Segment::Literal(a, b) => Part::Literal(&self.source[a..b]),
+            Segment::UnsubscribeUrl => Part::Slot(Slot::UnsubscribeUrl),
+            Segment::Email => Part::Slot(Slot::Email),
+            Segment::Name(a, b) => Part::Slot(Slot::Name {
+                fallback: &self.source[a..b],
+            }),
+        })
+    }
+
+    /// Appends what `slot` becomes for `r`, escaped as this body needs:
+    /// together with the literal [`parts`](Self::parts) exactly what
+    /// [`render_into`](Self::render_into) writes.
+    pub fn render_slot_into(&self, slot: Slot<'_>, r: &Recipient<'_>, out: &mut String) {
+        match slot {
+            Slot::UnsubscribeUrl => self.push_value(out, r.unsubscribe_url),
+            Slot::Email => self.push_value(out, r.email),
+            Slot::Name { fallback } => match r.name.filter(|n| !n.trim().is_empty()) {
+                Some(name) => self.push_value(out, name),
+                None => out.push_str(fallback),
+            },
+        }
+    }
+
     /// Bytes of the body with the markers still in it.
     pub fn len(&self) -> usize {
         self.source.len()
@@ -190,4 +241,33 @@ pub(crate) fn escape_html(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     escape_html_into(value, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `parts` and `render_slot_into` put together are `render`.
+    #[test]
+    fn parts_and_slots_rebuild_the_rendered_body() {
+        let source = "Hi %%lp-name:there%%, <a href=\"%%lp-unsubscribe-url%%\">%%lp-email%%</a> %%lp-name%%%%lp-other%%";
+        for escape in [Escape::Html, Escape::Text] {
+            let body = Personalizable::new(source.to_string(), escape);
+            for name in [Some("Ada & <Bob>"), None, Some("  ")] {
+                let r = Recipient {
+                    email: "a&b@example.com",
+                    name,
+                    unsubscribe_url: "https://x.example/u/t?a=1&b=2",
+                };
+                let mut rebuilt = String::new();
+                for part in body.parts() {
+                    match part {
+                        Part::Literal(text) => rebuilt.push_str(text),
+                        Part::Slot(slot) => body.render_slot_into(slot, &r, &mut rebuilt),
+                    }
+                }
+                assert_eq!(rebuilt, body.render(&r), "{escape:?} {name:?}");
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! skipped. Policy lives here; the store only runs the queries.
 
 pub mod classify;
+mod encoded;
 mod message;
 mod retry;
 mod smtp;

@@ -12,8 +12,10 @@ use letterpress_composer::{ComposedIssue, Recipient};
 use letterpress_signing::{Keyring, Purpose};
 use lettre::Message;
 use lettre::message::dkim::DkimConfig;
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+
+use crate::encoded::EncodedBody;
 
 /// Why a message could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,10 @@ pub struct IssueMessages {
     list_id: HeaderValue,
     feedback_id: HeaderValue,
     from_domain: String,
+    /// The text and HTML parts encoded once, where lettre would use
+    /// quoted-printable for them (see `encoded.rs`).
+    text: Option<EncodedBody>,
+    html: Option<EncodedBody>,
 }
 
 const LIST_ID: HeaderName = HeaderName::new_from_ascii_str("List-Id");
@@ -142,6 +148,8 @@ impl IssueMessages {
         );
         let from_domain = settings.from.email.domain().to_string();
         Self {
+            text: EncodedBody::prepare(&issue.text),
+            html: EncodedBody::prepare(&issue.html),
             subject: header_safe(&issue.subject),
             list_id: HeaderValue::new(LIST_ID, list_id),
             feedback_id: HeaderValue::new(FEEDBACK_ID, feedback_id),
@@ -164,11 +172,13 @@ impl IssueMessages {
             .map_err(|e| MessageError::Recipient(to.email.to_string(), e))?;
         let name = to.name.map(header_safe).filter(|n| !n.is_empty());
         let unsubscribe_url = self.settings.unsubscribe_url(to.subscriber_id);
-        let (html, text) = self.issue.personalize(&Recipient {
+        let recipient = Recipient {
             email: to.email,
             name: name.as_deref(),
             unsubscribe_url: &unsubscribe_url,
-        });
+        };
+        let text = part_body(self.text.as_ref(), &self.issue.text, &recipient);
+        let html = part_body(self.html.as_ref(), &self.issue.html, &recipient);
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4().simple(), self.from_domain);
         let list_unsubscribe = match &self.settings.unsubscribe_mailto {
             Some(mailto) => format!("<{unsubscribe_url}>, <mailto:{mailto}?subject=unsubscribe>"),
@@ -191,7 +201,11 @@ impl IssueMessages {
         if let Some(reply_to) = &self.settings.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
-        let mut message = builder.multipart(MultiPart::alternative_plain_html(text, html))?;
+        let mut message = builder.multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(text))
+                .singlepart(SinglePart::html(html)),
+        )?;
         if let Some(dkim) = &self.settings.dkim {
             message.sign(dkim);
         }
@@ -199,6 +213,21 @@ impl IssueMessages {
             message,
             message_id,
         })
+    }
+}
+
+/// One part's body for `r`: spliced from the pre-encoded form when there
+/// is one, else personalised and encoded by lettre.
+fn part_body(
+    encoded: Option<&EncodedBody>,
+    body: &letterpress_composer::Personalizable,
+    r: &Recipient<'_>,
+) -> Body {
+    match encoded {
+        Some(e) => {
+            Body::dangerous_pre_encoded(e.render(body, r), ContentTransferEncoding::QuotedPrintable)
+        }
+        None => Body::new(body.render(r)),
     }
 }
 
