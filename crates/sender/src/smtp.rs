@@ -20,6 +20,7 @@
 //! Implicit TLS (`smtps://`) connections are opened by lettre (it owns the
 //! TLS setup there), so they keep Nagle's algorithm.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
@@ -168,11 +169,37 @@ impl SmtpClient {
     /// Sends `message` (headers and body, CRLF line ends) to the envelope's
     /// recipients and returns the server's reply to the end of data.
     pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, SendError> {
+        let go = || async { Ok::<(), Infallible>(()) };
+        match self.send_gated(envelope, message, go).await {
+            Ok(sent) => sent,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`SmtpClient::send`], asking `gate` once the transaction is under way
+    /// (the recipients accepted) and before the message goes: `Err(why)`
+    /// abandons it with RSET and is returned as the outer `Err`. A check
+    /// made here cannot be overtaken by a change that came after the
+    /// transaction began, which a check made before sending can.
+    pub async fn send_gated<T, F, Fut>(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        gate: F,
+    ) -> Result<Result<Response, SendError>, T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), T>>,
+    {
         if let Some(mut conn) = self.take_idle() {
-            match self.transaction(&mut conn, envelope, message).await {
-                Ok(reply) => {
+            match self.transaction(&mut conn, envelope, message, &gate).await {
+                Ok(Step::Accepted(reply)) => {
                     self.park(conn);
-                    return Ok(reply);
+                    return Ok(Ok(reply));
+                }
+                Ok(Step::Stopped { why, reset }) => {
+                    self.after_stop(conn, reset).await;
+                    return Err(why);
                 }
                 // Refused at MAIL FROM on a connection that sat in the pool:
                 // most likely the server closed it meanwhile. Nothing of
@@ -181,16 +208,33 @@ impl SmtpClient {
                     tracing::debug!(error = %e, "pooled connection unusable; reconnecting");
                     close(conn).await;
                 }
-                Err(f) => return Err(self.discard(conn, f).await),
+                Err(f) => return Ok(Err(self.discard(conn, f).await)),
             }
         }
-        let mut conn = self.connect().await?;
-        match self.transaction(&mut conn, envelope, message).await {
-            Ok(reply) => {
+        let mut conn = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        match self.transaction(&mut conn, envelope, message, &gate).await {
+            Ok(Step::Accepted(reply)) => {
                 self.park(conn);
-                Ok(reply)
+                Ok(Ok(reply))
             }
-            Err(f) => Err(self.discard(conn, f).await),
+            Ok(Step::Stopped { why, reset }) => {
+                self.after_stop(conn, reset).await;
+                Err(why)
+            }
+            Err(f) => Ok(Err(self.discard(conn, f).await)),
+        }
+    }
+
+    /// A connection whose transaction the gate abandoned is reused if the
+    /// server took the RSET, closed otherwise.
+    async fn after_stop(&self, conn: AsyncSmtpConnection, reset: bool) {
+        if reset {
+            self.park(conn);
+        } else {
+            close(conn).await;
         }
     }
 
@@ -285,14 +329,20 @@ impl SmtpClient {
         Ok(conn)
     }
 
-    /// MAIL, RCPT for each recipient, DATA and the message: what lettre's
-    /// `send` does, with the stage of a failure kept and every step timed.
-    async fn transaction(
+    /// MAIL, RCPT for each recipient, the gate, DATA and the message: what
+    /// lettre's `send` does, with the stage of a failure kept and every
+    /// step timed.
+    async fn transaction<T, F, Fut>(
         &self,
         conn: &mut AsyncSmtpConnection,
         envelope: &Envelope,
         message: &[u8],
-    ) -> Result<Response, Failure> {
+        gate: &F,
+    ) -> Result<Step<T>, Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), T>>,
+    {
         let mut options = Vec::new();
         let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
         if !envelope.from().is_none_or(ascii) || !envelope.to().iter().all(ascii) {
@@ -324,11 +374,16 @@ impl SmtpClient {
                 .await
                 .map_err(Failure::Later)?;
         }
+        if let Err(why) = gate().await {
+            let reset = self.timed(conn.command(Rset)).await.is_ok();
+            return Ok(Step::Stopped { why, reset });
+        }
         self.timed(conn.command(Data))
             .await
             .map_err(Failure::Later)?;
         self.timed(conn.message(message))
             .await
+            .map(Step::Accepted)
             .map_err(Failure::Later)
     }
 
@@ -341,6 +396,15 @@ impl SmtpClient {
             Err(_) => Err(SendError::Timeout(self.timeout)),
         }
     }
+}
+
+/// How a transaction that did not fail ended.
+enum Step<T> {
+    /// The server accepted the message with this reply.
+    Accepted(Response),
+    /// The gate said no before DATA; `reset` tells whether the server took
+    /// the RSET that abandoned the transaction.
+    Stopped { why: T, reset: bool },
 }
 
 enum Failure {

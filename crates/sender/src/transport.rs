@@ -1,5 +1,7 @@
 //! Where messages go: `.eml` files (the embedded default) or an SMTP relay.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -109,8 +111,31 @@ impl Transport {
 
     /// Sends `message`; `slug` and `file_stem` name the file for the file transport.
     pub async fn send(&self, message: &Message, slug: &str, file_stem: &str) -> Attempt {
-        match self {
+        let go = || async { Ok::<(), Infallible>(()) };
+        match self.send_if(message, slug, file_stem, go).await {
+            Ok(attempt) => attempt,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Transport::send`], asking `still_wanted` at the last moment: over
+    /// SMTP inside the transaction, after the recipients are accepted and
+    /// before DATA (the transaction is abandoned with RSET); for the file
+    /// transport before writing. `Err(why)` means nothing was delivered.
+    pub async fn send_if<T, F, Fut>(
+        &self,
+        message: &Message,
+        slug: &str,
+        file_stem: &str,
+        still_wanted: F,
+    ) -> Result<Attempt, T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), T>>,
+    {
+        Ok(match self {
             Self::File { dir } => {
+                still_wanted().await?;
                 let folder = dir.join(slug);
                 let path = folder.join(format!("{file_stem}.eml"));
                 let tmp = folder.join(format!(".{file_stem}.eml.tmp"));
@@ -134,7 +159,10 @@ impl Transport {
                     },
                 }
             }
-            Self::Smtp(smtp) => match smtp.send(message.envelope(), &message.formatted()).await {
+            Self::Smtp(smtp) => match smtp
+                .send_gated(message.envelope(), &message.formatted(), still_wanted)
+                .await?
+            {
                 Ok(response) => {
                     let text = response.message().collect::<Vec<_>>().join(" ");
                     let code = u16::from(response.code());
@@ -159,7 +187,7 @@ impl Transport {
                     Attempt { verdict, reply }
                 }
             },
-        }
+        })
     }
 
     /// Closes pooled connections politely (QUIT).
