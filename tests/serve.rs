@@ -682,3 +682,63 @@ async fn sigterm_finishes_requests_and_messages_in_flight() {
         "pending"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsubscribe_answered_before_data_stops_the_message_in_its_transaction() {
+    let smtp = SmtpServer::start().await;
+    // The relay sits on held@'s RCPT until the test has unsubscribed it:
+    // the worker has looked at the subscriber and begun the transaction.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    smtp.on_rcpt(move |rcpt| {
+        if rcpt == "held@example.com" {
+            let _ = arrived_tx.send(());
+            let _ = release_rx.lock().unwrap().recv();
+        }
+    });
+    let mut lp = Lp::new().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_DELIVERY__CONCURRENCY", "1");
+    lp.add(&["held@example.com", "other@example.com"]).await;
+    let held_id = lp.id_of("held@example.com").await;
+    lp.write_issue("issues", "gate", "send_at = \"2020-01-01T00:00:00Z\"");
+    let served = lp.serve().await;
+    tokio::time::timeout(server::WAIT, arrived.recv())
+        .await
+        .expect("held@'s transaction begins");
+    let r = client()
+        .post(served.url(&format!("/u/{}", lp.token(Purpose::Unsubscribe, held_id))))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    release_tx.send(()).unwrap();
+    smtp.wait_until("other@'s copy", |s| {
+        s.copies().contains_key("other@example.com")
+    })
+    .await;
+    let issue = eventually("the issue settled", async || {
+        let s = lp.issue_status("gate").await?;
+        let open = ["queued", "sending", "deferred"]
+            .iter()
+            .map(|k| s[k].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        (open == 0).then_some(s)
+    })
+    .await;
+    let (status, _) = served.stop().await;
+    assert!(status.success());
+    assert_eq!(
+        (&issue["sent"], &issue["skipped"], &issue["failed"]),
+        (&1.into(), &1.into(), &0.into()),
+        "{issue}"
+    );
+    assert_eq!(
+        smtp.copies(),
+        HashMap::from([("other@example.com".to_string(), 1)]),
+        "the message in the transaction was abandoned before DATA"
+    );
+    assert_eq!(smtp.attempts("held@example.com"), 1);
+}

@@ -162,7 +162,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             signup_per_minute: config.server.signup_per_minute,
             confirm_ttl: Duration::from_secs(7 * 86400),
         },
-        mailer,
+        Arc::clone(&mailer) as Arc<dyn ConfirmationMailer>,
         Some(Arc::new(ProgressStats(worker.progress()))),
     );
     let listener = tokio::net::TcpListener::bind(&config.server.bind)
@@ -229,6 +229,8 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     let worked = worker_task.await.context("worker task")?;
+    // Requests are over: the confirmations' pooled connections get a QUIT.
+    mailer.transport.shutdown().await;
     store.close().await;
     served.context("HTTP server")?;
     worked.context("delivery worker")?;
