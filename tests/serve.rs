@@ -146,9 +146,7 @@ async fn one_click_unsubscribe_as_mailbox_providers_send_it() {
     }
     assert_eq!(lp.status_of("carol@example.com").await.unwrap(), "active");
 
-    let (status, lines) = served.stop().await;
-    assert!(status.success(), "serve exits 0 on SIGTERM: {status}");
-    assert_eq!(lines.last().map(String::as_str), Some("stopped"));
+    served.stop_ok().await;
 }
 
 /// POSTs `body` to a webhook with an optional signature.
@@ -307,8 +305,7 @@ async fn webhooks_are_authenticated_and_suppress_addresses() {
         HashMap::from([("keep@example.com".to_string(), 1)]),
         "suppressed addresses get nothing"
     );
-    let (status, _) = served.stop().await;
-    assert!(status.success());
+    served.stop_ok().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,8 +456,7 @@ async fn double_opt_in_signup() {
         4,
         "no subscriber was made from invalid input"
     );
-    let (status, _) = served.stop().await;
-    assert!(status.success());
+    served.stop_ok().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,8 +481,7 @@ async fn signups_are_rate_limited_per_client() {
         3,
         "the refused ones are not kept"
     );
-    let (status, _) = served.stop().await;
-    assert!(status.success());
+    served.stop_ok().await;
 }
 
 /// The value of one sample line (`name{labels} value`) of a Prometheus text.
@@ -562,8 +557,7 @@ async fn health_and_prometheus_metrics() {
             "not Prometheus text: {l:?}"
         );
     }
-    let (status, _) = served.stop().await;
-    assert!(status.success());
+    served.stop_ok().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -728,8 +722,7 @@ async fn an_unsubscribe_answered_before_data_stops_the_message_in_its_transactio
         (open == 0).then_some(s)
     })
     .await;
-    let (status, _) = served.stop().await;
-    assert!(status.success());
+    served.stop_ok().await;
     assert_eq!(
         (&issue["sent"], &issue["skipped"], &issue["failed"]),
         (&1.into(), &1.into(), &0.into()),

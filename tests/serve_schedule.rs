@@ -60,6 +60,18 @@ async fn settled(lp: &Lp, slug: &str, n: u64) {
     .await;
 }
 
+/// Runs `serve` until everyone in `emails` has a copy and `slug` is
+/// settled, then stops it.
+async fn serve_until_sent(lp: &Lp, smtp: &SmtpServer, emails: &[String], slug: &str) {
+    let served = lp.serve().await;
+    smtp.wait_until("a copy for everyone", |s| {
+        copies_of(s, emails).len() == emails.len()
+    })
+    .await;
+    settled(lp, slug, emails.len() as u64).await;
+    served.stop_ok().await;
+}
+
 /// Slugs in `status --json`.
 async fn slugs(lp: &Lp) -> Vec<String> {
     let out = lp.run(&["status", "--json"]).await;
@@ -87,14 +99,7 @@ async fn serve_catches_up_on_due_issues_once_and_leaves_drafts_and_future_ones()
     lp.write_issue("issues", "later", FUTURE);
     lp.write_issue("issues", "unscheduled", "");
 
-    let served = lp.serve().await;
-    smtp.wait_until("a copy for everyone", |s| {
-        copies_of(s, &emails).len() == emails.len()
-    })
-    .await;
-    settled(&lp, "due", 5).await;
-    let (status, _) = served.stop().await;
-    assert!(status.success());
+    serve_until_sent(&lp, &smtp, &emails, "due").await;
     assert_eq!(copies_of(&smtp, &emails), once_each(&emails));
     assert_eq!(smtp.received().len(), 5, "nothing but the due issue");
     assert_eq!(slugs(&lp).await, ["due"]);
@@ -104,8 +109,7 @@ async fn serve_catches_up_on_due_issues_once_and_leaves_drafts_and_future_ones()
     served
         .wait_for_line("the start-up tick", |l| l.contains("scheduler tick done"))
         .await;
-    let (status, _) = served.stop().await;
-    assert!(status.success());
+    served.stop_ok().await;
     assert_eq!(smtp.received().len(), 5, "nothing sent twice");
     assert_eq!(slugs(&lp).await, ["due"]);
 }
@@ -124,14 +128,7 @@ async fn an_issue_that_comes_due_while_serving_goes_out_at_the_next_cron_tick() 
         &format!("send_at = \"{}\"", send_at.to_rfc3339()),
     );
     lp.write_issue("issues", "later", FUTURE);
-    let served = lp.serve().await;
-    smtp.wait_until("a copy for everyone", |s| {
-        copies_of(s, &emails).len() == emails.len()
-    })
-    .await;
-    settled(&lp, "soon", 4).await;
-    let (status, _) = served.stop().await;
-    assert!(status.success());
+    serve_until_sent(&lp, &smtp, &emails, "soon").await;
     assert_eq!(copies_of(&smtp, &emails), once_each(&emails));
     for r in smtp.received() {
         let date = server::header(&r.data, "Date").expect("Date header");
@@ -188,8 +185,7 @@ async fn two_servers_on_one_postgres_send_each_subscriber_one_copy() {
     .await;
     settled(&lp, "due", 40).await;
     settled(&lp, "soon", 40).await;
-    let ((sa, _), (sb, _)) = tokio::join!(a.stop(), b.stop());
-    assert!(sa.success() && sb.success());
+    tokio::join!(a.stop_ok(), b.stop_ok());
     let copies = copies_of(&smtp, &emails);
     assert_eq!(
         copies,

@@ -341,6 +341,23 @@ impl Served {
         self.wait().await
     }
 
+    /// [`Served::stop`], insisting on a clean stop: exit status 0 and
+    /// `stopped` as the last word. Returns the stderr lines.
+    pub async fn stop_ok(self) -> Vec<String> {
+        let (status, lines) = self.stop().await;
+        assert!(
+            status.success(),
+            "serve exits 0 on SIGTERM, not {status}:\n{}",
+            lines.join("\n")
+        );
+        assert!(
+            lines.last().is_some_and(|l| l.contains("stopped")),
+            "serve says it stopped:\n{}",
+            lines.join("\n")
+        );
+        lines
+    }
+
     /// Waits for the process to end by itself.
     pub async fn wait(&mut self) -> (ExitStatus, Vec<String>) {
         let status = tokio::time::timeout(WAIT, self.child.wait())
