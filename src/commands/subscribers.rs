@@ -313,30 +313,26 @@ async fn import(
     // An iterator over the file, read as the store consumes it: the file
     // is never in memory as a whole.
     let rows = std::iter::from_fn(|| {
-        loop {
-            let line = csv.position().line() + 1;
-            match csv.read_record(&mut record) {
-                Ok(true) => {
-                    let line = record.position().map_or(line, |p| lines.line_at(p.byte()));
-                    return Some(ImportRow {
-                        line,
-                        result: columns.parse(&record),
-                    });
-                }
-                Ok(false) => return None,
-                Err(e) => match e.kind() {
-                    csv::ErrorKind::Utf8 { pos, .. } => {
-                        return Some(ImportRow {
-                            line: pos.as_ref().map_or(line, |p| p.line()),
-                            result: Err("is not valid UTF-8".into()),
-                        });
-                    }
-                    _ => {
-                        read_error = Some(anyhow!("{}: {e}", file.display()));
-                        return None;
-                    }
-                },
+        let line = csv.position().line() + 1;
+        match csv.read_record(&mut record) {
+            Ok(true) => {
+                let line = record.position().map_or(line, |p| lines.line_at(p.byte()));
+                Some(ImportRow {
+                    line,
+                    result: columns.parse(&record),
+                })
             }
+            Ok(false) => None,
+            Err(e) => match e.kind() {
+                csv::ErrorKind::Utf8 { pos, .. } => Some(ImportRow {
+                    line: pos.as_ref().map_or(line, |p| p.line()),
+                    result: Err("is not valid UTF-8".into()),
+                }),
+                _ => {
+                    read_error = Some(anyhow!("{}: {e}", file.display()));
+                    None
+                }
+            },
         }
     });
     let summary = store.import(rows, mode, dry_run).await?;
