@@ -12,7 +12,7 @@ use letterpress_composer::{ComposedIssue, Recipient};
 use letterpress_signing::{Keyring, Purpose};
 use lettre::Message;
 use lettre::message::dkim::DkimConfig;
-use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use crate::encoded::EncodedBody;
@@ -207,7 +207,7 @@ impl IssueMessages {
                 .singlepart(SinglePart::html(html)),
         )?;
         if let Some(dkim) = &self.settings.dkim {
-            message.sign(dkim);
+            sign(&mut message, dkim);
         }
         Ok(Built {
             message,
@@ -228,6 +228,41 @@ fn part_body(
             Body::dangerous_pre_encoded(e.render(body, r), ContentTransferEncoding::QuotedPrintable)
         }
         None => Body::new(body.render(r)),
+    }
+}
+
+/// Signs `message` with DKIM, `Content-Type` included.
+///
+/// lettre writes a multipart's own headers (its `Content-Type` with the
+/// boundary) as the start of the body, after the message headers, so
+/// `Message::sign` never sees them: the signature it makes leaves
+/// `Content-Type` out of the hash while `h=` lists it, and every verifier
+/// (which reads it in the header block) rejects the signature. So the
+/// part's `Content-Type` is put among the message headers while signing and
+/// taken out again; on the wire it appears once, where it always did.
+fn sign(message: &mut Message, dkim: &DkimConfig) {
+    let part_content_type = {
+        let head_len = message.headers().to_string().len();
+        let formatted = message.formatted();
+        formatted.get(head_len..).and_then(|part| {
+            let part = std::str::from_utf8(part).ok()?;
+            let head = &part[..part.find("\r\n\r\n")?];
+            let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+            unfolded.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("Content-Type")
+                    .then(|| ContentType::parse(value.trim()).ok())
+                    .flatten()
+            })
+        })
+    };
+    match part_content_type {
+        Some(content_type) if message.headers().get::<ContentType>().is_none() => {
+            message.headers_mut().set(content_type);
+            message.sign(dkim);
+            message.headers_mut().remove::<ContentType>();
+        }
+        _ => message.sign(dkim),
     }
 }
 
