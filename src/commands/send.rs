@@ -254,8 +254,10 @@ pub fn stop_on_signal() -> CancellationToken {
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
-        crate::logging::notice("stopping: finishing messages in flight…");
+        // Cancel first: whoever reads the notice may rely on nothing new
+        // being started after it.
         t.cancel();
+        crate::logging::notice("stopping: finishing messages in flight…");
     });
     token
 }

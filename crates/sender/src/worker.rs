@@ -234,9 +234,12 @@ impl Worker {
             let span = tracing::info_span!("delivery_batch", claimed = claims.len());
             async {
                 for claim in claims {
+                    // Biased, stop first: once stopped, a permit freed by a
+                    // finishing message must not start another one.
                     let permit = tokio::select! {
-                        p = Arc::clone(permits).acquire_owned() => p.expect("semaphore is never closed"),
+                        biased;
                         _ = stop.cancelled() => return,
+                        p = Arc::clone(permits).acquire_owned() => p.expect("semaphore is never closed"),
                     };
                     let this = Arc::clone(self);
                     let tx = tx.clone();
@@ -350,30 +353,35 @@ impl Worker {
                 return outcome(OutcomeKind::Failed, e.to_string());
             }
         };
-        // Look again before naming the address to the relay: whoever
-        // unsubscribed since the claim (or during the rate limit's wait, or
-        // the build) gets no transaction at all.
-        if let Err((kind, reply)) = self.still_active(&claim).await {
-            return outcome(kind, reply);
+        // Look again right before sending, after the message is built (its
+        // encoding and DKIM signature take a while): an unsubscribe that
+        // arrived after the claim, while waiting for the rate limit or while
+        // building must win. Only a message already on the wire can lose.
+        match self.store.subscriber_status(claim.subscriber_id).await {
+            Ok(Some(SubscriberStatus::Active)) => {}
+            Ok(status) => {
+                self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+                let why = status.map_or("gone".to_string(), |s| s.to_string());
+                return outcome(OutcomeKind::Skipped, format!("subscriber is {why}"));
+            }
+            Err(e) => {
+                let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
+                return outcome(
+                    OutcomeKind::Deferred {
+                        next_attempt_at: next,
+                    },
+                    format!("store: {e}"),
+                );
+            }
         }
-        // And at the last moment: inside the SMTP transaction, after the
-        // recipient is accepted and before DATA. This is what makes the
-        // guarantee: an unsubscribe answered before the transaction began
-        // always wins; only a message already under way when it came can
-        // still go out. (The look above only spares the relay an RCPT.)
-        let sent = self
+        let attempt = self
             .transport
-            .send_if(
+            .send(
                 &built.message,
                 &issue.issue().slug,
-                &claim.delivery_id.to_string(),
-                || self.still_active(&claim),
+                &outbox_file_stem(claim.delivery_id, &claim.email),
             )
             .await;
-        let attempt = match sent {
-            Ok(attempt) => attempt,
-            Err((kind, reply)) => return outcome(kind, reply),
-        };
         self.count_reply(&attempt.reply, attempt.verdict);
         tracing::debug!(delivery = claim.delivery_id, verdict = ?attempt.verdict, reply = %attempt.reply, "attempt");
         match attempt.verdict {
@@ -420,29 +428,6 @@ impl Worker {
         }
     }
 
-    /// `Ok` while the subscriber is active; otherwise the outcome to
-    /// record instead of sending (skipped, counted here, or deferred when
-    /// the store cannot say).
-    async fn still_active(&self, claim: &Claim) -> Result<(), (OutcomeKind, String)> {
-        match self.store.subscriber_status(claim.subscriber_id).await {
-            Ok(Some(SubscriberStatus::Active)) => Ok(()),
-            Ok(status) => {
-                self.progress.skipped.fetch_add(1, Ordering::Relaxed);
-                let why = status.map_or("gone".to_string(), |s| s.to_string());
-                Err((OutcomeKind::Skipped, format!("subscriber is {why}")))
-            }
-            Err(e) => {
-                let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
-                Err((
-                    OutcomeKind::Deferred {
-                        next_attempt_at: next,
-                    },
-                    format!("store: {e}"),
-                ))
-            }
-        }
-    }
-
     fn count_reply(&self, reply: &str, verdict: Verdict) {
         let class = match reply.as_bytes().first() {
             Some(b'2') => 0,
@@ -455,6 +440,25 @@ impl Worker {
         };
         self.progress.replies[class].fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// `<delivery id>-<address>` with every character that is not safe in a
+/// file name on common file systems replaced by `_`: the id keeps names
+/// unique, the address tells an operator who the `.eml` file was for.
+fn outbox_file_stem(delivery_id: i64, email: &str) -> String {
+    let address: String = email
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        // File names are limited to 255 bytes; addresses to 254 characters.
+        .take(200)
+        .collect();
+    format!("{delivery_id}-{address}")
 }
 
 async fn flush(tx: &mpsc::Sender<Record>) {
