@@ -234,12 +234,24 @@ impl Lp {
 
     /// Starts `letterpress serve` and waits until it listens.
     pub async fn serve(&self) -> Served {
+        let mut served = self.start(&["serve"]);
+        let line = served
+            .wait_for_line("the listening line", |l| l.contains("listening on http://"))
+            .await;
+        served.addr = listen_addr(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
+        served
+    }
+
+    /// Starts `letterpress ARGS` (`send`, `worker`, …) in the background,
+    /// keeping its stderr; `addr` means nothing unless it is `serve`.
+    pub fn start(&self, args: &[&str]) -> Served {
+        let name = args.first().copied().unwrap_or("letterpress").to_string();
         let mut child = self
-            .cmd(&["serve"])
+            .cmd(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start letterpress serve");
+            .unwrap_or_else(|e| panic!("start letterpress {args:?}: {e}"));
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Log::default());
         let reader = {
@@ -248,7 +260,7 @@ impl Lp {
                 let mut lines = BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     // Shown by the test harness when a test fails.
-                    eprintln!("[serve] {line}");
+                    eprintln!("[{name}] {line}");
                     log.lines.lock().unwrap().push(line);
                     log.changed.notify_waiters();
                 }
@@ -256,17 +268,12 @@ impl Lp {
                 log.changed.notify_waiters();
             })
         };
-        let mut served = Served {
+        Served {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
             log,
             reader: Some(reader),
-        };
-        let line = served
-            .wait_for_line("the listening line", |l| l.contains("listening on http://"))
-            .await;
-        served.addr = listen_addr(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
-        served
+        }
     }
 }
 
@@ -328,10 +335,15 @@ impl Served {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let pid = self.child.id().expect("serve is running") as libc::pid_t;
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGKILL`).
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id().expect("the process is running") as libc::pid_t;
         // SAFETY: kill(2) with a pid we started and still own (not reaped).
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill -TERM {pid}");
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill -{signal} {pid}");
     }
 
     /// SIGTERM, then waits for the exit and the end of stderr. Returns the

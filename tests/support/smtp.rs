@@ -74,6 +74,8 @@ pub struct SmtpServer {
     pub port: u16,
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
+    /// Wakes the sessions whose DATA reply is withheld ([`Self::release_held`]).
+    release: Arc<Notify>,
 }
 
 impl SmtpServer {
@@ -84,6 +86,7 @@ impl SmtpServer {
             port,
             state: Arc::new(Mutex::new(State::default())),
             changed: Arc::new(Notify::new()),
+            release: Arc::new(Notify::new()),
         };
         let s = server.clone();
         tokio::spawn(async move {
@@ -117,6 +120,15 @@ impl SmtpServer {
     /// Withholds the DATA reply of every message after the first `n`.
     pub fn hold_data_after(&self, n: usize) {
         self.state.lock().unwrap().hold_data_after = Some(n);
+    }
+
+    /// Stops withholding: every held session accepts its message (records
+    /// it and answers 250, which a killed client never reads, like a relay
+    /// that took a message whose sender died before the reply), and later
+    /// messages are answered at once.
+    pub fn release_held(&self) {
+        self.state.lock().unwrap().hold_data_after = None;
+        self.release.notify_waiters();
     }
 
     /// Messages whose DATA reply is being withheld right now.
@@ -269,9 +281,17 @@ impl SmtpServer {
                 };
                 if hold {
                     self.changed.notify_waiters();
-                    // The message is not accepted until we answer, which
-                    // we never do: the client is in flight until it dies.
-                    std::future::pending::<()>().await;
+                    // The message is not accepted until we answer, which we
+                    // do only once released: the client is in flight until
+                    // then (or until it dies).
+                    loop {
+                        let released = self.release.notified();
+                        if self.state.lock().unwrap().hold_data_after.is_none() {
+                            break;
+                        }
+                        released.await;
+                    }
+                    self.state.lock().unwrap().held -= 1;
                 }
                 self.state.lock().unwrap().received.push(Received {
                     mail_from: mail_from.clone(),
