@@ -353,35 +353,30 @@ impl Worker {
                 return outcome(OutcomeKind::Failed, e.to_string());
             }
         };
-        // Look again right before sending, after the message is built (its
-        // encoding and DKIM signature take a while): an unsubscribe that
-        // arrived after the claim, while waiting for the rate limit or while
-        // building must win. Only a message already on the wire can lose.
-        match self.store.subscriber_status(claim.subscriber_id).await {
-            Ok(Some(SubscriberStatus::Active)) => {}
-            Ok(status) => {
-                self.progress.skipped.fetch_add(1, Ordering::Relaxed);
-                let why = status.map_or("gone".to_string(), |s| s.to_string());
-                return outcome(OutcomeKind::Skipped, format!("subscriber is {why}"));
-            }
-            Err(e) => {
-                let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
-                return outcome(
-                    OutcomeKind::Deferred {
-                        next_attempt_at: next,
-                    },
-                    format!("store: {e}"),
-                );
-            }
+        // Look again before naming the address to the relay: whoever
+        // unsubscribed since the claim (or during the rate limit's wait, or
+        // the build) gets no transaction at all.
+        if let Err((kind, reply)) = self.still_active(&claim).await {
+            return outcome(kind, reply);
         }
-        let attempt = self
+        // And at the last moment: inside the SMTP transaction, after the
+        // recipient is accepted and before DATA. This is what makes the
+        // guarantee: an unsubscribe answered before the transaction began
+        // always wins; only a message already under way when it came can
+        // still go out. (The look above only spares the relay an RCPT.)
+        let sent = self
             .transport
-            .send(
+            .send_if(
                 &built.message,
                 &issue.issue().slug,
                 &outbox_file_stem(claim.delivery_id, &claim.email),
+                || self.still_active(&claim),
             )
             .await;
+        let attempt = match sent {
+            Ok(attempt) => attempt,
+            Err((kind, reply)) => return outcome(kind, reply),
+        };
         self.count_reply(&attempt.reply, attempt.verdict);
         tracing::debug!(delivery = claim.delivery_id, verdict = ?attempt.verdict, reply = %attempt.reply, "attempt");
         match attempt.verdict {
@@ -424,6 +419,29 @@ impl Worker {
             Verdict::Failed => {
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
                 outcome(OutcomeKind::Failed, attempt.reply)
+            }
+        }
+    }
+
+    /// `Ok` while the subscriber is active; otherwise the outcome to
+    /// record instead of sending (skipped, counted here, or deferred when
+    /// the store cannot say).
+    async fn still_active(&self, claim: &Claim) -> Result<(), (OutcomeKind, String)> {
+        match self.store.subscriber_status(claim.subscriber_id).await {
+            Ok(Some(SubscriberStatus::Active)) => Ok(()),
+            Ok(status) => {
+                self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+                let why = status.map_or("gone".to_string(), |s| s.to_string());
+                Err((OutcomeKind::Skipped, format!("subscriber is {why}")))
+            }
+            Err(e) => {
+                let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
+                Err((
+                    OutcomeKind::Deferred {
+                        next_attempt_at: next,
+                    },
+                    format!("store: {e}"),
+                ))
             }
         }
     }
