@@ -838,6 +838,8 @@ async fn kill_mid_send_then_resend(s: &mut Setup) {
         "missed after the crash: {missed:?}\n{out}"
     );
     let duplicates: usize = copies.values().map(|n| n - 1).sum();
+    // Shown with --nocapture: how many of those in flight went out twice.
+    eprintln!("kill -9 with {IN_FLIGHT} in flight: {duplicates} duplicate(s), 0 missed");
     assert!(
         duplicates <= IN_FLIGHT,
         "{duplicates} duplicates, more than the {IN_FLIGHT} in flight: {copies:?}"
@@ -864,12 +866,10 @@ async fn kill_9_mid_send_misses_no_one_postgres() {
 
 // 8. SIGTERM: stop claiming, finish what is in flight, record it.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_in_flight_and_a_later_send_completes() {
+async fn sigterm_mid_send_then_resend(s: &mut Setup) {
     const N: usize = 12;
     const K: usize = 3;
     const IN_FLIGHT: usize = 2;
-    let mut s = Setup::sqlite().await;
     s.lp.set("LETTERPRESS_DELIVERY__CONCURRENCY", &IN_FLIGHT.to_string());
     let (lp, smtp) = (&s.lp, &s.smtp);
     let emails = import_active(lp, N).await;
@@ -908,6 +908,21 @@ async fn sigterm_finishes_in_flight_and_a_later_send_completes() {
     let all: Vec<&str> = emails.iter().map(String::as_str).collect();
     assert_eq!(copies(smtp), one_each(&all), "no duplicates:\n{out}");
     assert_eq!(counts(lp, "term").await, expect(0, 0, N as u64, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_and_a_later_send_completes_sqlite() {
+    let mut s = Setup::sqlite().await;
+    sigterm_mid_send_then_resend(&mut s).await;
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_and_a_later_send_completes_postgres() {
+    let Some(mut s) = Setup::postgres().await else {
+        return;
+    };
+    sigterm_mid_send_then_resend(&mut s).await;
     s.finish().await;
 }
 
@@ -967,10 +982,8 @@ async fn enqueue_with_relay_down(lp: &Lp, issue: &Path, n: usize) {
     assert_eq!(counts(lp, slug).await, expect(0, n as u64, 0, 0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_delivers_an_issue_it_finds_in_the_store() {
+async fn worker_delivers_from_the_store(s: &Setup) {
     const N: usize = 6;
-    let s = Setup::sqlite().await;
     let (lp, smtp) = (&s.lp, &s.smtp);
     let emails = import_active(lp, N).await;
     let issue = lp.write_issue("content", "stored", "");
@@ -995,6 +1008,21 @@ async fn worker_delivers_an_issue_it_finds_in_the_store() {
     assert_eq!(copies(smtp), one_each(&all));
     let text = parse_text(&smtp.received()[0].data);
     assert!(text.contains("this is issue stored"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_delivers_an_issue_it_finds_in_the_store_sqlite() {
+    let s = Setup::sqlite().await;
+    worker_delivers_from_the_store(&s).await;
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_delivers_an_issue_it_finds_in_the_store_postgres() {
+    let Some(s) = Setup::postgres().await else {
+        return;
+    };
+    worker_delivers_from_the_store(&s).await;
     s.finish().await;
 }
 
