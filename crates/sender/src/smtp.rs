@@ -381,10 +381,11 @@ impl SmtpClient {
         self.timed(conn.command(Data))
             .await
             .map_err(Failure::Later)?;
-        self.timed(conn.message(message))
-            .await
-            .map(Step::Accepted)
-            .map_err(Failure::Later)
+        let sent = match data_block(message) {
+            Some(block) => self.timed(conn.command(block)).await,
+            None => self.timed(conn.message(message)).await,
+        };
+        sent.map(Step::Accepted).map_err(Failure::Later)
     }
 
     async fn timed<T>(
@@ -407,6 +408,42 @@ enum Step<T> {
     Stopped { why: T, reset: bool },
 }
 
+/// The message as the DATA phase sends it: dot-stuffed (a `.` starting a
+/// line is doubled, RFC 5321 4.5.2) and closed by `CRLF.CRLF`, written in
+/// one piece.
+///
+/// lettre's `message` does the same stuffing one byte at a time (the
+/// largest single cost of a send once the bodies were pre-encoded), so the
+/// block is made here with a substring search and handed to `command`,
+/// which writes it and reads the reply to the end of data. `None` for a
+/// message that is not UTF-8 (it then goes through lettre's `message`).
+struct DataBlock(String);
+
+impl std::fmt::Display for DataBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn data_block(message: &[u8]) -> Option<DataBlock> {
+    let text = std::str::from_utf8(message).ok()?;
+    let mut block = String::with_capacity(text.len() + 64);
+    // The codec lettre would use doubles a dot at the very start and after
+    // every CRLF; nothing else.
+    if text.starts_with('.') {
+        block.push('.');
+    }
+    let mut rest = text;
+    while let Some(at) = rest.find("\r\n.") {
+        block.push_str(&rest[..at + 3]);
+        block.push('.');
+        rest = &rest[at + 3..];
+    }
+    block.push_str(rest);
+    block.push_str("\r\n.\r\n");
+    Some(DataBlock(block))
+}
+
 enum Failure {
     /// MAIL FROM failed: nothing of this message reached the server.
     AtMail(SmtpError),
@@ -417,4 +454,16 @@ enum Failure {
 async fn close(mut conn: AsyncSmtpConnection) {
     // A bounded, best-effort QUIT: the server may already be gone.
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.abort()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_block_stuffs_dots_at_line_starts_only() {
+        let block = data_block(b".a\r\n.b\r\nc.d\r\n..e\n.f").expect("UTF-8");
+        assert_eq!(block.0, "..a\r\n..b\r\nc.d\r\n...e\n.f\r\n.\r\n");
+        assert!(data_block(&[0xff, b'a']).is_none());
+    }
 }
