@@ -325,7 +325,7 @@ async fn import(
             Ok(false) => None,
             Err(e) => match e.kind() {
                 csv::ErrorKind::Utf8 { pos, .. } => Some(ImportRow {
-                    line: pos.as_ref().map_or(line, |p| p.line()),
+                    line: pos.as_ref().map_or(line, |p| lines.line_at(p.byte())),
                     result: Err("is not valid UTF-8".into()),
                 }),
                 _ => {
