@@ -8,7 +8,7 @@
 //! expire and the next worker sends those again. Claimed messages that were
 //! never started are given back on a graceful stop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -127,6 +127,9 @@ pub struct Worker {
     loader: Arc<dyn IssueLoader>,
     issues: Mutex<HashMap<i64, Arc<IssueMessages>>>,
     progress: Arc<Progress>,
+    /// Deliveries claimed and not yet attempted or in flight: the leases
+    /// [`Worker::keep_leases`] renews.
+    claimed: std::sync::Mutex<HashSet<i64>>,
 }
 
 enum Record {
@@ -151,6 +154,7 @@ impl Worker {
             loader,
             issues: Mutex::new(HashMap::new()),
             progress: Arc::new(Progress::default()),
+            claimed: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -175,6 +179,7 @@ impl Worker {
         let recorder = tokio::spawn(record_outcomes(self.store.clone(), rx));
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1) as usize));
         let mut in_flight = JoinSet::new();
+        let keeper = tokio::spawn(Arc::clone(self).keep_leases());
         let result = self
             .claim_loop(scope, until, &stop, &tx, &permits, &mut in_flight)
             .await;
@@ -193,6 +198,7 @@ impl Worker {
                 }
             }
         }
+        keeper.abort();
         flush(&tx).await;
         drop(tx);
         let _ = recorder.await;
@@ -225,6 +231,8 @@ impl Worker {
                     Utc::now(),
                 )
                 .await?;
+            self.claimed_lock()
+                .extend(claims.iter().map(|c| c.delivery_id));
             if claims.is_empty() {
                 if !self.idle(until, stop, tx, in_flight).await? {
                     return Ok(());
@@ -244,7 +252,11 @@ impl Worker {
                     let this = Arc::clone(self);
                     let tx = tx.clone();
                     in_flight.spawn(async move {
+                        let id = claim.delivery_id;
                         let outcome = this.deliver(claim).await;
+                        // Settled (or deferred) from here on: the recorder
+                        // clears the lease with the outcome.
+                        this.claimed_lock().remove(&id);
                         let _ = tx.send(Record::Outcome(outcome)).await;
                         drop(permit);
                     });
@@ -254,6 +266,41 @@ impl Worker {
             .await;
         }
         Ok(())
+    }
+
+    fn claimed_lock(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renews the leases of claimed deliveries every third of a lease, for
+    /// as long as the worker runs: a batch that waits for the rate limit or
+    /// a slow relay longer than one lease stays this worker's, and another
+    /// worker takes over only the claims of a worker that died (whose
+    /// leases nobody renews).
+    async fn keep_leases(self: Arc<Self>) {
+        let lease = self.settings.lease;
+        let every = (lease / 3).max(Duration::from_millis(50));
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let ids: Vec<i64> = self.claimed_lock().iter().copied().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let span = tracing::debug_span!("renew_leases", n = ids.len());
+            if let Err(e) = self
+                .store
+                .renew_leases(&self.settings.worker_id, &ids, lease, Utc::now())
+                .instrument(span)
+                .await
+            {
+                tracing::warn!(
+                    error = %e,
+                    "cannot renew leases; another worker may take over deliveries claimed here"
+                );
+            }
+        }
     }
 
     /// Nothing is due. Returns whether to keep going.

@@ -247,6 +247,40 @@ impl Store {
         Ok(n)
     }
 
+    /// Extends `worker`'s leases on the deliveries `ids` (those it claimed
+    /// and has not settled) to `now + lease`: a worker renews them while it
+    /// works, so a batch that takes longer than one lease is not taken over
+    /// by another worker while this one still goes through it. A delivery
+    /// that is settled, or leased to another worker, is left alone.
+    /// Returns how many were renewed.
+    pub async fn renew_leases(
+        &self,
+        worker: &str,
+        ids: &[i64],
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut n = 0;
+        for chunk in ids.chunks(5_000) {
+            // Built in each arm: the builder's type depends on the backend.
+            n += with_pool!(self, |p| {
+                let mut qb = QueryBuilder::new("UPDATE deliveries SET lease_until = ");
+                qb.push_bind(until)
+                    .push(" WHERE lease_owner = ")
+                    .push_bind(worker)
+                    .push(" AND status IN ('queued','deferred') AND id IN (");
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(p).await?.rows_affected()
+            });
+        }
+        Ok(n)
+    }
+
     /// Delivery counts per issue (or of the issue `slug`), in issue order.
     /// `queued` and `deferred` leave out deliveries leased right now, which
     /// are counted as `sending`, so the six counts add up to `total`.
