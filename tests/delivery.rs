@@ -1109,3 +1109,47 @@ async fn file_transport_names_each_file_by_delivery_and_address() {
         assert_eq!(addr, Some(to), "{file} is the message for {to}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_keeps_its_claims_from_a_second_worker() {
+    const N: usize = 30;
+    let Some(mut s) = Setup::postgres().await else {
+        return;
+    };
+    // Worker A claims 12 at a time and needs about 3.6 s for them (one
+    // connection, 300 ms per message), longer than the 2 s lease; worker B
+    // claims 2 at a time and so comes back to the queue often. A's unsent
+    // claims must stay A's (it renews its leases while it works); if they
+    // ran out, B would send them while A still goes through its batch.
+    s.smtp.rule(
+        "@",
+        Behavior::SlowData(std::time::Duration::from_millis(300)),
+        None,
+    );
+    s.lp.set("LETTERPRESS_DELIVERY__LEASE", "2s")
+        .set("LETTERPRESS_DELIVERY__CONCURRENCY", "1");
+    let emails = import_active(&s.lp, N).await;
+    let issue = s.lp.write_issue("content", "slow", "");
+    enqueue_with_relay_down(&s.lp, &issue, N).await;
+    s.lp.set("LETTERPRESS_DELIVERY__BATCH_SIZE", "12");
+    let a = s.lp.start(&["worker"]);
+    s.lp.set("LETTERPRESS_DELIVERY__BATCH_SIZE", "2");
+    let b = s.lp.start(&["worker"]);
+    let (lp, smtp) = (&s.lp, &s.smtp);
+    eventually("status shows all sent", async || {
+        let c = lp.issue_status("slow").await?;
+        (c["sent"].as_u64() == Some(N as u64)).then_some(())
+    })
+    .await;
+    let (sa, la) = a.stop().await;
+    let (sb, lb) = b.stop().await;
+    assert!(
+        sa.success() && sb.success(),
+        "{}\n{}",
+        la.join("\n"),
+        lb.join("\n")
+    );
+    let all: Vec<&str> = emails.iter().map(String::as_str).collect();
+    assert_eq!(copies(smtp), one_each(&all), "each message exactly once");
+    s.finish().await;
+}

@@ -42,6 +42,8 @@ pub enum Behavior {
     Drop,
     /// Never answer RCPT TO (the client's timeout must fire).
     Stall,
+    /// Accept, but take this long to answer the end of DATA: a slow relay.
+    SlowData(Duration),
 }
 
 /// A rule: recipients containing `needle` get `behavior` for their first
@@ -201,6 +203,7 @@ impl SmtpServer {
         let mut started = std::time::Instant::now();
         let mut rcpt_to: Vec<String> = Vec::new();
         let mut data_reply: Option<String> = None;
+        let mut data_delay: Option<Duration> = None;
         let mut line = String::new();
         loop {
             line.clear();
@@ -222,6 +225,7 @@ impl SmtpServer {
                 mail_from = addr(&cmd[10..]);
                 rcpt_to.clear();
                 data_reply = None;
+                data_delay = None;
                 write.write_all(b"250 2.1.0 Ok\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
                 let rcpt = addr(&cmd[8..]);
@@ -241,6 +245,11 @@ impl SmtpServer {
                     Behavior::DataReply(reply) => {
                         rcpt_to.push(rcpt);
                         data_reply = Some(reply);
+                        write.write_all(b"250 2.1.5 Ok\r\n").await?;
+                    }
+                    Behavior::SlowData(delay) => {
+                        rcpt_to.push(rcpt);
+                        data_delay = Some(delay);
                         write.write_all(b"250 2.1.5 Ok\r\n").await?;
                     }
                     Behavior::Drop => return Ok(()),
@@ -268,6 +277,11 @@ impl SmtpServer {
                 if let Some(reply) = data_reply.take() {
                     write.write_all(format!("{reply}\r\n").as_bytes()).await?;
                     continue;
+                }
+                if let Some(delay) = data_delay.take() {
+                    // The scripted slowness of the relay, not a wait for
+                    // anything: the client sees a slow server.
+                    tokio::time::sleep(delay).await;
                 }
                 let hold = {
                     let mut st = self.state.lock().unwrap();
@@ -305,6 +319,7 @@ impl SmtpServer {
             } else if upper == "RSET" {
                 rcpt_to.clear();
                 data_reply = None;
+                data_delay = None;
                 write.write_all(b"250 2.0.0 Ok\r\n").await?;
             } else if upper == "NOOP" {
                 write.write_all(b"250 2.0.0 Ok\r\n").await?;
