@@ -170,6 +170,11 @@ async fn sends_once_to_active_subscribers(s: &Setup) {
     let out = send(lp, &issue, &[]).await;
     assert_eq!(copies(smtp), one_each(&active), "first send:\n{out}");
     assert_eq!(counts(lp, "first").await, expect(0, 0, 3, 0, 0));
+    let (sessions, quits) = smtp.sessions_and_quits();
+    assert!(
+        sessions > 0 && quits == sessions,
+        "send ends each SMTP connection with QUIT: {quits} of {sessions}"
+    );
 
     let out = send(lp, &issue, &[]).await;
     assert_eq!(copies(smtp), one_each(&active), "second send:\n{out}");

@@ -68,6 +68,9 @@ struct State {
     /// When set, the reply to DATA is withheld once this many messages are in.
     hold_data_after: Option<usize>,
     held: usize,
+    /// Connections opened, and those the client closed with QUIT.
+    sessions: usize,
+    quits: usize,
 }
 
 /// A running server; dropped with the test's runtime.
@@ -133,6 +136,13 @@ impl SmtpServer {
         self.release.notify_waiters();
     }
 
+    /// Connections opened so far and how many of them the client ended
+    /// with QUIT, as a polite client ends every one.
+    pub fn sessions_and_quits(&self) -> (usize, usize) {
+        let st = self.state.lock().unwrap();
+        (st.sessions, st.quits)
+    }
+
     /// Messages whose DATA reply is being withheld right now.
     pub fn held(&self) -> usize {
         self.state.lock().unwrap().held
@@ -194,6 +204,7 @@ impl SmtpServer {
     }
 
     async fn session(&self, stream: TcpStream) -> std::io::Result<()> {
+        self.state.lock().unwrap().sessions += 1;
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read);
         write
@@ -324,6 +335,7 @@ impl SmtpServer {
             } else if upper == "NOOP" {
                 write.write_all(b"250 2.0.0 Ok\r\n").await?;
             } else if upper == "QUIT" {
+                self.state.lock().unwrap().quits += 1;
                 write.write_all(b"221 2.0.0 Bye\r\n").await?;
                 return Ok(());
             } else {

@@ -202,6 +202,9 @@ impl Worker {
         flush(&tx).await;
         drop(tx);
         let _ = recorder.await;
+        // QUIT the pooled connections: a relay logs a connection dropped
+        // without one as a lost client.
+        self.transport.shutdown().await;
         let released = self.store.release_leases(&self.settings.worker_id).await?;
         if released > 0 {
             tracing::info!(released, "gave back claimed deliveries that were not sent");
