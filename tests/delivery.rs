@@ -148,10 +148,56 @@ async fn send(lp: &Lp, issue: &Path, extra: &[&str]) -> String {
     lp.ok(&args).await
 }
 
+/// Two tests of one body: on SQLite, and on PostgreSQL (which says
+/// "skipped" and passes without `TEST_DATABASE_URL`).
+macro_rules! on_both_backends {
+    ($sqlite:ident, $postgres:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let mut s = Setup::sqlite().await;
+            $body(&mut s).await;
+            s.finish().await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(mut s) = Setup::postgres().await else {
+                return;
+            };
+            $body(&mut s).await;
+            s.finish().await;
+        }
+    };
+}
+
+/// Waits until `status --json` shows all `n` deliveries of `slug` sent.
+async fn wait_all_sent(lp: &Lp, slug: &str, n: usize) {
+    eventually(
+        &format!("status shows all {n} of {slug} sent"),
+        async || {
+            let c = lp.issue_status(slug).await?;
+            (c["sent"].as_u64() == Some(n as u64)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// SIGTERM to each worker; each must exit 0.
+async fn stop_workers(workers: Vec<server::Served>) {
+    for w in workers {
+        let (status, lines) = w.stop().await;
+        assert!(
+            status.success(),
+            "worker stops cleanly on SIGTERM: {status}\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
 // 1. One copy per active subscriber, idempotent sends, changed content,
 //    dry runs and test copies.
 
-async fn sends_once_to_active_subscribers(s: &Setup) {
+async fn sends_once_to_active_subscribers(s: &mut Setup) {
     let (lp, smtp) = (&s.lp, &s.smtp);
     import(
         lp,
@@ -250,21 +296,11 @@ async fn sends_once_to_active_subscribers(s: &Setup) {
     assert_eq!(counts(lp, "first").await, expect(0, 0, 4, 0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_delivers_one_copy_per_active_subscriber_sqlite() {
-    let s = Setup::sqlite().await;
-    sends_once_to_active_subscribers(&s).await;
-    s.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_delivers_one_copy_per_active_subscriber_postgres() {
-    let Some(s) = Setup::postgres().await else {
-        return;
-    };
-    sends_once_to_active_subscribers(&s).await;
-    s.finish().await;
-}
+on_both_backends!(
+    send_delivers_one_copy_per_active_subscriber_sqlite,
+    send_delivers_one_copy_per_active_subscriber_postgres,
+    sends_once_to_active_subscribers
+);
 
 // 2. Deferrals: 451, a dropped connection, a stalled server.
 
@@ -853,21 +889,11 @@ async fn kill_mid_send_then_resend(s: &mut Setup) {
     assert_eq!(counts(lp, "crash").await, expect(0, 0, N as u64, 0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_send_misses_no_one_sqlite() {
-    let mut s = Setup::sqlite().await;
-    kill_mid_send_then_resend(&mut s).await;
-    s.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_send_misses_no_one_postgres() {
-    let Some(mut s) = Setup::postgres().await else {
-        return;
-    };
-    kill_mid_send_then_resend(&mut s).await;
-    s.finish().await;
-}
+on_both_backends!(
+    kill_9_mid_send_misses_no_one_sqlite,
+    kill_9_mid_send_misses_no_one_postgres,
+    kill_mid_send_then_resend
+);
 
 // 8. SIGTERM: stop claiming, finish what is in flight, record it.
 
@@ -915,21 +941,11 @@ async fn sigterm_mid_send_then_resend(s: &mut Setup) {
     assert_eq!(counts(lp, "term").await, expect(0, 0, N as u64, 0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_in_flight_and_a_later_send_completes_sqlite() {
-    let mut s = Setup::sqlite().await;
-    sigterm_mid_send_then_resend(&mut s).await;
-    s.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_in_flight_and_a_later_send_completes_postgres() {
-    let Some(mut s) = Setup::postgres().await else {
-        return;
-    };
-    sigterm_mid_send_then_resend(&mut s).await;
-    s.finish().await;
-}
+on_both_backends!(
+    sigterm_finishes_in_flight_and_a_later_send_completes_sqlite,
+    sigterm_finishes_in_flight_and_a_later_send_completes_postgres,
+    sigterm_mid_send_then_resend
+);
 
 // 9. retry-failed, and a worker that knows the issue only from the store.
 
@@ -987,7 +1003,7 @@ async fn enqueue_with_relay_down(lp: &Lp, issue: &Path, n: usize) {
     assert_eq!(counts(lp, slug).await, expect(0, n as u64, 0, 0, 0));
 }
 
-async fn worker_delivers_from_the_store(s: &Setup) {
+async fn worker_delivers_from_the_store(s: &mut Setup) {
     const N: usize = 6;
     let (lp, smtp) = (&s.lp, &s.smtp);
     let emails = import_active(lp, N).await;
@@ -998,38 +1014,19 @@ async fn worker_delivers_from_the_store(s: &Setup) {
     let worker = lp.start(&["worker"]);
     smtp.wait_until("every subscriber's copy", |s| s.received().len() >= N)
         .await;
-    eventually("status shows all sent", async || {
-        let c = lp.issue_status("stored").await?;
-        (c["sent"].as_u64() == Some(N as u64)).then_some(())
-    })
-    .await;
-    let (status, lines) = worker.stop().await;
-    assert!(
-        status.success(),
-        "worker stops cleanly:\n{}",
-        lines.join("\n")
-    );
+    wait_all_sent(lp, "stored", N).await;
+    stop_workers(vec![worker]).await;
     let all: Vec<&str> = emails.iter().map(String::as_str).collect();
     assert_eq!(copies(smtp), one_each(&all));
     let text = parse_text(&smtp.received()[0].data);
     assert!(text.contains("this is issue stored"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_delivers_an_issue_it_finds_in_the_store_sqlite() {
-    let s = Setup::sqlite().await;
-    worker_delivers_from_the_store(&s).await;
-    s.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_delivers_an_issue_it_finds_in_the_store_postgres() {
-    let Some(s) = Setup::postgres().await else {
-        return;
-    };
-    worker_delivers_from_the_store(&s).await;
-    s.finish().await;
-}
+on_both_backends!(
+    worker_delivers_an_issue_it_finds_in_the_store_sqlite,
+    worker_delivers_an_issue_it_finds_in_the_store_postgres,
+    worker_delivers_from_the_store
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_on_one_postgres_deliver_each_message_once() {
@@ -1048,19 +1045,8 @@ async fn two_workers_on_one_postgres_deliver_each_message_once() {
     let b = lp.start(&["worker"]);
     smtp.wait_until("every subscriber's copy", |s| s.received().len() >= N)
         .await;
-    eventually("status shows all sent", async || {
-        let c = lp.issue_status("shared").await?;
-        (c["sent"].as_u64() == Some(N as u64)).then_some(())
-    })
-    .await;
-    let (sa, la) = a.stop().await;
-    let (sb, lb) = b.stop().await;
-    assert!(
-        sa.success() && sb.success(),
-        "{}\n{}",
-        la.join("\n"),
-        lb.join("\n")
-    );
+    wait_all_sent(lp, "shared", N).await;
+    stop_workers(vec![a, b]).await;
     let all: Vec<&str> = emails.iter().map(String::as_str).collect();
     assert_eq!(copies(smtp), one_each(&all), "each message exactly once");
     assert_eq!(counts(lp, "shared").await, expect(0, 0, N as u64, 0, 0));
@@ -1141,19 +1127,8 @@ async fn a_busy_worker_keeps_its_claims_from_a_second_worker() {
     s.lp.set("LETTERPRESS_DELIVERY__BATCH_SIZE", "2");
     let b = s.lp.start(&["worker"]);
     let (lp, smtp) = (&s.lp, &s.smtp);
-    eventually("status shows all sent", async || {
-        let c = lp.issue_status("slow").await?;
-        (c["sent"].as_u64() == Some(N as u64)).then_some(())
-    })
-    .await;
-    let (sa, la) = a.stop().await;
-    let (sb, lb) = b.stop().await;
-    assert!(
-        sa.success() && sb.success(),
-        "{}\n{}",
-        la.join("\n"),
-        lb.join("\n")
-    );
+    wait_all_sent(lp, "slow", N).await;
+    stop_workers(vec![a, b]).await;
     let all: Vec<&str> = emails.iter().map(String::as_str).collect();
     assert_eq!(copies(smtp), one_each(&all), "each message exactly once");
     s.finish().await;
