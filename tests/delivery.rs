@@ -840,6 +840,25 @@ async fn dkim_signature_verifies_independently() {
 
 // 7. Crash safety: kill -9 mid-send, send again.
 
+/// Starts `send ISSUE` against a relay that accepts `accepted` messages and
+/// then withholds its reply to DATA; returns once `in_flight` messages wait
+/// for that reply (every connection the sender has is busy).
+async fn send_until_held(
+    lp: &Lp,
+    smtp: &SmtpServer,
+    issue: &Path,
+    accepted: usize,
+    in_flight: usize,
+) -> server::Served {
+    smtp.hold_data_after(accepted);
+    let child = lp.start(&["send", arg(issue), "--yes", WAIT_ARG]);
+    smtp.wait_until("messages accepted, then the next ones held", |s| {
+        s.received().len() >= accepted && s.held() == in_flight
+    })
+    .await;
+    child
+}
+
 async fn kill_mid_send_then_resend(s: &mut Setup) {
     const N: usize = 20;
     const K: usize = 5;
@@ -851,12 +870,7 @@ async fn kill_mid_send_then_resend(s: &mut Setup) {
     let (lp, smtp) = (&s.lp, &s.smtp);
     let emails = import_active(lp, N).await;
     let issue = lp.write_issue("content", "crash", "");
-    smtp.hold_data_after(K);
-    let mut child = lp.start(&["send", arg(&issue), "--yes", WAIT_ARG]);
-    smtp.wait_until("K accepted and the next messages held", |s| {
-        s.received().len() >= K && s.held() == IN_FLIGHT
-    })
-    .await;
+    let mut child = send_until_held(lp, smtp, &issue, K, IN_FLIGHT).await;
     eventually(
         "status --json shows the accepted messages as sent",
         async || {
@@ -905,12 +919,7 @@ async fn sigterm_mid_send_then_resend(s: &mut Setup) {
     let (lp, smtp) = (&s.lp, &s.smtp);
     let emails = import_active(lp, N).await;
     let issue = lp.write_issue("content", "term", "");
-    smtp.hold_data_after(K);
-    let mut child = lp.start(&["send", arg(&issue), "--yes", WAIT_ARG]);
-    smtp.wait_until("K accepted and the next messages held", |s| {
-        s.received().len() >= K && s.held() == IN_FLIGHT
-    })
-    .await;
+    let mut child = send_until_held(lp, smtp, &issue, K, IN_FLIGHT).await;
     child.terminate();
     child
         .wait_for_line("the stopping notice", |l| l.contains("stopping"))
