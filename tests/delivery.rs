@@ -283,6 +283,23 @@ async fn sends_once_to_active_subscribers(s: &mut Setup) {
     );
     assert_eq!(smtp.received().len(), before, "dry run sends nothing");
 
+    // --dry-run wins over --to: no test copy either.
+    let out = lp
+        .ok(&[
+            "send",
+            arg(&second),
+            "--to",
+            "tester@y.example",
+            "--dry-run",
+        ])
+        .await;
+    assert!(out.contains("tester@y.example"), "{out}");
+    assert_eq!(
+        smtp.received().len(),
+        before,
+        "a dry run sends no test copy"
+    );
+
     // --to: one test copy outside the list and the ledger.
     lp.ok(&["send", arg(&second), "--to", "tester@y.example"])
         .await;
@@ -344,6 +361,38 @@ async fn deferred_deliveries_arrive_once_the_server_recovers() {
         assert_eq!(smtp.attempts(e), 1, "{e}");
     }
     assert_eq!(counts(&s.lp, "flaky").await, expect(0, 0, 5, 0, 0));
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_deferred_past_the_max_age_fails() {
+    let mut s = Setup::sqlite().await;
+    // Retries after about 1 s, then 2 s: the second deferral, with the next
+    // try beyond the 2 s max age, gives up.
+    s.lp.set("LETTERPRESS_DELIVERY__RETRY__MAX_AGE", "2s");
+    s.smtp.rule(
+        "never@",
+        Behavior::RcptReply("451 4.3.0 try later".into()),
+        None,
+    );
+    import(
+        &s.lp,
+        &[
+            ("ok@x.example", "", "active"),
+            ("never@x.example", "", "active"),
+        ],
+    )
+    .await;
+    let issue = s.lp.write_issue("content", "stale", "");
+    let out = send(&s.lp, &issue, &[]).await;
+    assert_eq!(copies(&s.smtp), one_each(&["ok@x.example"]), "{out}");
+    assert_eq!(s.smtp.attempts("never@x.example"), 2);
+    assert_eq!(counts(&s.lp, "stale").await, expect(0, 0, 1, 1, 0));
+    assert_eq!(
+        s.lp.status_of("never@x.example").await.as_deref(),
+        Some("active"),
+        "giving up on a deferral blames no one"
+    );
     s.finish().await;
 }
 

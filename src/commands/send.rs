@@ -40,6 +40,20 @@ pub async fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> {
     let settings = Arc::new(wiring::message_settings(config, keyring)?);
 
     if !args.to.is_empty() {
+        if args.dry_run {
+            // --dry-run writes and sends nothing, test copies included; the
+            // addresses are still checked.
+            for address in &args.to {
+                letterpress_core::SubscriberEmail::parse(address)?;
+            }
+            eprintln!(
+                "dry run: a test copy of {:?} (slug {}) would go to {}; nothing sent",
+                composed.subject,
+                composed.slug,
+                args.to.join(", ")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         return send_test_copies(config, &composed, settings, &args.to).await;
     }
 
