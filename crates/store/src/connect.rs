@@ -71,6 +71,10 @@ pub(crate) trait BeginWrite {
     fn begin_write(
         &self,
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    /// [`BeginWrite::begin_write`] for a large batch of writes.
+    fn begin_bulk_write(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
 }
 
 impl BeginWrite for SqlitePool {
@@ -84,6 +88,18 @@ impl BeginWrite for SqlitePool {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.begin_with("BEGIN IMMEDIATE").await
     }
+
+    /// A write transaction on a connection whose page cache is raised to
+    /// 32 MiB: bulk imports insert into the email_key index in random order,
+    /// and with the small default cache most of those inserts miss. Only
+    /// bulk writers pay for the memory (see `SQLITE_CACHE`).
+    async fn begin_bulk_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("PRAGMA cache_size = -32768")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
 }
 
 impl BeginWrite for PgPool {
@@ -94,7 +110,14 @@ impl BeginWrite for PgPool {
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.begin().await
     }
+
+    async fn begin_bulk_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin_write().await
+    }
 }
+
+/// The page cache of an SQLite connection: SQLite's default (2000 KiB).
+const SQLITE_CACHE: &str = "-2000";
 
 /// How long an SQLite connection waits for another writer before giving up.
 /// Long, because writers here are short batches and a busy error means a
@@ -114,10 +137,11 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                // 32 MiB of page cache per connection instead of 2 MiB: imports
-                // insert into the email_key index in random order, and with the
-                // default cache most of those inserts miss.
-                .pragma("cache_size", "-32768")
+                // SQLite's default page cache (about 2 MiB) per connection: the
+                // pool's connections each keep a full cache, and a send must
+                // stay within its memory budget whatever the list size. Bulk
+                // imports raise it on their own connection (begin_bulk_write).
+                .pragma("cache_size", SQLITE_CACHE)
                 .pragma("temp_store", "memory")
                 // Checkpoint every ~40 MiB of WAL instead of ~4 MiB: a bulk import
                 // rewrites the same index pages in every batch, and each checkpoint
@@ -132,8 +156,11 @@ impl Store {
                     source,
                 })?;
             }
+            // SQLite takes one writer at a time; four connections keep readers
+            // from queueing behind it without a page cache and thread each for
+            // connections that would only wait for the write lock.
             let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(4)
                 .connect_with(options)
                 .await?;
             Pool::Sqlite(pool)

@@ -174,7 +174,13 @@ impl Store {
         async move {
             let now = ms(Utc::now());
             with_pool!(self, |pool| {
-                let mut tx = pool.begin_write().await?;
+                // A CSV import's batches (not a signup's single row) get the
+                // big page cache.
+                let mut tx = if batch.len() >= STMT_ROWS {
+                    pool.begin_bulk_write().await?
+                } else {
+                    pool.begin_write().await?
+                };
 
                 // 1. The rows that exist already.
                 let mut existing: HashMap<String, Existing> = HashMap::with_capacity(batch.len());
