@@ -1191,3 +1191,29 @@ async fn a_busy_worker_keeps_its_claims_from_a_second_worker() {
     assert_eq!(copies(smtp), one_each(&all), "each message exactly once");
     s.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internationalised_address_is_delivered() {
+    let s = Setup::sqlite().await;
+    let all = ["jürgen@x.example", "ann@x.example"];
+    import(
+        &s.lp,
+        &[(all[0], "Jürgen", "active"), (all[1], "", "active")],
+    )
+    .await;
+    let issue = s.lp.write_issue("content", "eai", "");
+    let out = send(&s.lp, &issue, &[]).await;
+    assert_eq!(copies(&s.smtp), one_each(&all), "{out}");
+    let r = s
+        .smtp
+        .received()
+        .into_iter()
+        .find(|r| r.rcpt_to == [all[0]])
+        .expect("Jürgen's copy");
+    let m = MessageParser::default().parse(r.data.as_bytes()).unwrap();
+    let to = m.to().and_then(|a| a.first()).expect("To");
+    assert_eq!(to.address(), Some(all[0]));
+    assert_eq!(to.name(), Some("Jürgen"));
+    assert_eq!(counts(&s.lp, "eai").await, expect(0, 0, 2, 0, 0));
+    s.finish().await;
+}
