@@ -3,7 +3,8 @@
 # targets that need it say how to get it.
 
 CARGO ?= cargo
-BIN := target/debug/letterpress
+# Honour CARGO_TARGET_DIR, as cargo does.
+BIN := $(or $(CARGO_TARGET_DIR),target)/debug/letterpress
 
 .PHONY: all build run test bench bench-e2e lint serve screenshots clean
 
