@@ -161,6 +161,11 @@ impl Store {
             // connections that would only wait for the write lock.
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
+                // No ping before each use: an SQLite connection is a file in
+                // this process and cannot have been dropped by a peer, and the
+                // ping is a round trip to the connection's thread on every
+                // query (two of a delivery's seven).
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             Pool::Sqlite(pool)
