@@ -309,8 +309,8 @@ fn tick_progress(
         };
         // Settled by others (earlier runs, other workers), as of the last
         // count. Counting in the database reads every delivery of the issue
-        // (a third of a second at a million), so it is done every 5 s and
-        // only for a visible bar; the counters move it in between.
+        // (about 30 ms per 100,000), so it is done every 5 s and only for a
+        // visible bar; the counters move it in between.
         let mut settled_elsewhere = 0u64;
         for n in 0u64.. {
             tick.tick().await;
