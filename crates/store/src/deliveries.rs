@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::connect::{BeginWrite, Pool, with_pool};
 use crate::model::{ClaimRow, count, from_ms, ms};
-use crate::{Claim, IssueCounts, Outcome, OutcomeKind, Store, StoreError};
+use crate::{AttemptRecord, Claim, IssueCounts, Outcome, OutcomeKind, Store, StoreError};
 
 /// The selection of claimable deliveries, shared by both backends: unsettled,
 /// due, not leased by a live worker, with a subscriber. `$3` is now, `$4` the
@@ -23,6 +23,132 @@ macro_rules! due_selection {
          AND ($4 IS NULL OR issue_id = $4) \
          ORDER BY next_attempt_at, id LIMIT $5"
     };
+}
+
+// The statements of [`Store::record_outcomes`], each over `$rows`: the
+// batch's JSON array (`$1`) as a relation `j(did, st, nx, mid, sat, rp, ts,
+// kd)` (delivery id, new status, next attempt, Message-ID, sent at, reply,
+// attempt time, outcome kind). `$2` is when the batch's bounces happened.
+macro_rules! record_deliveries {
+    ($rows:expr) => {
+        concat!(
+            "UPDATE deliveries SET status = j.st, attempts = deliveries.attempts + 1, \
+             next_attempt_at = COALESCE(j.nx, deliveries.next_attempt_at), \
+             message_id = COALESCE(j.mid, deliveries.message_id), \
+             sent_at = COALESCE(j.sat, deliveries.sent_at), last_reply = j.rp, \
+             lease_owner = NULL, lease_until = NULL, updated_at = j.ts \
+             FROM ",
+            $rows,
+            " AS j WHERE deliveries.id = j.did"
+        )
+    };
+}
+macro_rules! record_attempts {
+    ($rows:expr) => {
+        concat!(
+            "INSERT INTO delivery_attempts (delivery_id, attempted_at, reply, outcome) \
+             SELECT j.did, j.ts, j.rp, j.kd FROM ",
+            $rows,
+            " AS j WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = j.did)"
+        )
+    };
+}
+// A delivered message shows the mailbox works again.
+macro_rules! record_sent {
+    ($rows:expr) => {
+        concat!(
+            "UPDATE subscribers SET soft_bounces = 0 WHERE soft_bounces <> 0 AND id IN \
+             (SELECT d.subscriber_id FROM deliveries d JOIN ",
+            $rows,
+            " AS j ON d.id = j.did WHERE j.kd = 'sent')"
+        )
+    };
+}
+macro_rules! record_bounced {
+    ($rows:expr) => {
+        concat!(
+            "UPDATE subscribers SET status = 'bounced', updated_at = $2, \
+             unsubscribed_at = COALESCE(unsubscribed_at, $2), \
+             unsubscribe_source = COALESCE(unsubscribe_source, 'bounce') \
+             WHERE status IN ('pending','active','unsubscribed') AND id IN \
+             (SELECT d.subscriber_id FROM deliveries d JOIN ",
+            $rows,
+            " AS j ON d.id = j.did WHERE j.kd = 'bounced')"
+        )
+    };
+}
+
+/// SQLite reads the JSON with `json_each` and `->>`, which give integers as
+/// integers and `null` as NULL.
+macro_rules! sqlite_rows {
+    () => {
+        "(SELECT value ->> 'did' AS did, value ->> 'st' AS st, value ->> 'nx' AS nx, \
+         value ->> 'mid' AS mid, value ->> 'sat' AS sat, value ->> 'rp' AS rp, \
+         value ->> 'ts' AS ts, value ->> 'kd' AS kd FROM json_each($1))"
+    };
+}
+
+/// PostgreSQL types the JSON's fields with `jsonb_to_recordset`. The
+/// parameter is sent as text (what sqlx binds a `String` as) and cast.
+macro_rules! pg_rows {
+    () => {
+        "(SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(did bigint, st text, \
+         nx bigint, mid text, sat bigint, rp text, ts bigint, kd text))"
+    };
+}
+
+/// All four in one string: sqlx runs every statement of a SQLite query,
+/// binding `$1` and `$2` by number in each (the bounce statement changes
+/// nothing when the batch has no bounce).
+const SQLITE_RECORD: &str = concat!(
+    record_deliveries!(sqlite_rows!()),
+    "; ",
+    record_attempts!(sqlite_rows!()),
+    "; ",
+    record_sent!(sqlite_rows!()),
+    "; ",
+    record_bounced!(sqlite_rows!())
+);
+const PG_RECORD_DELIVERIES: &str = record_deliveries!(pg_rows!());
+const PG_RECORD_ATTEMPTS: &str = record_attempts!(pg_rows!());
+const PG_RECORD_SENT: &str = record_sent!(pg_rows!());
+const PG_RECORD_BOUNCED: &str = record_bounced!(pg_rows!());
+
+/// One outcome as a row of the JSON array the record statements read.
+#[derive(serde::Serialize)]
+struct OutcomeRow<'a> {
+    did: i64,
+    st: &'static str,
+    nx: Option<i64>,
+    mid: Option<&'a str>,
+    sat: Option<i64>,
+    rp: &'a str,
+    ts: i64,
+    kd: &'static str,
+}
+
+impl<'a> From<&'a Outcome> for OutcomeRow<'a> {
+    fn from(o: &'a Outcome) -> Self {
+        let at = ms(o.at);
+        let (st, nx, mid, sat) = match &o.kind {
+            OutcomeKind::Sent { message_id } => ("sent", None, Some(message_id.as_str()), Some(at)),
+            OutcomeKind::Deferred { next_attempt_at } => {
+                ("deferred", Some(ms(*next_attempt_at)), None, None)
+            }
+            OutcomeKind::Failed | OutcomeKind::Bounced => ("failed", None, None, None),
+            OutcomeKind::Skipped => ("skipped", None, None, None),
+        };
+        Self {
+            did: o.delivery_id,
+            st,
+            nx,
+            mid,
+            sat,
+            rp: &o.reply,
+            ts: at,
+            kd: o.kind.name(),
+        }
+    }
 }
 
 const CLAIM_COLUMNS: &str =
@@ -152,83 +278,102 @@ impl Store {
     /// gets `attempts + 1`, its lease cleared, its new status and reply, and
     /// one `delivery_attempts` row. `Sent` stores the Message-ID and time and
     /// resets the subscriber's soft-bounce count; `Bounced` fails the
-    /// delivery and marks the subscriber bounced.
+    /// delivery and marks the subscriber bounced. Outcomes for unknown
+    /// delivery ids are ignored.
+    ///
+    /// The whole batch travels as one JSON array bound to one parameter, so
+    /// the statements are the same text whatever the batch size (prepared
+    /// once, then cached) and their number does not grow with the batch. On
+    /// SQLite the four statements also go in one call: every statement is a
+    /// round trip to the connection's thread, and those round trips were
+    /// most of what recording cost a fast send (see `benches/README.md`).
     pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }
         let span = tracing::debug_span!("record_outcomes", n = outcomes.len());
         async move {
-        with_pool!(self, |p| {
-            let mut tx = p.begin_write().await?;
-            for o in outcomes {
-                let at = ms(o.at);
-                let (status, next, message_id, sent_at) = match &o.kind {
-                    OutcomeKind::Sent { message_id } => {
-                        ("sent", None, Some(message_id.as_str()), Some(at))
-                    }
-                    OutcomeKind::Deferred { next_attempt_at } => {
-                        ("deferred", Some(ms(*next_attempt_at)), None, None)
-                    }
-                    OutcomeKind::Failed | OutcomeKind::Bounced => ("failed", None, None, None),
-                    OutcomeKind::Skipped => ("skipped", None, None, None),
-                };
-                let subscriber: Option<Option<i64>> = sqlx::query_scalar(
-                    "UPDATE deliveries SET status = $2, attempts = attempts + 1, \
-                     next_attempt_at = COALESCE($3, next_attempt_at), \
-                     message_id = COALESCE($4, message_id), sent_at = COALESCE($5, sent_at), \
-                     last_reply = $6, lease_owner = NULL, lease_until = NULL, updated_at = $7 \
-                     WHERE id = $1 RETURNING subscriber_id",
-                )
-                .bind(o.delivery_id)
-                .bind(status)
-                .bind(next)
-                .bind(message_id)
-                .bind(sent_at)
-                .bind(&o.reply)
-                .bind(at)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(subscriber) = subscriber else {
-                    continue; // unknown delivery id: nothing to record against
-                };
-                sqlx::query(
-                    "INSERT INTO delivery_attempts (delivery_id, attempted_at, reply, outcome) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(o.delivery_id)
-                .bind(at)
-                .bind(&o.reply)
-                .bind(o.kind.name())
-                .execute(&mut *tx)
-                .await?;
-                match (&o.kind, subscriber) {
-                    (OutcomeKind::Sent { .. }, Some(sid)) => {
-                        sqlx::query("UPDATE subscribers SET soft_bounces = 0 WHERE id = $1 AND soft_bounces <> 0")
-                            .bind(sid)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    (OutcomeKind::Bounced, Some(sid)) => {
-                        sqlx::query(
-                            "UPDATE subscribers SET status = 'bounced', updated_at = $2, \
-                             unsubscribed_at = COALESCE(unsubscribed_at, $2), \
-                             unsubscribe_source = COALESCE(unsubscribe_source, 'bounce') \
-                             WHERE id = $1 AND status IN ('pending','active','unsubscribed')",
-                        )
-                        .bind(sid)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    _ => {}
-                }
+            // One row per delivery and statement: `UPDATE … FROM` applies one
+            // source row per target row, so a delivery that appears twice in
+            // a batch (it cannot today: a settled or deferred delivery is not
+            // claimed again within one batch's time) is written in a second
+            // round rather than losing an attempt.
+            let mut rest = outcomes;
+            while !rest.is_empty() {
+                let mut seen = std::collections::HashSet::with_capacity(rest.len());
+                let take = rest
+                    .iter()
+                    .position(|o| !seen.insert(o.delivery_id))
+                    .unwrap_or(rest.len());
+                let (round, later) = rest.split_at(take);
+                self.record_round(round).await?;
+                rest = later;
             }
-            tx.commit().await?;
-        });
-        Ok(())
+            tracing::debug!(n = outcomes.len(), "recorded outcomes");
+            Ok(())
         }
         .instrument(span)
         .await
+    }
+
+    async fn record_round(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
+        let rows: Vec<OutcomeRow<'_>> = outcomes.iter().map(OutcomeRow::from).collect();
+        let json = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // When the subscribers of this batch's hard bounces were bounced.
+        let bounced_at = outcomes
+            .iter()
+            .filter(|o| o.kind == OutcomeKind::Bounced)
+            .map(|o| ms(o.at))
+            .max();
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin_write().await?;
+                sqlx::query(SQLITE_RECORD)
+                    .bind(&json)
+                    .bind(bounced_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p.begin_write().await?;
+                for statement in [PG_RECORD_DELIVERIES, PG_RECORD_ATTEMPTS, PG_RECORD_SENT] {
+                    sqlx::query(statement).bind(&json).execute(&mut *tx).await?;
+                }
+                if let Some(at) = bounced_at {
+                    sqlx::query(PG_RECORD_BOUNCED)
+                        .bind(&json)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every attempt made at a delivery, oldest first: what the relay said
+    /// each time, for an operator working out why a message went astray.
+    pub async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows: Vec<(i64, String, String)> = with_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT attempted_at, reply, outcome FROM delivery_attempts \
+                 WHERE delivery_id = $1 ORDER BY id",
+            )
+            .bind(delivery_id)
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(at, reply, outcome)| {
+                Ok(AttemptRecord {
+                    at: from_ms(at)?,
+                    reply,
+                    outcome,
+                })
+            })
+            .collect()
     }
 
     /// Gives back `worker`'s leases on deliveries it did not settle (on

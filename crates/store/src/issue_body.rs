@@ -1,8 +1,8 @@
 //! What a worker needs besides the queue: the composed issue it is sending
-//! (kept as an opaque document the store never interprets), a subscriber's
-//! status right before sending, and one issue's counts.
+//! (kept as an opaque document the store never interprets), the
+//! subscribers' status right before sending, and one issue's counts.
 
-use crate::connect::with_pool;
+use crate::connect::{Pool, with_pool};
 use crate::{IssueCounts, Store, StoreError, SubscriberStatus};
 
 impl Store {
@@ -29,21 +29,43 @@ impl Store {
         Ok(row.and_then(|(b,)| b))
     }
 
-    /// A subscriber's status now (None when the row is gone). The worker
-    /// asks right before each send, so an unsubscribe that arrived after
-    /// the claim still wins.
-    pub async fn subscriber_status(&self, id: i64) -> Result<Option<SubscriberStatus>, StoreError> {
-        let row: Option<(String,)> = with_pool!(self, |p| {
-            sqlx::query_as("SELECT status FROM subscribers WHERE id = $1")
-                .bind(id)
-                .fetch_optional(p)
+    /// The status now of each of `ids` that still exists, in one query:
+    /// the worker's last look before a message goes, made for every
+    /// message waiting at that point at once.
+    pub async fn subscriber_statuses(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, SubscriberStatus)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String)> = match &self.pool {
+            // One parameter whatever the number of ids, so the statement is
+            // prepared once (SQLite has no array parameters).
+            Pool::Sqlite(p) => {
+                let json =
+                    serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query_as(
+                    "SELECT id, status FROM subscribers WHERE id IN (SELECT value FROM json_each($1))",
+                )
+                .bind(json)
+                .fetch_all(p)
                 .await?
-        });
-        row.map(|(s,)| {
-            s.parse::<SubscriberStatus>()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-        .transpose()
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_as("SELECT id, status FROM subscribers WHERE id = ANY($1)")
+                    .bind(ids)
+                    .fetch_all(p)
+                    .await?
+            }
+        };
+        rows.into_iter()
+            .map(|(id, s)| {
+                s.parse::<SubscriberStatus>()
+                    .map(|s| (id, s))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
     }
 
     /// The counts of one issue, by id.

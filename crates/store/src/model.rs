@@ -237,6 +237,17 @@ impl OutcomeKind {
     }
 }
 
+/// One attempt at a delivery, as [`crate::Store::attempts`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// When the attempt finished.
+    pub at: DateTime<Utc>,
+    /// What the relay said (or the error).
+    pub reply: String,
+    /// `sent`, `deferred`, `failed`, `bounced` or `skipped`.
+    pub outcome: String,
+}
+
 /// Delivery counts of one issue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IssueCounts {

@@ -387,6 +387,96 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
 }
 
 #[tokio::test]
+async fn record_outcomes_keeps_every_attempt_and_ignores_unknown_deliveries() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        seed(&store, 2).await;
+        let issue = store.upsert_issue("one", "h", "S").await.unwrap();
+        store.enqueue_audience(issue.id, t0()).await.unwrap();
+        let claims = store.claim_due("w", None, 10, LEASE, t0()).await.unwrap();
+        let (a, b) = (claims[0].delivery_id, claims[1].delivery_id);
+        let at = |s| t0() + TimeDelta::seconds(s);
+        // One batch: `a` deferred then sent (the same delivery twice), a
+        // delivery that does not exist, and `b` failed with a reply that
+        // needs escaping in JSON.
+        let mut failed = outcome(b, at(3), OutcomeKind::Failed);
+        failed.reply = "550 \"quoted\" \\ reply\nwith a line break".into();
+        store
+            .record_outcomes(&[
+                outcome(
+                    a,
+                    at(1),
+                    OutcomeKind::Deferred {
+                        next_attempt_at: at(60),
+                    },
+                ),
+                outcome(999_999, at(1), OutcomeKind::Failed),
+                outcome(
+                    a,
+                    at(2),
+                    OutcomeKind::Sent {
+                        message_id: "<m@x.org>".into(),
+                    },
+                ),
+                failed.clone(),
+            ])
+            .await
+            .unwrap();
+        let kept = store.attempts(a).await.unwrap();
+        assert_eq!(
+            kept.iter()
+                .map(|k| (k.at, k.outcome.as_str(), k.reply.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (at(1), "deferred", format!("reply for {a}").as_str()),
+                (at(2), "sent", format!("reply for {a}").as_str()),
+            ]
+        );
+        let kept = store.attempts(b).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].outcome.as_str(), &kept[0].reply),
+            ("failed", &failed.reply)
+        );
+        assert!(store.attempts(999_999).await.unwrap().is_empty());
+        let c = &store.issue_counts(Some("one")).await.unwrap()[0];
+        assert_eq!((c.sent, c.failed, c.deferred, c.sending), (1, 1, 0, 0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subscriber_statuses_answers_many_at_once() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        seed(&store, 3).await;
+        let id = |e: &'static str| {
+            let store = store.clone();
+            async move { store.get_subscriber(e).await.unwrap().unwrap().id }
+        };
+        let (first, second) = (id("user0@example.com").await, id("user1@example.com").await);
+        store
+            .unsubscribe_email("user1@example.com", "test")
+            .await
+            .unwrap();
+        let mut got = store
+            .subscriber_statuses(&[second, first, 424_242])
+            .await
+            .unwrap();
+        got.sort_by_key(|(id, _)| *id);
+        assert_eq!(
+            got,
+            vec![
+                (first, SubscriberStatus::Active),
+                (second, SubscriberStatus::Unsubscribed)
+            ]
+        );
+        assert!(store.subscriber_statuses(&[]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn next_due_at_waits_for_a_live_lease() {
     each_backend(|db| async move {
         let store = db.store().await;
