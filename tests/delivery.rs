@@ -460,7 +460,23 @@ async fn bounces_failures_and_slow_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribed_mid_send_gets_nothing() {
+    unsubscribed_mid_send(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribed_mid_send_gets_nothing_without_pipelining() {
+    unsubscribed_mid_send(false).await;
+}
+
+/// The last look at the subscriber's status comes inside the transaction,
+/// after MAIL FROM: with PIPELINING the server already waits for the
+/// message and the connection is dropped without it; without, the
+/// transaction is reset before DATA. Either way nothing is delivered.
+async fn unsubscribed_mid_send(pipelining: bool) {
     let mut s = Setup::sqlite().await;
+    if !pipelining {
+        s.smtp.without_pipelining();
+    }
     s.lp.set("LETTERPRESS_DELIVERY__CONCURRENCY", "1");
     import(
         &s.lp,
@@ -502,7 +518,8 @@ async fn unsubscribed_mid_send_gets_nothing() {
         one_each(&["first@x.example", "middle@x.example"]),
         "{out}"
     );
-    assert_eq!(s.smtp.attempts("later@x.example"), 0);
+    // Its transaction began (the RCPT was seen) and was abandoned.
+    assert_eq!(s.smtp.attempts("later@x.example"), 1);
     assert_eq!(counts(&lp, "midway").await, expect(0, 0, 2, 0, 1));
     assert_eq!(
         lp.status_of("later@x.example").await.as_deref(),

@@ -731,7 +731,7 @@ async fn an_unsubscribe_answered_before_data_stops_the_message_in_its_transactio
     assert_eq!(
         smtp.copies(),
         HashMap::from([("other@example.com".to_string(), 1)]),
-        "the message in the transaction was abandoned before DATA"
+        "the message in the transaction was abandoned before it went"
     );
     assert_eq!(smtp.attempts("held@example.com"), 1);
 }

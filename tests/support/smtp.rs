@@ -68,6 +68,8 @@ struct State {
     /// When set, the reply to DATA is withheld once this many messages are in.
     hold_data_after: Option<usize>,
     held: usize,
+    /// Leave PIPELINING out of the EHLO reply (a relay without RFC 2920).
+    no_pipelining: bool,
     /// Connections opened, and those the client closed with QUIT.
     sessions: usize,
     quits: usize,
@@ -120,6 +122,12 @@ impl SmtpServer {
 
     pub fn on_rcpt(&self, f: impl Fn(&str) + Send + Sync + 'static) {
         self.state.lock().unwrap().on_rcpt = Some(Arc::new(f));
+    }
+
+    /// From now on, EHLO does not offer PIPELINING: clients must wait for
+    /// each reply before the next command.
+    pub fn without_pipelining(&self) {
+        self.state.lock().unwrap().no_pipelining = true;
     }
 
     /// Withholds the DATA reply of every message after the first `n`.
@@ -224,9 +232,17 @@ impl SmtpServer {
             let cmd = line.trim_end().to_string();
             let upper = cmd.to_ascii_uppercase();
             if upper.starts_with("EHLO") {
+                // Commands are read line by line, so pipelined ones (RFC
+                // 2920) are simply answered in turn.
+                let pipelining = if self.state.lock().unwrap().no_pipelining {
+                    ""
+                } else {
+                    "250-PIPELINING\r\n"
+                };
                 write
                     .write_all(
-                        b"250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n",
+                        format!("250-test.local\r\n{pipelining}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n")
+                            .as_bytes(),
                     )
                     .await?;
             } else if upper.starts_with("HELO") {
@@ -270,6 +286,13 @@ impl SmtpServer {
                 }
                 self.changed.notify_waiters();
             } else if upper == "DATA" {
+                if rcpt_to.is_empty() {
+                    // What postfix says to a pipelined DATA after refused RCPTs.
+                    write
+                        .write_all(b"554 5.5.1 Error: no valid recipients\r\n")
+                        .await?;
+                    continue;
+                }
                 write
                     .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     .await?;

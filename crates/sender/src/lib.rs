@@ -12,6 +12,7 @@ mod encoded;
 mod message;
 mod retry;
 mod smtp;
+mod status_gate;
 mod throttle;
 mod transport;
 mod worker;

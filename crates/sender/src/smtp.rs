@@ -17,6 +17,13 @@
 //!   message itself are bounded by `delivery.timeout`, so a stalled server
 //!   is a deferral, not a stuck worker.
 //!
+//! - It sends MAIL, RCPT and DATA one at a time, a round trip each. Where
+//!   the server offers PIPELINING (RFC 2920) they go here in one write, and
+//!   the last look at the recipient's status runs while DATA's reply
+//!   travels (see [`SmtpClient::send_gated`]): two round trips a message
+//!   instead of four. lettre does not keep the EHLO keywords it does not
+//!   know, so each new connection asks with one more EHLO.
+//!
 //! Implicit TLS (`smtps://`) connections are opened by lettre (it owns the
 //! TLS setup there), so they keep Nagle's algorithm.
 
@@ -29,7 +36,7 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
@@ -138,8 +145,15 @@ impl From<SmtpError> for SendError {
     }
 }
 
+/// A connection and what this client learnt about its server.
+struct Conn {
+    inner: AsyncSmtpConnection,
+    /// The server offers PIPELINING: MAIL and RCPT may go in one write.
+    pipelining: bool,
+}
+
 struct Idle {
-    conn: AsyncSmtpConnection,
+    conn: Conn,
     since: Instant,
 }
 
@@ -176,11 +190,12 @@ impl SmtpClient {
         }
     }
 
-    /// [`SmtpClient::send`], asking `gate` once the transaction is under way
-    /// (the recipients accepted) and before the message goes: `Err(why)`
-    /// abandons it with RSET and is returned as the outer `Err`. A check
-    /// made here cannot be overtaken by a change that came after the
-    /// transaction began, which a check made before sending can.
+    /// [`SmtpClient::send`], asking `gate` once the recipients are accepted
+    /// and before the message goes: `Err(why)` abandons the transaction
+    /// (the connection is dropped without the message) and is returned as
+    /// the outer `Err`. A check made here cannot be overtaken by a change
+    /// committed before the recipient was accepted, which a check made
+    /// before sending can. It runs while DATA's reply travels.
     pub async fn send_gated<T, F, Fut>(
         &self,
         envelope: &Envelope,
@@ -197,8 +212,8 @@ impl SmtpClient {
                     self.park(conn);
                     return Ok(Ok(reply));
                 }
-                Ok(Step::Stopped { why, reset }) => {
-                    self.after_stop(conn, reset).await;
+                Ok(Step::Stopped { why }) => {
+                    abandon(conn);
                     return Err(why);
                 }
                 // Refused at MAIL FROM on a connection that sat in the pool:
@@ -206,7 +221,7 @@ impl SmtpClient {
                 // the message was sent, so a fresh connection may try it.
                 Err(Failure::AtMail(e)) if !e.is_permanent() => {
                     tracing::debug!(error = %e, "pooled connection unusable; reconnecting");
-                    close(conn).await;
+                    close(conn.inner).await;
                 }
                 Err(f) => return Ok(Err(self.discard(conn, f).await)),
             }
@@ -220,21 +235,11 @@ impl SmtpClient {
                 self.park(conn);
                 Ok(Ok(reply))
             }
-            Ok(Step::Stopped { why, reset }) => {
-                self.after_stop(conn, reset).await;
+            Ok(Step::Stopped { why }) => {
+                abandon(conn);
                 Err(why)
             }
             Err(f) => Ok(Err(self.discard(conn, f).await)),
-        }
-    }
-
-    /// A connection whose transaction the gate abandoned is reused if the
-    /// server took the RSET, closed otherwise.
-    async fn after_stop(&self, conn: AsyncSmtpConnection, reset: bool) {
-        if reset {
-            self.park(conn);
-        } else {
-            close(conn).await;
         }
     }
 
@@ -242,15 +247,15 @@ impl SmtpClient {
     pub async fn shutdown(&self) {
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
         for i in idle {
-            close(i.conn).await;
+            close(i.conn.inner).await;
         }
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Newest last: the most recently used connection is the likeliest alive.
         while let Some(i) = idle.pop() {
-            if i.since.elapsed() < MAX_IDLE_TIME && !i.conn.has_broken() {
+            if i.since.elapsed() < MAX_IDLE_TIME && !i.conn.inner.has_broken() {
                 return Some(i.conn);
             }
             // Too old: dropping it closes the socket without a QUIT, which
@@ -259,9 +264,9 @@ impl SmtpClient {
         None
     }
 
-    fn park(&self, conn: AsyncSmtpConnection) {
+    fn park(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.max_idle && !conn.has_broken() {
+        if idle.len() < self.max_idle && !conn.inner.has_broken() {
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
@@ -271,15 +276,15 @@ impl SmtpClient {
 
     /// After a failed transaction the connection is closed, as lettre does:
     /// the server's state mid-transaction is unknown.
-    async fn discard(&self, conn: AsyncSmtpConnection, failure: Failure) -> SendError {
-        close(conn).await;
+    async fn discard(&self, conn: Conn, failure: Failure) -> SendError {
+        close(conn.inner).await;
         match failure {
             Failure::AtMail(e) => SendError::Smtp(e),
             Failure::Later(e) => e,
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         let t = &self.target;
         let mut conn = match &t.security {
             Security::Wrapper(params) => {
@@ -322,19 +327,40 @@ impl SmtpClient {
             }
             _ => {}
         }
+        // Before AUTH: a new EHLO after it would, on some servers, forget it.
+        let pipelining = self.offers_pipelining(&mut conn).await?;
         if let Some(credentials) = &t.credentials {
             self.timed(conn.auth(DEFAULT_MECHANISMS, credentials))
                 .await?;
         }
-        Ok(conn)
+        Ok(Conn {
+            inner: conn,
+            pipelining,
+        })
     }
 
-    /// MAIL, RCPT for each recipient, the gate, DATA and the message: what
-    /// lettre's `send` does, with the stage of a failure kept and every
-    /// step timed.
+    /// Asks the server's EHLO keywords again and looks for PIPELINING
+    /// (lettre's `ServerInfo` drops the keywords it does not use). A
+    /// repeated EHLO is allowed at any time outside a transaction (RFC 5321
+    /// 4.1.4).
+    async fn offers_pipelining(&self, conn: &mut AsyncSmtpConnection) -> Result<bool, SendError> {
+        let reply = self
+            .timed(conn.command(format!("EHLO {}\r\n", self.target.hello)))
+            .await?;
+        Ok(reply.message().skip(1).any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+        }))
+    }
+
+    /// MAIL, RCPT for each recipient, DATA, the gate and the message: what
+    /// lettre's `send` does, with the stage of a failure kept, every step
+    /// timed, MAIL, RCPT and DATA pipelined where the server allows it, and
+    /// the gate asked while DATA's reply is on its way.
     async fn transaction<T, F, Fut>(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        conn: &mut Conn,
         envelope: &Envelope,
         message: &[u8],
         gate: &F,
@@ -343,6 +369,8 @@ impl SmtpClient {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<(), T>>,
     {
+        let pipelining = conn.pipelining;
+        let conn = &mut conn.inner;
         let mut options = Vec::new();
         let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
         if !envelope.from().is_none_or(ascii) || !envelope.to().iter().all(ascii) {
@@ -361,26 +389,52 @@ impl SmtpClient {
             }
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        match self
-            .timed(conn.command(Mail::new(envelope.from().cloned(), options)))
-            .await
-        {
+        let rcpts: Vec<String> = envelope
+            .to()
+            .iter()
+            .map(|to| Rcpt::new(to.clone(), Vec::new()).to_string())
+            .collect();
+        // Pipelined, RCPT and DATA follow MAIL in the same write and only
+        // their replies are read below. Any failure closes the connection,
+        // so replies left unread never confuse a later transaction.
+        let mut head = Mail::new(envelope.from().cloned(), options).to_string();
+        if pipelining {
+            head.extend(rcpts.iter().map(String::as_str));
+            head.push_str("DATA\r\n");
+        }
+        match self.timed(conn.command(head)).await {
             Ok(_) => {}
             Err(SendError::Smtp(e)) => return Err(Failure::AtMail(e)),
             Err(e) => return Err(Failure::Later(e)),
         }
-        for to in envelope.to() {
-            self.timed(conn.command(Rcpt::new(to.clone(), Vec::new())))
-                .await
-                .map_err(Failure::Later)?;
+        for rcpt in &rcpts {
+            let accepted = if pipelining {
+                self.timed(conn.read_response()).await
+            } else {
+                self.timed(conn.command(rcpt)).await
+            };
+            accepted.map_err(Failure::Later)?;
         }
-        if let Err(why) = gate().await {
-            let reset = self.timed(conn.command(Rset)).await.is_ok();
-            return Ok(Step::Stopped { why, reset });
+        // The recipient is accepted. The gate is asked now, while DATA's
+        // reply travels (DATA itself went with MAIL when pipelined): any
+        // change committed before this point is seen.
+        let data = async {
+            if pipelining {
+                self.timed(conn.read_response()).await
+            } else {
+                self.timed(conn.command(Data)).await
+            }
+        };
+        let (ready, wanted) = tokio::join!(data, gate());
+        ready.map_err(Failure::Later)?;
+        if let Err(why) = wanted {
+            // The server waits for the message: closing the connection
+            // without the final dot is the only way out, and a server never
+            // delivers a message cut short (RFC 5321 4.1.1.4). A rare event
+            // (an unsubscribe in the last milliseconds), so the cost of a
+            // new connection does not matter.
+            return Ok(Step::Stopped { why });
         }
-        self.timed(conn.command(Data))
-            .await
-            .map_err(Failure::Later)?;
         let sent = match data_block(message) {
             Some(block) => self.timed(conn.command(block)).await,
             None => self.timed(conn.message(message)).await,
@@ -403,9 +457,9 @@ impl SmtpClient {
 enum Step<T> {
     /// The server accepted the message with this reply.
     Accepted(Response),
-    /// The gate said no before DATA; `reset` tells whether the server took
-    /// the RSET that abandoned the transaction.
-    Stopped { why: T, reset: bool },
+    /// The gate said no before the message went; the connection is
+    /// mid-DATA and must be dropped ([`abandon`]).
+    Stopped { why: T },
 }
 
 /// The message as the DATA phase sends it: dot-stuffed (a `.` starting a
@@ -446,6 +500,13 @@ enum Failure {
     AtMail(SmtpError),
     /// Anything later, or not a server reply.
     Later(SendError),
+}
+
+/// Drops a connection whose server waits for a message that will not come,
+/// without a QUIT (which it would read as text): the connection's end tells
+/// it the message was cut short, and it delivers nothing.
+fn abandon(conn: Conn) {
+    drop(conn);
 }
 
 async fn close(mut conn: AsyncSmtpConnection) {

@@ -120,8 +120,9 @@ impl Transport {
 
     /// [`Transport::send`], asking `still_wanted` at the last moment: over
     /// SMTP inside the transaction, after the recipients are accepted and
-    /// before DATA (the transaction is abandoned with RSET); for the file
-    /// transport before writing. `Err(why)` means nothing was delivered.
+    /// before the message goes (the transaction is abandoned by dropping
+    /// the connection); for the file transport before writing. `Err(why)`
+    /// means nothing was delivered.
     pub async fn send_if<T, F, Fut>(
         &self,
         message: &Message,

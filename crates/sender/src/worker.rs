@@ -11,8 +11,8 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::classify::Verdict;
 use crate::message::{IssueMessages, To};
 use crate::retry::RetryPolicy;
+use crate::status_gate::StatusGate;
 use crate::throttle::Throttle;
 use crate::transport::Transport;
 
@@ -130,7 +131,16 @@ pub struct Worker {
     /// Deliveries claimed and not yet attempted or in flight: the leases
     /// [`Worker::keep_leases`] renews.
     claimed: std::sync::Mutex<HashSet<i64>>,
+    /// Answers the last look at each recipient's status (started on first use,
+    /// inside the runtime).
+    gate: OnceLock<StatusGate>,
 }
+
+/// The most outcomes written in one transaction.
+const GROUP_MAX: usize = 1000;
+/// How long the first outcome of a batch waits for others (see
+/// [`record_outcomes`]).
+const GROUP_WAIT: Duration = Duration::from_millis(2);
 
 enum Record {
     Outcome(Outcome),
@@ -155,6 +165,7 @@ impl Worker {
             issues: Mutex::new(HashMap::new()),
             progress: Arc::new(Progress::default()),
             claimed: std::sync::Mutex::new(HashSet::new()),
+            gate: OnceLock::new(),
         }
     }
 
@@ -221,27 +232,27 @@ impl Worker {
         permits: &Arc<Semaphore>,
         in_flight: &mut JoinSet<()>,
     ) -> Result<(), WorkerError> {
+        // The claim of the next batch, made while this one goes out: a claim
+        // is a write transaction, and connections would idle while it ran.
+        let mut next: Option<tokio::task::JoinHandle<Result<Vec<Claim>, StoreError>>> = None;
         while !stop.is_cancelled() {
             // Reap finished tasks so the set does not grow with the list.
             while in_flight.try_join_next().is_some() {}
-            let claims = self
-                .store
-                .claim_due(
-                    &self.settings.worker_id,
-                    scope,
-                    self.settings.batch_size.max(1),
-                    self.settings.lease,
-                    Utc::now(),
-                )
-                .await?;
-            self.claimed_lock()
-                .extend(claims.iter().map(|c| c.delivery_id));
+            let claims = match next.take() {
+                Some(claiming) => match claiming.await {
+                    Ok(claims) => claims?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => Vec::new(),
+                },
+                None => self.claim(scope).await?,
+            };
             if claims.is_empty() {
                 if !self.idle(until, stop, tx, in_flight).await? {
                     return Ok(());
                 }
                 continue;
             }
+            next = Some(tokio::spawn(Arc::clone(self).claim_owned(scope)));
             let span = tracing::info_span!("delivery_batch", claimed = claims.len());
             async {
                 for claim in claims {
@@ -268,7 +279,35 @@ impl Worker {
             .instrument(span)
             .await;
         }
+        // Stopped: let a claim under way finish, so that `run` gives its
+        // leases back too instead of leaving them to run out.
+        if let Some(claiming) = next {
+            let _ = claiming.await;
+        }
         Ok(())
+    }
+
+    /// Claims the next batch of due deliveries and keeps their leases.
+    async fn claim(&self, scope: Option<i64>) -> Result<Vec<Claim>, StoreError> {
+        let claims = self
+            .store
+            .claim_due(
+                &self.settings.worker_id,
+                scope,
+                self.settings.batch_size.max(1),
+                self.settings.lease,
+                Utc::now(),
+            )
+            .await?;
+        self.claimed_lock()
+            .extend(claims.iter().map(|c| c.delivery_id));
+        Ok(claims)
+    }
+
+    /// [`Worker::claim`] for a task of its own. Should the worker stop
+    /// before sending them, `run` gives their leases back with the rest.
+    async fn claim_owned(self: Arc<Self>, scope: Option<i64>) -> Result<Vec<Claim>, StoreError> {
+        self.claim(scope).await
     }
 
     fn claimed_lock(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
@@ -403,17 +442,13 @@ impl Worker {
                 return outcome(OutcomeKind::Failed, e.to_string());
             }
         };
-        // Look again before naming the address to the relay: whoever
-        // unsubscribed since the claim (or during the rate limit's wait, or
-        // the build) gets no transaction at all.
-        if let Err((kind, reply)) = self.still_active(&claim).await {
-            return outcome(kind, reply);
-        }
-        // And at the last moment: inside the SMTP transaction, after the
-        // recipient is accepted and before DATA. This is what makes the
-        // guarantee: an unsubscribe answered before the transaction began
-        // always wins; only a message already under way when it came can
-        // still go out. (The look above only spares the relay an RCPT.)
+        // The subscriber's status is read again at the last moment: inside
+        // the SMTP transaction, after the recipient is accepted and before
+        // the message goes (the transaction is abandoned otherwise). That
+        // is the guarantee: an unsubscribe answered before the message
+        // reached that point always wins; only a message already under way
+        // can still go out. No earlier look is made: it would cost a query
+        // per message and guarantee nothing more.
         let sent = self
             .transport
             .send_if(
@@ -477,7 +512,10 @@ impl Worker {
     /// record instead of sending (skipped, counted here, or deferred when
     /// the store cannot say).
     async fn still_active(&self, claim: &Claim) -> Result<(), (OutcomeKind, String)> {
-        match self.store.subscriber_status(claim.subscriber_id).await {
+        let gate = self
+            .gate
+            .get_or_init(|| StatusGate::start(self.store.clone()));
+        match gate.status(claim.subscriber_id).await {
             Ok(Some(SubscriberStatus::Active)) => Ok(()),
             Ok(status) => {
                 self.progress.skipped.fetch_add(1, Ordering::Relaxed);
@@ -490,7 +528,7 @@ impl Worker {
                     OutcomeKind::Deferred {
                         next_attempt_at: next,
                     },
-                    format!("store: {e}"),
+                    e,
                 ))
             }
         }
@@ -536,23 +574,38 @@ async fn flush(tx: &mpsc::Sender<Record>) {
     }
 }
 
-/// Writes outcomes as they come, in batches of whatever has arrived
-/// meanwhile: one transaction per batch keeps SQLite fast, and writing as
-/// soon as anything is there keeps the crash window small.
+/// Writes outcomes in batches: one transaction per batch keeps SQLite fast.
+///
+/// A batch is written once it holds [`GROUP_MAX`] outcomes, or
+/// [`GROUP_WAIT`] after its first outcome arrived, or at once on a flush:
+/// a group commit. Writing each outcome the moment it arrived made a fast
+/// send commit every message or two, and those commits were a large share
+/// of its CPU; waiting a couple of milliseconds gathers the outcomes of all
+/// connections into one. The cost is the crash window: a worker killed
+/// outright loses the outcomes of the messages in flight and of those
+/// finished in the last [`GROUP_WAIT`], which the next worker sends again.
 async fn record_outcomes(store: Store, mut rx: mpsc::Receiver<Record>) {
-    let mut batch = Vec::with_capacity(512);
+    let mut batch = Vec::with_capacity(GROUP_MAX);
     let mut acks = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
+        let deadline = Instant::now() + GROUP_WAIT;
         while let Some(record) = next {
             match record {
                 Record::Outcome(o) => batch.push(o),
                 Record::Flush(ack) => acks.push(ack),
             }
-            next = if batch.len() < 1000 {
-                rx.try_recv().ok()
-            } else {
+            next = if batch.len() >= GROUP_MAX || !acks.is_empty() {
                 None
+            } else {
+                match rx.try_recv() {
+                    Ok(r) => Some(r),
+                    // Nothing waiting: wait for more until the deadline.
+                    Err(_) => tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                }
             };
         }
         if !batch.is_empty() {
