@@ -228,7 +228,8 @@ pub struct Server {
     /// generated on first run.
     pub secret_file: Option<PathBuf>,
     /// Retired secrets still accepted (rotation grace), from the environment:
-    /// `LETTERPRESS_SERVER__PREVIOUS_SECRETS=old1,old2`.
+    /// `LETTERPRESS_SERVER__PREVIOUS_SECRETS=old1,old2`. They also recognise
+    /// the addresses forgotten while they were current.
     pub previous_secrets: Option<String>,
     /// Never read from the TOML: `LETTERPRESS_SERVER__WEBHOOK_SECRET`.
     pub webhook_secret: Option<String>,

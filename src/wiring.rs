@@ -38,11 +38,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = &config.database.url;
     // Forgotten addresses are recognised by a keyed hash; the key is the
     // token secret, so a leaked database alone cannot confirm an address.
+    // The retired secrets hashed the addresses forgotten before a rotation.
     let key = keyring(config)?;
+    let previous: Vec<&[u8]> = key.previous_keys().collect();
     let store = Store::connect(url)
         .await
         .with_context(|| format!("database.url {}", redact_url(url)))?
-        .with_suppression_key(key.current_key());
+        .with_suppression_keys(key.current_key(), &previous);
     store
         .migrate()
         .await

@@ -401,6 +401,38 @@ fn forget_erases_the_person_and_keeps_the_suppression() {
 }
 
 #[test]
+fn a_forgotten_address_stays_refused_after_the_secret_is_rotated() {
+    let lp = Lp::new();
+    lp.ok(&["subscribers", "add", "private@example.com"]);
+    lp.ok(&["subscribers", "remove", "private@example.com", "--forget"]);
+    let rotated = |previous: Option<&str>| {
+        let mut cmd = lp.cmd(&["subscribers", "add", "Private@Example.com"]);
+        cmd.env(
+            "LETTERPRESS_SERVER__SECRET",
+            "rotated-cli-test-secret-0123456789abcdef012345",
+        );
+        if let Some(previous) = previous {
+            cmd.env("LETTERPRESS_SERVER__PREVIOUS_SECRETS", previous);
+        }
+        cmd.output().expect("run letterpress")
+    };
+
+    let out = rotated(Some(SECRET));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("suppressed"), "{}", stderr(&out));
+    assert!(lp.status_of("private@example.com").is_none());
+
+    // The hash was made with the old secret: once it is no longer listed,
+    // nothing recognises the address any more.
+    let out = rotated(None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lp.status_of("private@example.com").as_deref(),
+        Some("active")
+    );
+}
+
+#[test]
 fn export_then_import_into_an_empty_store_round_trips() {
     let a = Lp::new();
     std::fs::write(

@@ -90,6 +90,13 @@ impl Keyring {
         &self.current
     }
 
+    /// The retired keys, in the order given to [`Keyring::new`], for keyed
+    /// hashes made before a rotation: a forgotten address hashed with a
+    /// retired key is recognised only while that key is still listed here.
+    pub fn previous_keys(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.previous.iter().map(Vec::as_slice)
+    }
+
     /// A token for `purpose` and `subscriber_id`, valid until `expires_unix`
     /// (seconds since the epoch), or forever when `None`.
     pub fn token(&self, purpose: Purpose, subscriber_id: i64, expires_unix: Option<u64>) -> String {
@@ -219,6 +226,8 @@ mod tests {
         let old = Keyring::new(K1, &[]).unwrap();
         let t_old = old.token(Purpose::Unsubscribe, 9, None);
         let rotated = Keyring::new(K2, &[K1]).unwrap();
+        assert_eq!(rotated.current_key(), K2);
+        assert_eq!(rotated.previous_keys().collect::<Vec<_>>(), [K1]);
         assert!(rotated.verify(&t_old, Purpose::Unsubscribe, 0).is_some());
         let t_new = rotated.token(Purpose::Unsubscribe, 9, None);
         assert!(old.verify(&t_new, Purpose::Unsubscribe, 0).is_none());

@@ -11,7 +11,7 @@ use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Database, Transaction};
+use sqlx::{Database, Encode, QueryBuilder, Transaction, Type};
 
 use crate::StoreError;
 
@@ -34,9 +34,9 @@ pub(crate) enum Pool {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
-    /// Key of the HMAC that identifies forgotten addresses; see
-    /// [`Store::with_suppression_key`].
-    pub(crate) suppression_key: Option<Arc<[u8]>>,
+    /// Keys of the HMAC that identifies forgotten addresses, the current one
+    /// first, no key twice; empty until [`Store::with_suppression_keys`].
+    pub(crate) suppression_keys: Arc<[Box<[u8]>]>,
 }
 
 impl std::fmt::Debug for Store {
@@ -44,10 +44,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("backend", &self.backend())
-            .field(
-                "suppression_key",
-                &self.suppression_key.as_ref().map(|_| "<set>"),
-            )
+            .field("suppression_keys", &self.suppression_keys.len())
             .finish()
     }
 }
@@ -177,18 +174,43 @@ impl Store {
         };
         Ok(Store {
             pool,
-            suppression_key: None,
+            suppression_keys: Arc::new([]),
         })
     }
 
-    /// Sets the key of the HMAC-SHA256 that identifies forgotten addresses.
-    /// Adds, imports and [`Store::create_pending`] refuse an address whose
-    /// hash [`Store::forget`] stored with the same key; without a key set,
-    /// they cannot recognise forgotten addresses. Pass the same secret to
-    /// both (the binary uses `server.secret`).
-    pub fn with_suppression_key(mut self, key: &[u8]) -> Store {
-        self.suppression_key = Some(Arc::from(key));
+    /// Sets the keys of the HMAC-SHA256 that identifies forgotten addresses:
+    /// `current`, the key to give [`Store::forget`], and `previous`, keys it
+    /// was given before a rotation. Adds, imports and [`Store::create_pending`]
+    /// refuse an address whose hash is stored under any of them; without
+    /// keys they cannot recognise forgotten addresses.
+    ///
+    /// A hash cannot be moved to a new key (the address is gone), so an
+    /// address forgotten under a key is recognised only while that key is
+    /// listed: dropping a retired key from `previous` lets every address
+    /// forgotten under it be added again. The binary passes `server.secret`
+    /// and `server.previous_secrets`.
+    pub fn with_suppression_keys(mut self, current: &[u8], previous: &[&[u8]]) -> Store {
+        let mut keys: Vec<Box<[u8]>> = Vec::with_capacity(1 + previous.len());
+        for key in std::iter::once(current).chain(previous.iter().copied()) {
+            // A key listed twice would only cost a second hash per lookup.
+            if !keys.iter().any(|known| **known == *key) {
+                keys.push(key.into());
+            }
+        }
+        self.suppression_keys = keys.into();
         self
+    }
+
+    /// The hashes `email_key` (an address already lower-cased) has under
+    /// each suppression key, current first: the address was forgotten if
+    /// `suppressed_hashes` holds any of them.
+    pub(crate) fn suppression_hashes<'a>(
+        &'a self,
+        email_key: &'a str,
+    ) -> impl Iterator<Item = String> + 'a {
+        self.suppression_keys
+            .iter()
+            .map(move |key| suppression_hash(key, email_key))
     }
 
     /// Applies the embedded migrations of the backend (idempotent).
@@ -228,6 +250,27 @@ pub(crate) fn suppression_hash(key: &[u8], email_key: &str) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
     mac.update(email_key.as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// `{head} suppressed_hashes WHERE hash IN (…)` with `hashes` bound, where
+/// `head` is static SQL such as `SELECT hash FROM` or `DELETE FROM`. The
+/// caller keeps the list within the backends' bound-parameter limits.
+pub(crate) fn suppressed_hashes_in<'h, DB>(
+    head: &'static str,
+    hashes: impl IntoIterator<Item = &'h str>,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'e> &'h str: Encode<'e, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(head);
+    qb.push(" suppressed_hashes WHERE hash IN (");
+    let mut list = qb.separated(", ");
+    for hash in hashes {
+        list.push_bind(hash);
+    }
+    qb.push(")");
+    qb
 }
 
 /// The URL without its password, for messages.

@@ -11,7 +11,7 @@ use sqlx::QueryBuilder;
 use sqlx::types::Json;
 use tracing::Instrument;
 
-use crate::connect::{BeginWrite, suppression_hash, with_pool};
+use crate::connect::{BeginWrite, suppressed_hashes_in, with_pool};
 use crate::model::{ms, parse_status};
 use crate::subscribers::suppressed_sql;
 use crate::{AddOutcome, Backend, ImportRow, ImportSummary, Store, StoreError, UpsertMode};
@@ -199,28 +199,25 @@ impl Store {
                     }
                 }
 
-                // 2. Forgotten addresses among the new ones.
-                let mut forgotten: HashMap<String, String> = HashMap::new(); // key -> hash
-                if let Some(secret) = &self.suppression_key {
-                    let hashes: Vec<(String, String)> = batch
-                        .iter()
-                        .filter(|c| !existing.contains_key(&c.key))
-                        .map(|c| (suppression_hash(secret, &c.key), c.key.clone()))
-                        .collect();
-                    for chunk in hashes.chunks(LOOKUP_KEYS) {
-                        let mut qb =
-                            QueryBuilder::new("SELECT hash FROM suppressed_hashes WHERE hash IN (");
-                        let mut list = qb.separated(", ");
-                        for (h, _) in chunk {
-                            list.push_bind(h.as_str());
-                        }
-                        qb.push(")");
-                        let found: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                        let found: HashSet<String> = found.into_iter().map(|(h,)| h).collect();
-                        for (h, k) in chunk {
-                            if found.contains(h) {
-                                forgotten.insert(k.clone(), h.clone());
-                            }
+                // 2. Forgotten addresses among the new ones: those with a
+                // stored hash under any suppression key (current or retired),
+                // mapped to the hashes found.
+                let mut forgotten: HashMap<String, Vec<String>> = HashMap::new();
+                let hashes: Vec<(String, &str)> = batch
+                    .iter()
+                    .filter(|c| !existing.contains_key(&c.key))
+                    .flat_map(|c| self.suppression_hashes(&c.key).map(|h| (h, c.key.as_str())))
+                    .collect();
+                for chunk in hashes.chunks(LOOKUP_KEYS) {
+                    let listed = chunk.iter().map(|(h, _)| h.as_str());
+                    let found: Vec<String> = suppressed_hashes_in("SELECT hash FROM", listed)
+                        .build_query_scalar()
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let found: HashSet<String> = found.into_iter().collect();
+                    for (h, k) in chunk {
+                        if found.contains(h) {
+                            forgotten.entry(k.to_string()).or_default().push(h.clone());
                         }
                     }
                 }
@@ -232,12 +229,14 @@ impl Store {
                 for c in batch {
                     let plan = match existing.get(&c.key) {
                         None => {
-                            if let Some(hash) = forgotten.get(&c.key) {
+                            if let Some(hashes) = forgotten.remove(&c.key) {
                                 if mode == UpsertMode::Normal {
                                     plans.push(Plan::Done(AddOutcome::Suppressed(None)));
                                     continue;
                                 }
-                                lifted.push(hash.clone());
+                                // Every key's hash goes: one left behind would
+                                // still refuse the lifted address's signups.
+                                lifted.extend(hashes);
                             }
                             let status = c.new.status.unwrap_or(SubscriberStatus::Active);
                             Some((status, c.new.name, c.new.tags, c.new.attributes, None))
@@ -336,13 +335,10 @@ impl Store {
                     }
                 }
                 for chunk in lifted.chunks(LOOKUP_KEYS) {
-                    let mut qb = QueryBuilder::new("DELETE FROM suppressed_hashes WHERE hash IN (");
-                    let mut list = qb.separated(", ");
-                    for h in chunk {
-                        list.push_bind(h.as_str());
-                    }
-                    qb.push(")");
-                    qb.build().execute(&mut *tx).await?;
+                    suppressed_hashes_in("DELETE FROM", chunk.iter().map(String::as_str))
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
                 }
 
                 if dry_run {

@@ -12,10 +12,12 @@
 //! - tags and attributes are JSON (TEXT on SQLite, JSONB on PostgreSQL);
 //! - forgetting a subscriber deletes the row; deliveries keep their history
 //!   through `ON DELETE SET NULL`, unsettled ones are marked skipped;
-//! - forgotten addresses are recognised by HMAC-SHA256 with the key given to
-//!   [`Store::with_suppression_key`]: set it (the binary uses
-//!   `server.secret`) wherever adds, imports or signups happen, and pass the
-//!   same key to [`Store::forget`];
+//! - forgotten addresses are recognised by HMAC-SHA256 under the keys given
+//!   to [`Store::with_suppression_keys`]: set them (the binary uses
+//!   `server.secret` and `server.previous_secrets`) wherever adds, imports or
+//!   signups happen, and pass the current key to [`Store::forget`]; after a
+//!   rotation the old key must stay listed, or the addresses forgotten under
+//!   it are no longer recognised;
 //! - [`Store::stream_subscribers`] is a stream over keyset-paginated pages of
 //!   1,000 rows: flat memory, no long-lived read transaction;
 //! - multi-statement writes on SQLite start with `BEGIN IMMEDIATE`, so a

@@ -6,7 +6,7 @@ use futures_core::Stream;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use letterpress_core::{SubscriberEmail, SubscriberStatus, normalize_key};
 
-use crate::connect::{BeginWrite, suppression_hash, with_pool};
+use crate::connect::{BeginWrite, suppressed_hashes_in, suppression_hash, with_pool};
 use crate::model::{SUBSCRIBER_COLUMNS, SubscriberRow, count, ms, parse_status};
 use crate::{
     AddOutcome, BounceKind, NewSubscriber, PendingOutcome, Store, StoreError, Subscriber,
@@ -243,9 +243,10 @@ impl Store {
     /// which often quote the address, are blanked; unsettled ones are
     /// skipped) and HMAC-SHA256(`key`, lower-case address) is kept in
     /// `suppressed_hashes`, so adds, imports and signups of the address are
-    /// refused from then on (by a store with the same
-    /// [`Store::with_suppression_key`]). Forgetting an unknown address still
-    /// records the hash. Returns whether anything changed.
+    /// refused from then on (by a store whose [`Store::with_suppression_keys`]
+    /// lists `key`: pass the current key, which later rotations keep listed
+    /// as a previous one). Forgetting an unknown address still records the
+    /// hash. Returns whether anything changed.
     pub async fn forget(&self, email: &str, key: &[u8]) -> Result<bool, StoreError> {
         let now = ms(Utc::now());
         let email_key = normalize_key(email);
@@ -298,15 +299,16 @@ impl Store {
         Ok(changed)
     }
 
-    /// Whether the address was forgotten (needs [`Store::with_suppression_key`]).
+    /// Whether the address was forgotten under any suppression key (needs
+    /// [`Store::with_suppression_keys`]).
     pub(crate) async fn is_forgotten(&self, email_key: &str) -> Result<bool, StoreError> {
-        let Some(k) = &self.suppression_key else {
+        let hashes: Vec<String> = self.suppression_hashes(email_key).collect();
+        if hashes.is_empty() {
             return Ok(false);
-        };
-        let hash = suppression_hash(k, email_key);
-        let found: Option<i64> = with_pool!(self, |p| {
-            sqlx::query_scalar("SELECT created_at FROM suppressed_hashes WHERE hash = $1")
-                .bind(hash)
+        }
+        let found: Option<String> = with_pool!(self, |p| {
+            suppressed_hashes_in("SELECT hash FROM", hashes.iter().map(String::as_str))
+                .build_query_scalar()
                 .fetch_optional(p)
                 .await?
         });

@@ -11,6 +11,8 @@ use letterpress_store::{
 use serde_json::json;
 
 const KEY: &[u8] = b"test suppression key";
+/// The key after a rotation.
+const NEW_KEY: &[u8] = b"rotated test suppression key";
 
 #[tokio::test]
 async fn migrations_are_idempotent_and_backend_is_reported() {
@@ -175,7 +177,7 @@ async fn resubscribe_lifts_suppression() {
 #[tokio::test]
 async fn forget_erases_and_keeps_the_address_suppressed() {
     each_backend(|db| async move {
-        let store = db.store().await.with_suppression_key(KEY);
+        let store = db.store().await.with_suppression_keys(KEY, &[]);
         let mut new = sub("Gone@Example.com");
         new.name = Some("Private Person".into());
         let AddOutcome::Added(id) = store
@@ -270,6 +272,119 @@ async fn forget_erases_and_keeps_the_address_suppressed() {
                 .unwrap(),
             AddOutcome::Unchanged(_)
         ));
+    })
+    .await;
+}
+
+/// Import rows of these addresses, one a line after the header.
+fn import_rows(addresses: &[&str]) -> Vec<ImportRow> {
+    addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ImportRow {
+            line: i as u64 + 2,
+            result: Ok(sub(a)),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn forgotten_addresses_stay_refused_after_a_key_rotation() {
+    each_backend(|db| async move {
+        let gone = ["one@example.com", "two@example.com", "three@example.com"];
+        let before = db.store().await.with_suppression_keys(KEY, &[]);
+        for address in gone {
+            before
+                .add_subscriber(&sub(address), UpsertMode::Normal)
+                .await
+                .unwrap();
+            assert!(before.forget(address, KEY).await.unwrap());
+        }
+
+        // Rotated, with the old key kept listed: every way in is refused.
+        let rotated = db.store().await.with_suppression_keys(NEW_KEY, &[KEY]);
+        assert_eq!(
+            rotated
+                .add_subscriber(&sub("One@Example.com"), UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Suppressed(None),
+            "{}",
+            db.label
+        );
+        // Forgotten after the rotation, under the new key: one import
+        // recognises hashes under either key.
+        assert!(rotated.forget("late@example.com", NEW_KEY).await.unwrap());
+        let s = rotated
+            .import(
+                import_rows(&["TWO@example.com", "late@example.com", "new@example.com"])
+                    .into_iter(),
+                UpsertMode::Normal,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!((s.added, s.suppressed), (1, 2), "{}", db.label);
+        assert_eq!(
+            rotated
+                .create_pending(&email("three@EXAMPLE.com"), None, "form")
+                .await
+                .unwrap(),
+            PendingOutcome::Suppressed { id: None },
+            "{}",
+            db.label
+        );
+        for address in gone {
+            assert!(rotated.get_subscriber(address).await.unwrap().is_none());
+        }
+
+        // Without the old key the stored hashes are unrecognisable: this is
+        // why a retired secret must stay listed for as long as the addresses
+        // forgotten under it must stay refused.
+        let dropped = db.store().await.with_suppression_keys(NEW_KEY, &[]);
+        let s = dropped
+            .import(
+                import_rows(&["two@example.com"]).into_iter(),
+                UpsertMode::Normal,
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!((s.added, s.suppressed), (1, 0), "{}", db.label);
+        assert!(matches!(
+            dropped
+                .create_pending(&email("three@example.com"), None, "form")
+                .await
+                .unwrap(),
+            PendingOutcome::Created { .. }
+        ));
+        assert!(matches!(
+            dropped
+                .add_subscriber(&sub("one@example.com"), UpsertMode::Normal)
+                .await
+                .unwrap(),
+            AddOutcome::Added(_)
+        ));
+
+        // Forgotten under both keys, then lifted by the operator: both hashes
+        // go, or the one left would still refuse the subscriber's signup.
+        assert!(rotated.forget("one@example.com", NEW_KEY).await.unwrap());
+        let AddOutcome::Added(id) = rotated
+            .add_subscriber(&sub("one@example.com"), UpsertMode::Resubscribe)
+            .await
+            .unwrap()
+        else {
+            panic!("{}: resubscribe lifts the suppression", db.label)
+        };
+        assert_eq!(
+            rotated
+                .create_pending(&email("one@example.com"), None, "form")
+                .await
+                .unwrap(),
+            PendingOutcome::AlreadyActive { id },
+            "{}",
+            db.label
+        );
     })
     .await;
 }
