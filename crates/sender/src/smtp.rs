@@ -484,13 +484,16 @@ fn data_block(message: &[u8]) -> Option<String> {
     if text.starts_with('.') {
         block.push('.');
     }
-    let mut rest = text;
-    while let Some(at) = rest.find("\r\n.") {
-        block.push_str(&rest[..at + 3]);
+    // memchr's vectorised search: `str::find` with a three-byte pattern
+    // was a visible share of a message's CPU.
+    let mut copied = 0;
+    for at in memchr::memmem::find_iter(text.as_bytes(), b"\r\n.") {
+        // `at` and `at + 3` fall on ASCII bytes, so on char boundaries.
+        block.push_str(&text[copied..at + 3]);
         block.push('.');
-        rest = &rest[at + 3..];
+        copied = at + 3;
     }
-    block.push_str(rest);
+    block.push_str(&text[copied..]);
     block.push_str("\r\n.\r\n");
     Some(block)
 }

@@ -134,6 +134,8 @@ pub struct Worker {
     /// Answers the last look at each recipient's status (started on first use,
     /// inside the runtime).
     gate: OnceLock<StatusGate>,
+    /// Messages being sent: at most `concurrency`.
+    connections: Semaphore,
 }
 
 /// The most outcomes written in one transaction.
@@ -160,12 +162,13 @@ impl Worker {
             store,
             transport,
             throttle,
-            settings,
             loader,
             issues: Mutex::new(HashMap::new()),
             progress: Arc::new(Progress::default()),
             claimed: std::sync::Mutex::new(HashSet::new()),
             gate: OnceLock::new(),
+            connections: Semaphore::new(settings.concurrency.max(1) as usize),
+            settings,
         }
     }
 
@@ -188,7 +191,11 @@ impl Worker {
         };
         let (tx, rx) = mpsc::channel::<Record>(4096);
         let recorder = tokio::spawn(record_outcomes(self.store.clone(), rx));
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1) as usize));
+        // Twice as many messages are prepared as may be sent at once, so
+        // that a connection finishing one message finds the next one built.
+        let permits = Arc::new(Semaphore::new(
+            2 * self.settings.concurrency.max(1) as usize,
+        ));
         let mut in_flight = JoinSet::new();
         let keeper = tokio::spawn(Arc::clone(self).keep_leases());
         let result = self
@@ -265,13 +272,15 @@ impl Worker {
                     };
                     let this = Arc::clone(self);
                     let tx = tx.clone();
+                    let stop = stop.clone();
                     in_flight.spawn(async move {
                         let id = claim.delivery_id;
-                        let outcome = this.deliver(claim).await;
-                        // Settled (or deferred) from here on: the recorder
-                        // clears the lease with the outcome.
-                        this.claimed_lock().remove(&id);
-                        let _ = tx.send(Record::Outcome(outcome)).await;
+                        if let Some(outcome) = this.deliver(claim, &stop).await {
+                            // Settled (or deferred) from here on: the
+                            // recorder clears the lease with the outcome.
+                            this.claimed_lock().remove(&id);
+                            let _ = tx.send(Record::Outcome(outcome)).await;
+                        }
                         drop(permit);
                     });
                 }
@@ -403,7 +412,9 @@ impl Worker {
 
     /// One attempt at one delivery. Never fails: every way it can go wrong
     /// is an outcome to record.
-    async fn deliver(&self, claim: Claim) -> Outcome {
+    /// `None` when the worker stopped before the message could go: nothing
+    /// was attempted, and the lease is given back with the others.
+    async fn deliver(&self, claim: Claim, stop: &CancellationToken) -> Option<Outcome> {
         let outcome = |kind, reply: String| Outcome {
             delivery_id: claim.delivery_id,
             at: Utc::now(),
@@ -414,23 +425,21 @@ impl Worker {
             Ok(i) => i,
             Err(e) => {
                 let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
-                return outcome(
+                return Some(outcome(
                     OutcomeKind::Deferred {
                         next_attempt_at: next,
                     },
                     format!("issue content unavailable: {e}"),
-                );
+                ));
             }
         };
         if claim.subscriber_status != SubscriberStatus::Active {
             self.progress.skipped.fetch_add(1, Ordering::Relaxed);
-            return outcome(
+            return Some(outcome(
                 OutcomeKind::Skipped,
                 format!("subscriber is {}", claim.subscriber_status),
-            );
+            ));
         }
-        let domain = claim.email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        self.throttle.until_ready(domain).await;
         let built = match issue.build(To {
             subscriber_id: claim.subscriber_id,
             email: &claim.email,
@@ -439,8 +448,19 @@ impl Worker {
             Ok(b) => b,
             Err(e) => {
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
-                return outcome(OutcomeKind::Failed, e.to_string());
+                return Some(outcome(OutcomeKind::Failed, e.to_string()));
             }
+        };
+        // Built ahead of its turn (see `claim_loop`); now it waits for the
+        // rate limit and a free connection, unless the worker stops first.
+        let domain = claim.email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let _connection = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            permit = async {
+                self.throttle.until_ready(domain).await;
+                self.connections.acquire().await
+            } => permit.expect("semaphore is never closed"),
         };
         // The subscriber's status is read again at the last moment: inside
         // the SMTP transaction, after the recipient is accepted and before
@@ -460,11 +480,11 @@ impl Worker {
             .await;
         let attempt = match sent {
             Ok(attempt) => attempt,
-            Err((kind, reply)) => return outcome(kind, reply),
+            Err((kind, reply)) => return Some(outcome(kind, reply)),
         };
         self.count_reply(&attempt.reply, attempt.verdict);
         tracing::debug!(delivery = claim.delivery_id, verdict = ?attempt.verdict, reply = %attempt.reply, "attempt");
-        match attempt.verdict {
+        Some(match attempt.verdict {
             Verdict::Delivered => {
                 self.progress.sent.fetch_add(1, Ordering::Relaxed);
                 outcome(
@@ -505,7 +525,7 @@ impl Worker {
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
                 outcome(OutcomeKind::Failed, attempt.reply)
             }
-        }
+        })
     }
 
     /// `Ok` while the subscriber is active; otherwise the outcome to
