@@ -18,6 +18,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether the command runs its tasks on one thread. Delivery (`send`,
+    /// `worker`) waits on sockets and on the database's own thread; spread
+    /// over several runtime threads its tasks kept waking one another
+    /// across threads: on one thread a send makes half the context
+    /// switches and uses about an eighth less CPU, which leaves the relay
+    /// on the same machine more of it (`benches/README.md`). `serve`
+    /// answers HTTP requests too and keeps a thread per core.
+    pub fn single_threaded(&self) -> bool {
+        matches!(self.command, Command::Send(_) | Command::Worker)
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
