@@ -456,6 +456,31 @@ async fn bounces_failures_and_slow_down() {
     s.finish().await;
 }
 
+/// The client asks a second EHLO to learn whether it may pipeline; a relay
+/// that refuses it is sent to one command at a time, not given up on.
+#[tokio::test]
+async fn a_relay_refusing_a_repeated_ehlo_still_gets_every_message() {
+    let s = Setup::sqlite().await;
+    s.smtp.refuse_repeated_ehlo();
+    import(
+        &s.lp,
+        &[
+            ("ann@x.example", "", "active"),
+            ("bob@x.example", "", "active"),
+        ],
+    )
+    .await;
+    let issue = s.lp.write_issue("content", "strict", "");
+    let out = send(&s.lp, &issue, &[]).await;
+    assert_eq!(
+        copies(&s.smtp),
+        one_each(&["ann@x.example", "bob@x.example"]),
+        "{out}"
+    );
+    assert_eq!(counts(&s.lp, "strict").await, expect(0, 0, 2, 0, 0));
+    s.finish().await;
+}
+
 // 4. An unsubscribe that arrives mid-send wins.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

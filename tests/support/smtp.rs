@@ -70,6 +70,9 @@ struct State {
     held: usize,
     /// Leave PIPELINING out of the EHLO reply (a relay without RFC 2920).
     no_pipelining: bool,
+    /// Refuse every EHLO after a session's first (a relay that does not
+    /// allow a repeated one, as RFC 5321 says it should).
+    one_ehlo_only: bool,
     /// Connections opened, and those the client closed with QUIT.
     sessions: usize,
     quits: usize,
@@ -128,6 +131,11 @@ impl SmtpServer {
     /// each reply before the next command.
     pub fn without_pipelining(&self) {
         self.state.lock().unwrap().no_pipelining = true;
+    }
+
+    /// From now on, a session's second EHLO is refused with 503.
+    pub fn refuse_repeated_ehlo(&self) {
+        self.state.lock().unwrap().one_ehlo_only = true;
     }
 
     /// Withholds the DATA reply of every message after the first `n`.
@@ -224,6 +232,7 @@ impl SmtpServer {
         let mut data_reply: Option<String> = None;
         let mut data_delay: Option<Duration> = None;
         let mut line = String::new();
+        let mut ehlos = 0;
         loop {
             line.clear();
             if lines.read_line(&mut line).await? == 0 {
@@ -231,7 +240,12 @@ impl SmtpServer {
             }
             let cmd = line.trim_end().to_string();
             let upper = cmd.to_ascii_uppercase();
-            if upper.starts_with("EHLO") {
+            if upper.starts_with("EHLO") && ehlos > 0 && self.state.lock().unwrap().one_ehlo_only {
+                write
+                    .write_all(b"503 5.5.1 Error: duplicate EHLO\r\n")
+                    .await?;
+            } else if upper.starts_with("EHLO") {
+                ehlos += 1;
                 // Commands are read line by line, so pipelined ones (RFC
                 // 2920) are simply answered in turn.
                 let pipelining = if self.state.lock().unwrap().no_pipelining {

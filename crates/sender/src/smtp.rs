@@ -342,11 +342,19 @@ impl SmtpClient {
     /// Asks the server's EHLO keywords again and looks for PIPELINING
     /// (lettre's `ServerInfo` drops the keywords it does not use). A
     /// repeated EHLO is allowed at any time outside a transaction (RFC 5321
-    /// 4.1.4).
+    /// 4.1.4); a server that refuses it anyway is simply not pipelined to.
     async fn offers_pipelining(&self, conn: &mut AsyncSmtpConnection) -> Result<bool, SendError> {
-        let reply = self
+        let reply = match self
             .timed(conn.command(format!("EHLO {}\r\n", self.target.hello)))
-            .await?;
+            .await
+        {
+            Ok(reply) => reply,
+            Err(SendError::Smtp(e)) if e.status().is_some() => {
+                tracing::debug!(error = %e, "the server refused a second EHLO; not pipelining");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(reply.message().skip(1).any(|line| {
             line.split_whitespace()
                 .next()
