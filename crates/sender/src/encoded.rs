@@ -65,10 +65,23 @@ impl EncodedBody {
         })
     }
 
+    /// Bytes of the encoded body without its per-recipient values, to size
+    /// a message's buffer.
+    pub fn literal_len(&self) -> usize {
+        self.literal_len
+    }
+
     /// The encoded body for `r`; `body` is the one this was prepared from
     /// (it escapes the values as its part needs).
+    #[cfg(test)]
     pub fn render(&self, body: &Personalizable, r: &Recipient<'_>) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.literal_len + 1024);
+        self.render_into(body, r, &mut out);
+        out
+    }
+
+    /// [`EncodedBody::render`], appended to `out`.
+    pub fn render_into(&self, body: &Personalizable, r: &Recipient<'_>, out: &mut Vec<u8>) {
         let mut value = String::new();
         let n = self.pieces.len();
         for (i, piece) in self.pieces.iter().enumerate() {
@@ -83,9 +96,8 @@ impl EncodedBody {
             };
             value.clear();
             body.render_slot_into(slot, r, &mut value);
-            encode(value.as_bytes(), i + 1 == n, &mut out);
+            encode(value.as_bytes(), i + 1 == n, out);
         }
-        out
     }
 }
 

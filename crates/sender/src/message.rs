@@ -12,8 +12,13 @@ use letterpress_composer::{ComposedIssue, Recipient};
 use letterpress_signing::{Keyring, Purpose};
 use lettre::Message;
 use lettre::message::dkim::DkimConfig;
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use std::io::Write as _;
+
+use lettre::message::header::{
+    self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
+};
+use lettre::message::{Body, Mailbox};
+use rand::Rng as _;
 
 use crate::encoded::EncodedBody;
 
@@ -23,6 +28,10 @@ pub enum MessageError {
     /// The recipient's address is not one lettre can put in an envelope.
     #[error("recipient address {0:?} cannot be used: {1}")]
     Recipient(String, lettre::address::AddressError),
+    /// The multipart Content-Type did not parse (cannot happen with the
+    /// boundaries made here; reported rather than assumed).
+    #[error("cannot make the multipart Content-Type: {0}")]
+    Boundary(String),
     /// lettre refused the message (e.g. a missing header).
     #[error("cannot build message: {0}")]
     Build(#[from] lettre::error::Error),
@@ -132,6 +141,58 @@ pub fn header_safe(s: &str) -> String {
 }
 
 impl IssueMessages {
+    /// The multipart/alternative body for `r`: the text part, then the
+    /// HTML part, each with its headers between `boundary` lines, exactly as
+    /// lettre's `MultiPart` writes them. Written here into one buffer sized
+    /// up front: lettre's builder grows its buffers from empty and copied
+    /// each 35 KB body several times on its way to the wire.
+    fn multipart_body(&self, boundary: &str, r: &Recipient<'_>) -> Vec<u8> {
+        let parts = [
+            (
+                "text/plain; charset=utf-8",
+                self.text.as_ref(),
+                &self.issue.text,
+            ),
+            (
+                "text/html; charset=utf-8",
+                self.html.as_ref(),
+                &self.issue.html,
+            ),
+        ];
+        let size: usize = parts
+            .iter()
+            .map(|(_, encoded, body)| encoded.map_or(body.as_str().len(), |e| e.literal_len()))
+            .sum();
+        let mut out = Vec::with_capacity(size + 2048);
+        for (content_type, encoded, body) in parts {
+            let head = |out: &mut Vec<u8>, encoding: ContentTransferEncoding| {
+                out.extend_from_slice(b"--");
+                out.extend_from_slice(boundary.as_bytes());
+                // Writing to a Vec cannot fail.
+                let _ = write!(
+                    out,
+                    "\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+                );
+            };
+            match encoded {
+                Some(e) => {
+                    head(&mut out, ContentTransferEncoding::QuotedPrintable);
+                    e.render_into(body, r, &mut out);
+                }
+                None => {
+                    let encoded = Body::new(body.render(r));
+                    head(&mut out, encoded.encoding());
+                    out.extend_from_slice(encoded.as_ref());
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"--\r\n");
+        out
+    }
+
     /// Prepares the parts shared by every recipient of `issue`.
     pub fn new(issue: Arc<ComposedIssue>, settings: Arc<MessageSettings>) -> Self {
         let list_id = format!(
@@ -177,13 +238,16 @@ impl IssueMessages {
             name: name.as_deref(),
             unsubscribe_url: &unsubscribe_url,
         };
-        let text = part_body(self.text.as_ref(), &self.issue.text, &recipient);
-        let html = part_body(self.html.as_ref(), &self.issue.html, &recipient);
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4().simple(), self.from_domain);
         let list_unsubscribe = match &self.settings.unsubscribe_mailto {
             Some(mailto) => format!("<{unsubscribe_url}>, <mailto:{mailto}?subject=unsubscribe>"),
             None => format!("<{unsubscribe_url}>"),
         };
+        let boundary = mime_boundary();
+        let body = self.multipart_body(&boundary, &recipient);
+        let content_type =
+            ContentType::parse(&format!("multipart/alternative; boundary=\"{boundary}\""))
+                .map_err(|e| MessageError::Boundary(e.to_string()))?;
         let mut builder = Message::builder()
             .from(self.settings.from.clone())
             .to(Mailbox::new(name, address))
@@ -201,13 +265,20 @@ impl IssueMessages {
         if let Some(reply_to) = &self.settings.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
-        let mut message = builder.multipart(
-            MultiPart::alternative()
-                .singlepart(SinglePart::plain(text))
-                .singlepart(SinglePart::html(html)),
-        )?;
+        // Every part is 7-bit (quoted-printable, base64 or short ASCII
+        // lines), so the whole body is too.
+        let mut message = builder
+            .header(header::MIME_VERSION_1_0)
+            .header(content_type)
+            .body(Body::dangerous_pre_encoded(
+                body,
+                ContentTransferEncoding::SevenBit,
+            ))?;
+        // The multipart's Content-Type is a message header here (lettre's
+        // own multipart writes it into the body, where DKIM never sees it),
+        // so the signature covers it like the others.
         if let Some(dkim) = &self.settings.dkim {
-            sign(&mut message, dkim);
+            message.sign(dkim);
         }
         Ok(Built {
             message,
@@ -216,54 +287,16 @@ impl IssueMessages {
     }
 }
 
-/// One part's body for `r`: spliced from the pre-encoded form when there
-/// is one, else personalised and encoded by lettre.
-fn part_body(
-    encoded: Option<&EncodedBody>,
-    body: &letterpress_composer::Personalizable,
-    r: &Recipient<'_>,
-) -> Body {
-    match encoded {
-        Some(e) => {
-            Body::dangerous_pre_encoded(e.render(body, r), ContentTransferEncoding::QuotedPrintable)
-        }
-        None => Body::new(body.render(r)),
-    }
-}
-
-/// Signs `message` with DKIM, `Content-Type` included.
-///
-/// lettre writes a multipart's own headers (its `Content-Type` with the
-/// boundary) as the start of the body, after the message headers, so
-/// `Message::sign` never sees them: the signature it makes leaves
-/// `Content-Type` out of the hash while `h=` lists it, and every verifier
-/// (which reads it in the header block) rejects the signature. So the
-/// part's `Content-Type` is put among the message headers while signing and
-/// taken out again; on the wire it appears once, where it always did.
-fn sign(message: &mut Message, dkim: &DkimConfig) {
-    let part_content_type = {
-        let head_len = message.headers().to_string().len();
-        let formatted = message.formatted();
-        formatted.get(head_len..).and_then(|part| {
-            let part = std::str::from_utf8(part).ok()?;
-            let head = &part[..part.find("\r\n\r\n")?];
-            let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
-            unfolded.lines().find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("Content-Type")
-                    .then(|| ContentType::parse(value.trim()).ok())
-                    .flatten()
-            })
-        })
-    };
-    match part_content_type {
-        Some(content_type) if message.headers().get::<ContentType>().is_none() => {
-            message.headers_mut().set(content_type);
-            message.sign(dkim);
-            message.headers_mut().remove::<ContentType>();
-        }
-        _ => message.sign(dkim),
-    }
+/// A fresh MIME boundary. It starts with `=_`, which neither
+/// quoted-printable nor base64 can produce, and has 30 random letters and
+/// digits against the 7-bit parts (which could contain anything).
+fn mime_boundary() -> String {
+    let random: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(30)
+        .map(char::from)
+        .collect();
+    format!("=_{random}")
 }
 
 #[cfg(test)]
