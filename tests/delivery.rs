@@ -472,6 +472,7 @@ async fn a_relay_refusing_a_repeated_ehlo_still_gets_every_message() {
     .await;
     let issue = s.lp.write_issue("content", "strict", "");
     let out = send(&s.lp, &issue, &[]).await;
+    assert_eq!(s.smtp.pipelined(), 0, "it did not say it may be");
     assert_eq!(
         copies(&s.smtp),
         one_each(&["ann@x.example", "bob@x.example"]),
@@ -545,6 +546,13 @@ async fn unsubscribed_mid_send(pipelining: bool) {
     );
     // Its transaction began (the RCPT was seen) and was abandoned.
     assert_eq!(s.smtp.attempts("later@x.example"), 1);
+    // Pipelined when offered: MAIL came with RCPT and DATA behind it.
+    let pipelined = s.smtp.pipelined();
+    if pipelining {
+        assert_eq!(pipelined, 3, "every transaction pipelined");
+    } else {
+        assert_eq!(pipelined, 0, "nothing pipelined to a relay without it");
+    }
     assert_eq!(counts(&lp, "midway").await, expect(0, 0, 2, 0, 1));
     assert_eq!(
         lp.status_of("later@x.example").await.as_deref(),

@@ -70,6 +70,9 @@ struct State {
     held: usize,
     /// Leave PIPELINING out of the EHLO reply (a relay without RFC 2920).
     no_pipelining: bool,
+    /// MAIL FROM commands that arrived with the next command already
+    /// behind them in the same read (the client pipelined).
+    pipelined: usize,
     /// Refuse every EHLO after a session's first (a relay that does not
     /// allow a repeated one, as RFC 5321 says it should).
     one_ehlo_only: bool,
@@ -168,6 +171,11 @@ impl SmtpServer {
         self.state.lock().unwrap().received.clone()
     }
 
+    /// Transactions whose MAIL FROM came pipelined with what follows it.
+    pub fn pipelined(&self) -> usize {
+        self.state.lock().unwrap().pipelined
+    }
+
     /// Attempts (RCPT TO commands) seen per recipient.
     pub fn attempts(&self, rcpt: &str) -> u32 {
         self.state
@@ -263,6 +271,9 @@ impl SmtpServer {
                 write.write_all(b"250 test.local\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {
                 started = std::time::Instant::now();
+                if !lines.buffer().is_empty() {
+                    self.state.lock().unwrap().pipelined += 1;
+                }
                 mail_from = addr(&cmd[10..]);
                 rcpt_to.clear();
                 data_reply = None;

@@ -6,14 +6,13 @@
 //! [`IssueMessages`]; per recipient only the token, the personalised
 //! bodies and the few per-recipient headers are made.
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use letterpress_composer::{ComposedIssue, Recipient};
 use letterpress_signing::{Keyring, Purpose};
 use lettre::Message;
 use lettre::message::dkim::DkimConfig;
-use std::io::Write as _;
-
 use lettre::message::header::{
     self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
 };
@@ -141,58 +140,6 @@ pub fn header_safe(s: &str) -> String {
 }
 
 impl IssueMessages {
-    /// The multipart/alternative body for `r`: the text part, then the
-    /// HTML part, each with its headers between `boundary` lines, exactly as
-    /// lettre's `MultiPart` writes them. Written here into one buffer sized
-    /// up front: lettre's builder grows its buffers from empty and copied
-    /// each 35 KB body several times on its way to the wire.
-    fn multipart_body(&self, boundary: &str, r: &Recipient<'_>) -> Vec<u8> {
-        let parts = [
-            (
-                "text/plain; charset=utf-8",
-                self.text.as_ref(),
-                &self.issue.text,
-            ),
-            (
-                "text/html; charset=utf-8",
-                self.html.as_ref(),
-                &self.issue.html,
-            ),
-        ];
-        let size: usize = parts
-            .iter()
-            .map(|(_, encoded, body)| encoded.map_or(body.as_str().len(), |e| e.literal_len()))
-            .sum();
-        let mut out = Vec::with_capacity(size + 2048);
-        for (content_type, encoded, body) in parts {
-            let head = |out: &mut Vec<u8>, encoding: ContentTransferEncoding| {
-                out.extend_from_slice(b"--");
-                out.extend_from_slice(boundary.as_bytes());
-                // Writing to a Vec cannot fail.
-                let _ = write!(
-                    out,
-                    "\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
-                );
-            };
-            match encoded {
-                Some(e) => {
-                    head(&mut out, ContentTransferEncoding::QuotedPrintable);
-                    e.render_into(body, r, &mut out);
-                }
-                None => {
-                    let encoded = Body::new(body.render(r));
-                    head(&mut out, encoded.encoding());
-                    out.extend_from_slice(encoded.as_ref());
-                }
-            }
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"--");
-        out.extend_from_slice(boundary.as_bytes());
-        out.extend_from_slice(b"--\r\n");
-        out
-    }
-
     /// Prepares the parts shared by every recipient of `issue`.
     pub fn new(issue: Arc<ComposedIssue>, settings: Arc<MessageSettings>) -> Self {
         let list_id = format!(
@@ -284,6 +231,58 @@ impl IssueMessages {
             message,
             message_id,
         })
+    }
+
+    /// The multipart/alternative body for `r`: the text part, then the
+    /// HTML part, each with its headers between `boundary` lines, exactly as
+    /// lettre's `MultiPart` writes them. Written here into one buffer sized
+    /// up front: lettre's builder grows its buffers from empty and copied
+    /// each 35 KB body several times on its way to the wire.
+    fn multipart_body(&self, boundary: &str, r: &Recipient<'_>) -> Vec<u8> {
+        let parts = [
+            (
+                "text/plain; charset=utf-8",
+                self.text.as_ref(),
+                &self.issue.text,
+            ),
+            (
+                "text/html; charset=utf-8",
+                self.html.as_ref(),
+                &self.issue.html,
+            ),
+        ];
+        let size: usize = parts
+            .iter()
+            .map(|(_, encoded, body)| encoded.map_or(body.as_str().len(), |e| e.literal_len()))
+            .sum();
+        let mut out = Vec::with_capacity(size + 2048);
+        for (content_type, encoded, body) in parts {
+            let head = |out: &mut Vec<u8>, encoding: ContentTransferEncoding| {
+                out.extend_from_slice(b"--");
+                out.extend_from_slice(boundary.as_bytes());
+                // Writing to a Vec cannot fail.
+                let _ = write!(
+                    out,
+                    "\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+                );
+            };
+            match encoded {
+                Some(e) => {
+                    head(&mut out, ContentTransferEncoding::QuotedPrintable);
+                    e.render_into(body, r, &mut out);
+                }
+                None => {
+                    let encoded = Body::new(body.render(r));
+                    head(&mut out, encoded.encoding());
+                    out.extend_from_slice(encoded.as_ref());
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"--\r\n");
+        out
     }
 }
 

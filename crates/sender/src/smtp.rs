@@ -148,7 +148,7 @@ impl From<SmtpError> for SendError {
 /// A connection and what this client learnt about its server.
 struct Conn {
     inner: AsyncSmtpConnection,
-    /// The server offers PIPELINING: MAIL and RCPT may go in one write.
+    /// The server offers PIPELINING: MAIL, RCPT and DATA may go in one write.
     pipelining: bool,
 }
 
