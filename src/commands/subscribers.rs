@@ -97,8 +97,8 @@ pub async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Result<Exi
         }
         SubscribersCommand::Remove { email, forget } => {
             let known = if forget {
-                let key = wiring::keyring(config)?;
-                store.forget(&email, key.current_key()).await?
+                // The store hashes with the current token secret (wiring).
+                store.forget(&email).await?
             } else {
                 store.unsubscribe_email(&email, "cli").await?
             };

@@ -20,6 +20,11 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// [`crate::Store::forget`] was called on a store without a suppression
+    /// key ([`crate::Store::with_suppression_keys`]): it could not record
+    /// the address in a form later checks recognise.
+    #[error("cannot forget an address: no suppression key is set")]
+    NoSuppressionKey,
     /// A stored value does not decode (e.g. an unknown status written by hand).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),

@@ -6,7 +6,7 @@ use futures_core::Stream;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use letterpress_core::{SubscriberEmail, SubscriberStatus, normalize_key};
 
-use crate::connect::{BeginWrite, suppressed_hashes_in, suppression_hash, with_pool};
+use crate::connect::{BeginWrite, suppressed_hashes_in, with_pool};
 use crate::model::{SUBSCRIBER_COLUMNS, SubscriberRow, count, ms, parse_status};
 use crate::{
     AddOutcome, BounceKind, NewSubscriber, PendingOutcome, Store, StoreError, Subscriber,
@@ -241,16 +241,19 @@ impl Store {
     /// Erases a subscriber's personal data: the row is deleted (deliveries
     /// keep their history with the subscriber set to NULL; their SMTP replies,
     /// which often quote the address, are blanked; unsettled ones are
-    /// skipped) and HMAC-SHA256(`key`, lower-case address) is kept in
-    /// `suppressed_hashes`, so adds, imports and signups of the address are
-    /// refused from then on (by a store whose [`Store::with_suppression_keys`]
-    /// lists `key`: pass the current key, which later rotations keep listed
-    /// as a previous one). Forgetting an unknown address still records the
-    /// hash. Returns whether anything changed.
-    pub async fn forget(&self, email: &str, key: &[u8]) -> Result<bool, StoreError> {
+    /// skipped) and HMAC-SHA256(current suppression key, lower-case
+    /// address) is kept in `suppressed_hashes`, so adds, imports and signups
+    /// of the address are refused from then on (by any store that lists that
+    /// key in [`Store::with_suppression_keys`], current or previous).
+    /// Forgetting an unknown address still records the hash. Returns whether
+    /// anything changed; [`StoreError::NoSuppressionKey`] without a key.
+    pub async fn forget(&self, email: &str) -> Result<bool, StoreError> {
         let now = ms(Utc::now());
         let email_key = normalize_key(email);
-        let hash = suppression_hash(key, &email_key);
+        let hash = self
+            .suppression_hashes(&email_key)
+            .next()
+            .ok_or(StoreError::NoSuppressionKey)?;
         let changed = with_pool!(self, |p| {
             let mut tx = p.begin_write().await?;
             let id: Option<i64> =
