@@ -27,10 +27,6 @@ pub enum MessageError {
     /// The recipient's address is not one lettre can put in an envelope.
     #[error("recipient address {0:?} cannot be used: {1}")]
     Recipient(String, lettre::address::AddressError),
-    /// The multipart Content-Type did not parse (cannot happen with the
-    /// boundaries made here; reported rather than assumed).
-    #[error("cannot make the multipart Content-Type: {0}")]
-    Boundary(String),
     /// lettre refused the message (e.g. a missing header).
     #[error("cannot build message: {0}")]
     Build(#[from] lettre::error::Error),
@@ -99,6 +95,12 @@ pub struct IssueMessages {
     /// quoted-printable for them (see `encoded.rs`).
     text: Option<EncodedBody>,
     html: Option<EncodedBody>,
+    /// The MIME boundary of this issue's messages and the multipart
+    /// Content-Type that names it.
+    boundary: String,
+    content_type: ContentType,
+    /// Bytes a message body needs besides its per-recipient values.
+    body_capacity: usize,
 }
 
 const LIST_ID: HeaderName = HeaderName::new_from_ascii_str("List-Id");
@@ -155,9 +157,29 @@ impl IssueMessages {
             header_safe(&settings.list_id)
         );
         let from_domain = settings.from.email.domain().to_string();
+        let text = EncodedBody::prepare(&issue.text);
+        let html = EncodedBody::prepare(&issue.html);
+        let body_capacity = [(&text, &issue.text), (&html, &issue.html)]
+            .iter()
+            .map(|(encoded, body)| {
+                encoded
+                    .as_ref()
+                    .map_or(body.as_str().len(), |e| e.literal_len())
+            })
+            .sum::<usize>()
+            + 2048;
+        let boundary = mime_boundary();
+        let content_type =
+            ContentType::parse(&format!("multipart/alternative; boundary=\"{boundary}\""))
+                // Entirely ours: a fixed type and a boundary of `=_` and
+                // letters and digits, which always parses.
+                .expect("a multipart Content-Type with an alphanumeric boundary parses");
         Self {
-            text: EncodedBody::prepare(&issue.text),
-            html: EncodedBody::prepare(&issue.html),
+            text,
+            html,
+            boundary,
+            content_type,
+            body_capacity,
             subject: header_safe(&issue.subject),
             list_id: HeaderValue::new(LIST_ID, list_id),
             feedback_id: HeaderValue::new(FEEDBACK_ID, feedback_id),
@@ -190,11 +212,7 @@ impl IssueMessages {
             Some(mailto) => format!("<{unsubscribe_url}>, <mailto:{mailto}?subject=unsubscribe>"),
             None => format!("<{unsubscribe_url}>"),
         };
-        let boundary = mime_boundary();
-        let body = self.multipart_body(&boundary, &recipient);
-        let content_type =
-            ContentType::parse(&format!("multipart/alternative; boundary=\"{boundary}\""))
-                .map_err(|e| MessageError::Boundary(e.to_string()))?;
+        let body = self.multipart_body(&recipient);
         let mut builder = Message::builder()
             .from(self.settings.from.clone())
             .to(Mailbox::new(name, address))
@@ -216,7 +234,7 @@ impl IssueMessages {
         // lines), so the whole body is too.
         let mut message = builder
             .header(header::MIME_VERSION_1_0)
-            .header(content_type)
+            .header(self.content_type.clone())
             .body(Body::dangerous_pre_encoded(
                 body,
                 ContentTransferEncoding::SevenBit,
@@ -234,11 +252,12 @@ impl IssueMessages {
     }
 
     /// The multipart/alternative body for `r`: the text part, then the
-    /// HTML part, each with its headers between `boundary` lines, exactly as
+    /// HTML part, each with its headers between the issue's boundary lines, as
     /// lettre's `MultiPart` writes them. Written here into one buffer sized
     /// up front: lettre's builder grows its buffers from empty and copied
     /// each 35 KB body several times on its way to the wire.
-    fn multipart_body(&self, boundary: &str, r: &Recipient<'_>) -> Vec<u8> {
+    fn multipart_body(&self, r: &Recipient<'_>) -> Vec<u8> {
+        let boundary = self.boundary.as_str();
         let parts = [
             (
                 "text/plain; charset=utf-8",
@@ -251,11 +270,7 @@ impl IssueMessages {
                 &self.issue.html,
             ),
         ];
-        let size: usize = parts
-            .iter()
-            .map(|(_, encoded, body)| encoded.map_or(body.as_str().len(), |e| e.literal_len()))
-            .sum();
-        let mut out = Vec::with_capacity(size + 2048);
+        let mut out = Vec::with_capacity(self.body_capacity);
         for (content_type, encoded, body) in parts {
             let head = |out: &mut Vec<u8>, encoding: ContentTransferEncoding| {
                 out.extend_from_slice(b"--");
@@ -286,9 +301,10 @@ impl IssueMessages {
     }
 }
 
-/// A fresh MIME boundary. It starts with `=_`, which neither
+/// A fresh MIME boundary, one per issue. It starts with `=_`, which neither
 /// quoted-printable nor base64 can produce, and has 30 random letters and
-/// digits against the 7-bit parts (which could contain anything).
+/// digits against the 7-bit parts: their per-recipient values are set
+/// before the issue's boundary exists, so none can contain it.
 fn mime_boundary() -> String {
     let random: String = rand::rng()
         .sample_iter(rand::distr::Alphanumeric)

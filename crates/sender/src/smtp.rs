@@ -213,7 +213,7 @@ impl SmtpClient {
                     return Ok(Ok(reply));
                 }
                 Ok(Step::Stopped { why }) => {
-                    abandon(conn);
+                    drop(conn); // see Step::Stopped
                     return Err(why);
                 }
                 // Refused at MAIL FROM on a connection that sat in the pool:
@@ -236,7 +236,7 @@ impl SmtpClient {
                 Ok(Ok(reply))
             }
             Ok(Step::Stopped { why }) => {
-                abandon(conn);
+                drop(conn); // see Step::Stopped
                 Err(why)
             }
             Err(f) => Ok(Err(self.discard(conn, f).await)),
@@ -465,8 +465,10 @@ impl SmtpClient {
 enum Step<T> {
     /// The server accepted the message with this reply.
     Accepted(Response),
-    /// The gate said no before the message went; the connection is
-    /// mid-DATA and must be dropped ([`abandon`]).
+    /// The gate said no before the message went. The connection is
+    /// mid-DATA: it is dropped without a QUIT (which the server would read
+    /// as text), and its end tells the server the message was cut short,
+    /// so it delivers nothing.
     Stopped { why: T },
 }
 
@@ -511,13 +513,6 @@ enum Failure {
     AtMail(SmtpError),
     /// Anything later, or not a server reply.
     Later(SendError),
-}
-
-/// Drops a connection whose server waits for a message that will not come,
-/// without a QUIT (which it would read as text): the connection's end tells
-/// it the message was cut short, and it delivers nothing.
-fn abandon(conn: Conn) {
-    drop(conn);
 }
 
 async fn close(mut conn: AsyncSmtpConnection) {
