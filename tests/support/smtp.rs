@@ -68,6 +68,9 @@ struct State {
     /// When set, the reply to DATA is withheld once this many messages are in.
     hold_data_after: Option<usize>,
     held: usize,
+    /// Messages whose end of DATA was let through without holding (they
+    /// are accepted, or are about to be).
+    admitted: usize,
     /// Leave PIPELINING out of the EHLO reply (a relay without RFC 2920).
     no_pipelining: bool,
     /// MAIL FROM commands that arrived with the next command already
@@ -342,14 +345,20 @@ impl SmtpServer {
                     // anything: the client sees a slow server.
                     tokio::time::sleep(delay).await;
                 }
+                // Decided and counted under one lock: sessions ending DATA
+                // at the same moment must not all see the last free place
+                // (checking `received`, pushed only later, let two through).
                 let hold = {
                     let mut st = self.state.lock().unwrap();
                     match st.hold_data_after {
-                        Some(n) if st.received.len() >= n => {
+                        Some(n) if st.admitted >= n => {
                             st.held += 1;
                             true
                         }
-                        _ => false,
+                        _ => {
+                            st.admitted += 1;
+                            false
+                        }
                     }
                 };
                 if hold {
