@@ -46,14 +46,20 @@ fn benches(c: &mut Criterion) {
         unsubscribe_url: "https://news.example.com/u/eyJzIjoxMjM0NTYsImkiOjY5fQ.c2lnbmF0dXJl",
     };
     // One message = both parts, written into buffers that are reused as a sender would.
-    let mut html = String::with_capacity(composed.html.len() + 256);
-    let mut text = String::with_capacity(composed.text.len() + 256);
+    let mut html = String::with_capacity(composed.issue.html.len() + 256);
+    let mut text = String::with_capacity(composed.issue.text.len() + 256);
     c.bench_function("personalise one message", |b| {
         b.iter(|| {
             html.clear();
             text.clear();
-            composed.html.render_into(black_box(&recipient), &mut html);
-            composed.text.render_into(black_box(&recipient), &mut text);
+            composed
+                .issue
+                .html
+                .render_into(black_box(&recipient), &mut html);
+            composed
+                .issue
+                .text
+                .render_into(black_box(&recipient), &mut text);
             black_box((html.len(), text.len()))
         })
     });

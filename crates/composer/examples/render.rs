@@ -35,9 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(format!("{out}/email.mjml"), &issue.mjml)?;
     eprintln!(
         "{} html={} text={}",
-        issue.slug,
-        issue.html.len(),
-        issue.text.len()
+        issue.issue.slug,
+        issue.issue.html.len(),
+        issue.issue.text.len()
     );
     Ok(())
 }

@@ -41,6 +41,7 @@ mod links;
 mod lint;
 mod markdown;
 pub mod personalize;
+mod sendable;
 mod shortcodes;
 mod text;
 
@@ -53,6 +54,7 @@ pub use error::{ComposeError, Location};
 pub use front_matter::FrontMatter;
 pub use lint::{HTML_SIZE_WARNING, Lint, LintKind};
 pub use personalize::{Part, Personalizable, Recipient, Slot};
+pub use sendable::{SendableIssue, StoredIssueError};
 
 /// The newsletter's identity, shown in the layout and the text footer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,117 +90,32 @@ pub struct Composer {
 /// The front matter and slug of an issue, without rendering it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IssueHeader {
-    /// The issue's slug (see [`ComposedIssue::slug`]).
+    /// The issue's slug (see [`SendableIssue::slug`]).
     pub slug: String,
     /// The parsed front matter.
     pub front_matter: FrontMatter,
 }
 
-/// An issue composed once, ready to be personalised per recipient.
+/// An issue as its author sees it: what was read and what was made of it.
+/// [`ComposedIssue::issue`] is the part a sender needs.
 #[derive(Debug, Clone)]
 pub struct ComposedIssue {
-    /// The front matter's `slug` slugified, else the file stem slugified.
-    pub slug: String,
     /// The parsed front matter.
     pub front_matter: FrontMatter,
-    /// The front matter's `subject`, else its `title`.
-    pub subject: String,
-    /// `preheader`, else `description`, else empty.
-    pub preheader: String,
-    /// The issue's web address ("view in browser").
-    pub issue_url: String,
-    /// Hex SHA-256 of the issue source after includes (front matter + expanded body).
-    pub content_hash: String,
     /// The filled MJML document, with the per-recipient markers still in it.
     pub mjml: String,
-    /// The HTML part, compiled once by mrml.
-    pub html: Personalizable,
-    /// The plain-text part.
-    pub text: Personalizable,
     /// Problems that do not stop the issue from being sent.
     pub warnings: Vec<Lint>,
+    /// What every message of the issue is made from.
+    pub issue: SendableIssue,
 }
 
 impl ComposedIssue {
     /// The HTML and text parts for one recipient.
     pub fn personalize(&self, r: &Recipient<'_>) -> (String, String) {
-        (self.html.render(r), self.text.render(r))
-    }
-
-    /// The issue as one JSON document (bodies with their markers), for a
-    /// store to keep so that workers elsewhere can send it without the
-    /// content tree. [`ComposedIssue::from_stored`] reads it back.
-    pub fn to_stored(&self) -> String {
-        let stored = StoredIssue {
-            version: STORED_VERSION,
-            slug: self.slug.clone(),
-            title: self.front_matter.title.clone(),
-            subject: self.subject.clone(),
-            preheader: self.preheader.clone(),
-            issue_url: self.issue_url.clone(),
-            content_hash: self.content_hash.clone(),
-            html: self.html.as_str().to_string(),
-            text: self.text.as_str().to_string(),
-        };
-        serde_json::to_string(&stored).expect("a struct of strings always serialises")
-    }
-
-    /// Reads what [`ComposedIssue::to_stored`] wrote. The MJML source and
-    /// the lints are not kept: a stored issue is for sending, not editing.
-    pub fn from_stored(stored: &str) -> Result<ComposedIssue, StoredIssueError> {
-        let s: StoredIssue =
-            serde_json::from_str(stored).map_err(|e| StoredIssueError(e.to_string()))?;
-        if s.version != STORED_VERSION {
-            return Err(StoredIssueError(format!(
-                "stored by format version {}, this build reads {STORED_VERSION}",
-                s.version
-            )));
-        }
-        Ok(ComposedIssue {
-            front_matter: FrontMatter {
-                title: s.title,
-                date: None,
-                slug: Some(s.slug.clone()),
-                description: None,
-                subject: Some(s.subject.clone()),
-                preheader: Some(s.preheader.clone()),
-                send_at: None,
-                draft: false,
-                extra: serde_json::Value::Null,
-            },
-            slug: s.slug,
-            subject: s.subject,
-            preheader: s.preheader,
-            issue_url: s.issue_url,
-            content_hash: s.content_hash,
-            mjml: String::new(),
-            html: Personalizable::new(s.html, personalize::Escape::Html),
-            text: Personalizable::new(s.text, personalize::Escape::Text),
-            warnings: Vec::new(),
-        })
+        self.issue.personalize(r)
     }
 }
-
-/// Version of the stored form; bump when its meaning changes.
-const STORED_VERSION: u32 = 1;
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredIssue {
-    version: u32,
-    slug: String,
-    title: String,
-    subject: String,
-    preheader: String,
-    issue_url: String,
-    content_hash: String,
-    html: String,
-    text: String,
-}
-
-/// A stored issue that cannot be read back.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("stored issue is unreadable: {0}")]
-pub struct StoredIssueError(pub String);
 
 /// Slugifies as Zola does: `"Why Rust Trends"` → `"why-rust-trends"`.
 pub fn slugify(s: &str) -> String {
@@ -343,15 +260,18 @@ impl Composer {
             "composed"
         );
         Ok(ComposedIssue {
-            slug,
+            issue: SendableIssue {
+                slug,
+                title: front_matter.title.clone(),
+                subject,
+                preheader,
+                issue_url: base.into(),
+                content_hash,
+                html: Personalizable::new(html, personalize::Escape::Html),
+                text: Personalizable::new(text, personalize::Escape::Text),
+            },
             front_matter,
-            subject,
-            preheader,
-            issue_url: base.into(),
-            content_hash,
             mjml,
-            html: Personalizable::new(html, personalize::Escape::Html),
-            text: Personalizable::new(text, personalize::Escape::Text),
             warnings,
         })
     }

@@ -133,12 +133,14 @@ fn corpus_relative_image_resolves_against_issue_url() {
         .unwrap();
     assert!(
         issue
+            .issue
             .html
             .as_str()
             .contains("https://rust-trends.com/newsletter/1/logo_tor.webp")
     );
     assert!(
         issue
+            .issue
             .text
             .as_str()
             .contains("https://rust-trends.com/newsletter/1/logo_tor.webp")
@@ -148,10 +150,11 @@ fn corpus_relative_image_resolves_against_issue_url() {
         .compose_file(&corpus.join("seed-issue.md"))
         .unwrap();
     assert!(
-        seed.html
+        seed.issue
+            .html
             .as_str()
             .contains("https://rust-trends.com/signup/"),
         "include_md snippet link resolved"
     );
-    assert_eq!(seed.slug, "rust-enterprise-breakthrough-2025");
+    assert_eq!(seed.issue.slug, "rust-enterprise-breakthrough-2025");
 }

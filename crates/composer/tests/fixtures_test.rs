@@ -44,11 +44,11 @@ fn toml_front_matter_and_slug() {
     let fm = &composed.front_matter;
     assert_eq!(fm.title, "Fixture: TOML & Friends");
     assert_eq!(fm.date.as_deref(), Some("2024-05-01"));
-    assert_eq!(composed.slug, "why-rust-trends");
-    assert_eq!(composed.subject, "Fixture: TOML & Friends");
-    assert_eq!(composed.preheader, "A description used as preheader.");
+    assert_eq!(composed.issue.slug, "why-rust-trends");
+    assert_eq!(composed.issue.subject, "Fixture: TOML & Friends");
+    assert_eq!(composed.issue.preheader, "A description used as preheader.");
     assert_eq!(
-        composed.issue_url,
+        composed.issue.issue_url,
         "https://rust-trends.com/newsletter/why-rust-trends/"
     );
     assert_eq!(
@@ -58,8 +58,14 @@ fn toml_front_matter_and_slug() {
     assert!(!fm.draft);
     assert_eq!(fm.extra["sponsor"], "Acme");
     assert_eq!(fm.extra["toc_not_generate"], true);
-    assert_eq!(composed.content_hash.len(), 64);
-    assert!(composed.content_hash.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(composed.issue.content_hash.len(), 64);
+    assert!(
+        composed
+            .issue
+            .content_hash
+            .chars()
+            .all(|c| c.is_ascii_hexdigit())
+    );
 
     let header = read_issue_header(&issue("toml.md")).unwrap();
     assert_eq!(header.slug, "why-rust-trends");
@@ -71,16 +77,16 @@ fn yaml_front_matter_and_thematic_break() {
     let composed = composer().compose_file(&issue("yaml.md")).unwrap();
     let fm = &composed.front_matter;
     assert_eq!(fm.title, "Fixture: YAML");
-    assert_eq!(composed.subject, "Custom subject");
-    assert_eq!(composed.preheader, "Custom preheader");
+    assert_eq!(composed.issue.subject, "Custom subject");
+    assert_eq!(composed.issue.preheader, "Custom preheader");
     assert!(fm.draft);
     assert_eq!(
         fm.send_at.unwrap().to_rfc3339(),
         "2024-06-01T08:00:00+00:00"
     );
     assert_eq!(fm.extra["hero"], true);
-    assert_eq!(composed.slug, "yaml");
-    let html = composed.html.as_str();
+    assert_eq!(composed.issue.slug, "yaml");
+    let html = composed.issue.html.as_str();
     assert!(html.contains("Body after YAML front matter."));
     assert!(
         html.contains("<hr"),
@@ -104,7 +110,7 @@ fn slug_from_file_name_and_date_only_send_at() {
 #[test]
 fn includes_links_and_markdown_features_in_html() {
     let composed = composer().compose_file(&issue("toml.md")).unwrap();
-    let html = composed.html.as_str();
+    let html = composed.issue.html.as_str();
     let urls = common::attribute_urls(html);
     for expected in [
         "https://rust-trends.com/newsletter/1/page/",
@@ -388,9 +394,9 @@ fn personalisation_escapes_html_and_not_text() {
 
     // render_into appends to what is already there.
     let mut buf = String::from("prefix");
-    composed.text.render_into(&READER, &mut buf);
-    assert!(buf.starts_with("prefix") && buf.ends_with(&composed.text.render(&READER)));
-    assert!(composed.html.len() > 1000 && composed.text.len() > 100);
+    composed.issue.text.render_into(&READER, &mut buf);
+    assert!(buf.starts_with("prefix") && buf.ends_with(&composed.issue.text.render(&READER)));
+    assert!(composed.issue.html.len() > 1000 && composed.issue.text.len() > 100);
 }
 
 fn custom(template: &str) -> Result<Composer, ComposeError> {
@@ -413,7 +419,7 @@ fn custom_layouts_and_mj_include() {
         .unwrap();
     // Partials are static MJML: placeholders are filled in the layout file itself.
     assert!(
-        composed.html.as_str().contains("Custom header for"),
+        composed.issue.html.as_str().contains("Custom header for"),
         "mj-include inside the folder"
     );
     let (html, _) = composed.personalize(&READER);
@@ -456,11 +462,12 @@ fn bad_issue_url_is_a_settings_error() {
 #[test]
 fn stored_issue_round_trips_and_personalises_the_same() {
     let composed = composer().compose_file(&issue("toml.md")).unwrap();
-    let back = letterpress_composer::ComposedIssue::from_stored(&composed.to_stored()).unwrap();
-    assert_eq!(back.slug, composed.slug);
-    assert_eq!(back.subject, composed.subject);
-    assert_eq!(back.content_hash, composed.content_hash);
+    let back =
+        letterpress_composer::SendableIssue::from_stored(&composed.issue.to_stored()).unwrap();
+    assert_eq!(back.slug, composed.issue.slug);
+    assert_eq!(back.subject, composed.issue.subject);
+    assert_eq!(back.content_hash, composed.issue.content_hash);
     assert_eq!(back.personalize(&READER), composed.personalize(&READER));
-    assert!(letterpress_composer::ComposedIssue::from_stored("{\"version\":99}").is_err());
-    assert!(letterpress_composer::ComposedIssue::from_stored("not json").is_err());
+    assert!(letterpress_composer::SendableIssue::from_stored("{\"version\":99}").is_err());
+    assert!(letterpress_composer::SendableIssue::from_stored("not json").is_err());
 }
