@@ -8,6 +8,7 @@ pub mod cli;
 mod commands;
 pub mod config;
 pub mod logging;
+mod shutdown;
 mod wiring;
 
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::send::status(&config, slug.as_deref(), json).await
         }
         Command::RetryFailed { slug } => commands::send::retry_failed(&config, &slug).await,
-        Command::Worker => commands::send::worker(&config).await,
+        Command::Worker => commands::worker::worker(&config).await,
         Command::Serve => commands::serve::serve(&config).await,
         Command::Migrate => {
             let store = wiring::open_store(&config).await?;

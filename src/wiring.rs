@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use letterpress_composer::{Composer, ComposerSettings, Newsletter};
+use letterpress_composer::{Composer, ComposerSettings, Newsletter, SendableIssue};
 use letterpress_sender::{
-    IssueMessages, MessageSettings, RetryPolicy, SmtpSettings, Throttle, Transport, WorkerSettings,
-    dkim_signed_headers,
+    BoxFuture, IssueLoader, IssueMessages, MessageSettings, RetryPolicy, SmtpSettings, Throttle,
+    Transport, Worker, WorkerSettings, dkim_signed_headers,
 };
 use letterpress_signing::Keyring;
 use letterpress_store::Store;
@@ -198,8 +198,57 @@ pub fn worker_id() -> String {
 
 /// The prepared per-issue messages.
 pub fn issue_messages(
-    issue: Arc<letterpress_composer::ComposedIssue>,
+    issue: Arc<SendableIssue>,
     settings: Arc<MessageSettings>,
 ) -> Arc<IssueMessages> {
     Arc::new(IssueMessages::new(issue, settings))
+}
+
+/// A delivery worker over `store` with the configured transport, rate
+/// limits and tuning, loading the issues it meets through `loader`.
+pub fn worker(
+    config: &Config,
+    store: &Store,
+    loader: Arc<dyn IssueLoader>,
+) -> anyhow::Result<Arc<Worker>> {
+    Ok(Arc::new(Worker::new(
+        store.clone(),
+        Arc::new(transport(config)?),
+        Arc::new(throttle(config)),
+        worker_settings(config),
+        loader,
+    )))
+}
+
+/// A worker for every issue in the queue, loading each from the store the
+/// first time it meets it (`worker`, `serve`).
+pub fn queue_worker(config: &Config, store: &Store) -> anyhow::Result<Arc<Worker>> {
+    let settings = Arc::new(message_settings(config, keyring(config)?)?);
+    let loader = Arc::new(StoredIssues {
+        store: store.clone(),
+        settings,
+    });
+    worker(config, store, loader)
+}
+
+/// Loads an issue's composed bodies from the store, so a worker needs
+/// nothing but the database (several machines may share one PostgreSQL).
+struct StoredIssues {
+    store: Store,
+    settings: Arc<MessageSettings>,
+}
+
+impl IssueLoader for StoredIssues {
+    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>> {
+        Box::pin(async move {
+            let stored = self
+                .store
+                .issue_body(issue_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("issue {issue_id} has no stored content"))?;
+            let issue = SendableIssue::from_stored(&stored).map_err(|e| e.to_string())?;
+            Ok(issue_messages(Arc::new(issue), Arc::clone(&self.settings)))
+        })
+    }
 }

@@ -91,7 +91,7 @@ async fn serve_catches_up_on_due_issues_once_and_leaves_drafts_and_future_ones()
     // The scheduler says when a tick is over, so a restart can be judged.
     lp.set(
         "LETTERPRESS_LOG",
-        "warn,letterpress_server::scheduler=debug",
+        "warn,letterpress_publish::schedule=debug",
     );
     let emails = import(&lp, "reader", 5).await;
     lp.write_issue("issues", "due", PAST);

@@ -7,3 +7,4 @@ pub mod render;
 pub mod send;
 pub mod serve;
 pub mod subscribers;
+pub mod worker;

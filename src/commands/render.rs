@@ -28,7 +28,7 @@ pub fn render(
 ) -> anyhow::Result<ExitCode> {
     let composer = wiring::composer(config)?;
     let composed = composer.compose_file(issue)?;
-    let dir = out.unwrap_or_else(|| Path::new("out").join(&composed.slug));
+    let dir = out.unwrap_or_else(|| Path::new("out").join(&composed.issue.slug));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let unsubscribe_url = preview_unsubscribe_url(config);
     let (html, text) = composed.personalize(&Recipient {
@@ -46,10 +46,10 @@ pub fn render(
     }
     if json {
         let doc = serde_json::json!({
-            "slug": composed.slug,
-            "subject": composed.subject,
-            "preheader": composed.preheader,
-            "issue_url": composed.issue_url,
+            "slug": composed.issue.slug,
+            "subject": composed.issue.subject,
+            "preheader": composed.issue.preheader,
+            "issue_url": composed.issue.issue_url,
             "html_bytes": html.len(),
             "text_bytes": text.len(),
             "out": dir,
@@ -62,7 +62,7 @@ pub fn render(
         }
         eprintln!(
             "rendered {:?} ({} KB HTML, {} KB text) into {}; open {} in a browser",
-            composed.subject,
+            composed.issue.subject,
             html.len().div_ceil(1024),
             text.len().div_ceil(1024),
             dir.display(),
@@ -84,8 +84,8 @@ pub fn check(config: &Config, issue: &Path) -> anyhow::Result<ExitCode> {
         "{}: {} warning(s); subject {:?}, slug {}",
         issue.display(),
         composed.warnings.len(),
-        composed.subject,
-        composed.slug
+        composed.issue.subject,
+        composed.issue.slug
     );
     Ok(ExitCode::SUCCESS)
 }

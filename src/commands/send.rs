@@ -1,4 +1,5 @@
-//! `letterpress send`, `status`, `retry-failed` and `worker`.
+//! `letterpress send` (an issue, test copies, or `--due`), `status` and
+//! `retry-failed`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -7,35 +8,34 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
-use letterpress_composer::ComposedIssue;
-use letterpress_sender::{
-    BoxFuture, IssueLoader, IssueMessages, MessageSettings, To, Until, Worker,
-};
+use letterpress_composer::SendableIssue;
+use letterpress_publish::{Action, PublishError};
+use letterpress_sender::{BoxFuture, IssueLoader, IssueMessages, MessageSettings, To, Until};
 use letterpress_store::{IssueCounts, Store};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::cli::SendArgs;
 use crate::config::Config;
-use crate::wiring;
+use crate::{shutdown, wiring};
 
 /// `letterpress send`.
 pub async fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> {
     if args.due {
-        return super::serve::send_due(config, &args).await;
+        return send_due(config, &args).await;
     }
     let path = args
         .issue
         .as_deref()
         .ok_or_else(|| anyhow!("send needs an issue file or --due"))?;
     let composer = wiring::composer(config)?;
-    let composed = Arc::new(composer.compose_file(path)?);
+    let composed = composer.compose_file(path)?;
     for w in &composed.warnings {
         eprintln!("warning: {}: {w}", path.display());
     }
+    let composed = Arc::new(composed.issue);
     let keyring = wiring::keyring(config)?;
     let settings = Arc::new(wiring::message_settings(config, keyring)?);
 
@@ -63,65 +63,104 @@ pub async fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-/// Sends one composed issue to the list: record, enqueue, confirm, deliver.
-pub async fn send_issue(
+/// `letterpress send --due`: every due issue, one after the other.
+async fn send_due(config: &Config, args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let store = wiring::open_store(config).await?;
+    let due =
+        letterpress_publish::schedule::due_issues(&config.schedule.issues_dir, &store, Utc::now())
+            .await?;
+    if due.is_empty() {
+        eprintln!(
+            "no issue in {} is due",
+            config.schedule.issues_dir.display()
+        );
+    }
+    let composer = wiring::composer(config)?;
+    let keyring = wiring::keyring(config)?;
+    let settings = Arc::new(wiring::message_settings(config, keyring)?);
+    let mut code = ExitCode::SUCCESS;
+    for issue in due {
+        let composed = Arc::new(composer.compose_file(&issue.path)?.issue);
+        let args = SendArgs {
+            issue: Some(issue.path.clone()),
+            to: vec![],
+            dry_run: args.dry_run,
+            yes: true,
+            wait: args.wait,
+            due: false,
+            allow_changed: false,
+        };
+        let c = send_issue(
+            config,
+            &store,
+            &issue.path,
+            composed,
+            Arc::clone(&settings),
+            &args,
+        )
+        .await?;
+        if c != ExitCode::SUCCESS {
+            code = c;
+        }
+    }
+    store.close().await;
+    Ok(code)
+}
+
+/// Sends one composed issue to the list: plan, confirm, publish, deliver.
+async fn send_issue(
     config: &Config,
     store: &Store,
     path: &Path,
-    composed: Arc<ComposedIssue>,
+    composed: Arc<SendableIssue>,
     settings: Arc<MessageSettings>,
     args: &SendArgs,
 ) -> anyhow::Result<ExitCode> {
     let span = tracing::info_span!("issue", slug = %composed.slug);
     async {
-        let audience = store.count_audience().await?;
-        let existing = store.get_issue(&composed.slug).await?;
-        if let Some(issue) = &existing
-            && issue.content_hash != composed.content_hash
-            && !args.allow_changed
-        {
-            bail!(
-                "{}: issue {:?} was already sent from different content (first sent {}); \
-                 what was delivered cannot be recalled. Give the new version its own slug, \
-                 or pass --allow-changed to send the changed file to those not yet served",
-                path.display(),
-                composed.slug,
-                issue.created_at.format("%Y-%m-%d %H:%M UTC")
-            );
-        }
+        let in_file = |e: PublishError| match e {
+            PublishError::ContentChanged(changed) => anyhow!(
+                "{}: {changed}. Give the new version its own slug, or pass --allow-changed \
+                 to send the changed file to those not yet served",
+                path.display()
+            ),
+            other => anyhow!("{}: {other}", path.display()),
+        };
+        let plan = letterpress_publish::plan(store, &composed, args.allow_changed)
+            .await
+            .map_err(in_file)?;
+        let resuming = plan.action != Action::New;
         if args.dry_run {
             eprintln!(
-                "dry run: {:?} (slug {}) would go to {audience} active subscriber(s){}; nothing written",
+                "dry run: {:?} (slug {}) would go to {} active subscriber(s){}; nothing written",
                 composed.subject,
                 composed.slug,
-                if existing.is_some() { ", minus those already served" } else { "" }
+                plan.audience,
+                if resuming { ", minus those already served" } else { "" }
             );
             return Ok(ExitCode::SUCCESS);
         }
-        if !args.yes && !confirm(&composed, audience, existing.is_some())? {
+        if !args.yes && !confirm(&composed, plan.audience, resuming)? {
             eprintln!("not sent");
             return Ok(ExitCode::FAILURE);
         }
-        let (issue_id, queued) = letterpress_server::scheduler::enqueue_issue(store, &composed).await?;
+        let published = letterpress_publish::publish(store, &composed, &plan, Utc::now())
+            .await
+            .map_err(in_file)?;
+        let (issue_id, queued) = (published.issue_id, published.queued);
         eprintln!(
             "sending {:?} ({}): {queued} newly queued{}",
             composed.subject,
             composed.slug,
-            if existing.is_some() { " (resuming)" } else { "" }
+            if resuming { " (resuming)" } else { "" }
         );
         let messages = wiring::issue_messages(Arc::clone(&composed), settings);
         let loader = Arc::new(OneIssue {
             id: issue_id,
             messages,
         });
-        let worker = Arc::new(Worker::new(
-            store.clone(),
-            Arc::new(wiring::transport(config)?),
-            Arc::new(wiring::throttle(config)),
-            wiring::worker_settings(config),
-            loader,
-        ));
-        let stop = stop_on_signal();
+        let worker = wiring::worker(config, store, loader)?;
+        let stop = shutdown::on_signal();
         let deadline = tokio::time::Instant::now() + args.wait;
         let total = store
             .issue_counts(Some(&composed.slug))
@@ -166,7 +205,7 @@ pub async fn send_issue(
     .await
 }
 
-fn confirm(composed: &ComposedIssue, audience: u64, resuming: bool) -> anyhow::Result<bool> {
+fn confirm(composed: &SendableIssue, audience: u64, resuming: bool) -> anyhow::Result<bool> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         bail!("refusing to send without confirmation: stdin is not a terminal; pass --yes");
@@ -185,7 +224,7 @@ fn confirm(composed: &ComposedIssue, audience: u64, resuming: bool) -> anyhow::R
 /// `--to`: test copies, outside the list and the ledger.
 async fn send_test_copies(
     config: &Config,
-    composed: &Arc<ComposedIssue>,
+    composed: &Arc<SendableIssue>,
     settings: Arc<MessageSettings>,
     to: &[String],
 ) -> anyhow::Result<ExitCode> {
@@ -242,38 +281,6 @@ impl IssueLoader for OneIssue {
             }
         })
     }
-}
-
-/// Cancelled on Ctrl-C or SIGTERM: stop claiming, finish what is in flight.
-pub fn stop_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        t.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        // Cancel first: whoever reads the notice may rely on nothing new
-        // being started after it.
-        t.cancel();
-        crate::logging::notice("stopping: finishing messages in flight…");
-    });
-    token
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
@@ -381,57 +388,4 @@ pub async fn retry_failed(config: &Config, slug: &str) -> anyhow::Result<ExitCod
         "{n} failed deliveries of {slug} queued again; `send`, `worker` or `serve` will deliver them"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `letterpress worker`: the delivery worker alone, until SIGTERM.
-pub async fn worker(config: &Config) -> anyhow::Result<ExitCode> {
-    let store = wiring::open_store(config).await?;
-    let worker = build_queue_worker(config, &store)?;
-    eprintln!("worker running; Ctrl-C or SIGTERM stops it after the messages in flight");
-    let result = worker.run(Until::Stopped, stop_on_signal()).await;
-    store.close().await;
-    result.context("worker")?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A worker for every issue in the queue, loading issues from the store.
-pub fn build_queue_worker(config: &Config, store: &Store) -> anyhow::Result<Arc<Worker>> {
-    let keyring = wiring::keyring(config)?;
-    let settings = Arc::new(wiring::message_settings(config, keyring)?);
-    let loader = Arc::new(StoredIssues {
-        store: store.clone(),
-        settings,
-    });
-    Ok(Arc::new(Worker::new(
-        store.clone(),
-        Arc::new(wiring::transport(config)?),
-        Arc::new(wiring::throttle(config)),
-        wiring::worker_settings(config),
-        loader,
-    )))
-}
-
-/// Loads an issue's composed bodies from the store, so a worker needs
-/// nothing but the database (several machines may share one PostgreSQL).
-struct StoredIssues {
-    store: Store,
-    settings: Arc<MessageSettings>,
-}
-
-impl IssueLoader for StoredIssues {
-    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>> {
-        Box::pin(async move {
-            let stored = self
-                .store
-                .issue_body(issue_id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("issue {issue_id} has no stored content"))?;
-            let composed = ComposedIssue::from_stored(&stored).map_err(|e| e.to_string())?;
-            Ok(wiring::issue_messages(
-                Arc::new(composed),
-                Arc::clone(&self.settings),
-            ))
-        })
-    }
 }

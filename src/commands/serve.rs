@@ -1,5 +1,6 @@
-//! `letterpress serve` (HTTP server + scheduler + worker in one process)
-//! and `letterpress send --due` (the scheduler's job, once, from cron).
+//! `letterpress serve`: HTTP server, scheduler and delivery worker in one
+//! process, wired together here (the server crate knows neither of the
+//! other two; it is handed their counters and a mailer).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,59 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use letterpress_publish::schedule::{self, Schedule, TickStats};
 use letterpress_sender::{Progress, Transport, Until, header_safe};
-use letterpress_server::scheduler::{self, Schedule};
 use letterpress_server::{
-    AppState, BoxFuture, ConfirmationMailer, ServerSettings, WorkerSnapshot, WorkerStats,
+    AppState, BoxFuture, ConfirmationMailer, SchedulerSnapshot, SchedulerStats, ServerSettings,
+    WorkerSnapshot, WorkerStats,
 };
 use lettre::Message;
 use lettre::message::Mailbox;
 
-use crate::cli::SendArgs;
 use crate::config::Config;
-use crate::wiring;
-
-/// `letterpress send --due`: every due issue, one after the other.
-pub async fn send_due(config: &Config, args: &SendArgs) -> anyhow::Result<ExitCode> {
-    let store = wiring::open_store(config).await?;
-    let due = scheduler::due_issues(&config.schedule.issues_dir, &store, Utc::now()).await?;
-    if due.is_empty() {
-        eprintln!(
-            "no issue in {} is due",
-            config.schedule.issues_dir.display()
-        );
-    }
-    let composer = wiring::composer(config)?;
-    let keyring = wiring::keyring(config)?;
-    let settings = Arc::new(wiring::message_settings(config, keyring)?);
-    let mut code = ExitCode::SUCCESS;
-    for issue in due {
-        let composed = Arc::new(composer.compose_file(&issue.path)?);
-        let args = SendArgs {
-            issue: Some(issue.path.clone()),
-            to: vec![],
-            dry_run: args.dry_run,
-            yes: true,
-            wait: args.wait,
-            due: false,
-            allow_changed: false,
-        };
-        let c = super::send::send_issue(
-            config,
-            &store,
-            &issue.path,
-            composed,
-            Arc::clone(&settings),
-            &args,
-        )
-        .await?;
-        if c != ExitCode::SUCCESS {
-            code = c;
-        }
-    }
-    store.close().await;
-    Ok(code)
-}
+use crate::{shutdown, wiring};
 
 /// The sender's counters, as the server's metrics read them.
 struct ProgressStats(Arc<Progress>);
@@ -81,6 +40,21 @@ impl WorkerStats for ProgressStats {
                 l(&p.replies[2]),
                 l(&p.replies[3]),
             ],
+        }
+    }
+}
+
+/// The scheduler's counters, as the server's metrics read them.
+struct TickCounters(Arc<TickStats>);
+
+impl SchedulerStats for TickCounters {
+    fn snapshot(&self) -> SchedulerSnapshot {
+        let t = &self.0;
+        SchedulerSnapshot {
+            ok: t.ok.load(Ordering::Relaxed),
+            failed: t.failed.load(Ordering::Relaxed),
+            published: t.published.load(Ordering::Relaxed),
+            last_tick_unix: t.last_tick_unix.load(Ordering::Relaxed),
         }
     }
 }
@@ -145,7 +119,16 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             "note: LETTERPRESS_SERVER__WEBHOOK_SECRET is not set; webhooks will answer 401",
         );
     }
-    let worker = super::send::build_queue_worker(config, &store)?;
+    let worker = wiring::queue_worker(config, &store)?;
+    let schedule = if config.schedule.cron.trim().is_empty() {
+        None
+    } else {
+        Some(Schedule::parse(
+            &config.schedule.cron,
+            &config.schedule.timezone,
+        )?)
+    };
+    let ticks = Arc::new(TickStats::default());
     let mailer = Arc::new(Mailer {
         transport: wiring::transport(config)?,
         from: wiring::message_settings(config, keyring.clone())?.from,
@@ -164,6 +147,9 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         },
         Arc::clone(&mailer) as Arc<dyn ConfirmationMailer>,
         Some(Arc::new(ProgressStats(worker.progress()))),
+        schedule
+            .is_some()
+            .then(|| Arc::new(TickCounters(Arc::clone(&ticks))) as Arc<dyn SchedulerStats>),
     );
     let listener = tokio::net::TcpListener::bind(&config.server.bind)
         .await
@@ -172,20 +158,13 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     // Tests and operators read this line to know where we listen (bind may say port 0).
     crate::logging::notice(&format!("listening on http://{local}"));
 
-    let stop = super::send::stop_on_signal();
-    let schedule = if config.schedule.cron.trim().is_empty() {
-        None
-    } else {
-        Some(Schedule::parse(
-            &config.schedule.cron,
-            &config.schedule.timezone,
-        )?)
-    };
+    let stop = shutdown::on_signal();
     let scheduler_task = schedule.map(|schedule| {
         let composer = wiring::composer(config);
         let store = store.clone();
         let dir = config.schedule.issues_dir.clone();
         let stop = stop.clone();
+        let ticks = Arc::clone(&ticks);
         tokio::spawn(async move {
             let composer = match composer {
                 Ok(c) => c,
@@ -194,9 +173,11 @@ pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
                     return;
                 }
             };
-            scheduler::run(schedule, stop, || async {
-                if let Err(e) = scheduler::tick(&dir, &composer, &store).await {
-                    tracing::error!(error = %e, "scheduler tick failed");
+            schedule::run(schedule, stop, || async {
+                let result = schedule::tick(&dir, &composer, &store).await;
+                ticks.record(&result);
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "scheduler tick failed; its due issues stay due");
                 }
             })
             .await;

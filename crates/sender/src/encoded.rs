@@ -235,7 +235,7 @@ mod tests {
             "issue_url": "https://example.com/s/", "content_hash": "h",
             "html": source, "text": source,
         });
-        let issue = letterpress_composer::ComposedIssue::from_stored(&stored.to_string())
+        let issue = letterpress_composer::SendableIssue::from_stored(&stored.to_string())
             .expect("a stored issue");
         for body in [&issue.html, &issue.text] {
             check_round_trip(body);

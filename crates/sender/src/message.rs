@@ -9,7 +9,7 @@
 use std::io::Write as _;
 use std::sync::Arc;
 
-use letterpress_composer::{ComposedIssue, Recipient};
+use letterpress_composer::{Recipient, SendableIssue};
 use letterpress_signing::{Keyring, Purpose};
 use lettre::Message;
 use lettre::message::dkim::DkimConfig;
@@ -85,7 +85,7 @@ pub struct Built {
 
 /// The per-issue part of every message of one issue.
 pub struct IssueMessages {
-    issue: Arc<ComposedIssue>,
+    issue: Arc<SendableIssue>,
     settings: Arc<MessageSettings>,
     subject: String,
     list_id: HeaderValue,
@@ -143,7 +143,7 @@ pub fn header_safe(s: &str) -> String {
 
 impl IssueMessages {
     /// Prepares the parts shared by every recipient of `issue`.
-    pub fn new(issue: Arc<ComposedIssue>, settings: Arc<MessageSettings>) -> Self {
+    pub fn new(issue: Arc<SendableIssue>, settings: Arc<MessageSettings>) -> Self {
         let list_id = format!(
             "{} <{}>",
             header_safe(&settings.list_name),
@@ -189,8 +189,8 @@ impl IssueMessages {
         }
     }
 
-    /// The composed issue.
-    pub fn issue(&self) -> &ComposedIssue {
+    /// The issue these messages are made from.
+    pub fn issue(&self) -> &SendableIssue {
         &self.issue
     }
 

@@ -1,4 +1,7 @@
-//! The letterpress HTTP server and scheduler.
+//! The letterpress HTTP server. HTTP only: what it sends (confirmations)
+//! goes through a [`ConfirmationMailer`], and what it reports of the
+//! delivery worker and the scheduler comes through [`WorkerStats`] and
+//! [`SchedulerStats`]; the binary provides all three.
 //!
 //! Routes (see the contract's "HTTP" section):
 //!
@@ -15,7 +18,6 @@
 
 mod metrics;
 mod pages;
-pub mod scheduler;
 mod signup;
 mod unsubscribe;
 mod webhooks;
@@ -38,7 +40,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use metrics::{Metrics, WorkerSnapshot, WorkerStats};
+pub use metrics::{Metrics, SchedulerSnapshot, SchedulerStats, WorkerSnapshot, WorkerStats};
 pub use signup::{BoxFuture, ConfirmationMailer};
 
 /// Webhook bodies larger than this are refused with 413.
@@ -75,19 +77,21 @@ pub struct AppState {
 
 impl AppState {
     /// State over `store`, sending confirmations with `mailer`; `worker`
-    /// feeds the delivery figures of `/metrics` when a worker runs in-process.
+    /// and `scheduler` feed `/metrics` with what the delivery worker and
+    /// the scheduler running in the same process have done.
     pub fn new(
         store: Store,
         settings: ServerSettings,
         mailer: Arc<dyn ConfirmationMailer>,
         worker: Option<Arc<dyn WorkerStats>>,
+        scheduler: Option<Arc<dyn SchedulerStats>>,
     ) -> Self {
         let per_minute = NonZeroU32::new(settings.signup_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             store,
             settings: Arc::new(settings),
             mailer,
-            metrics: Arc::new(Metrics::new(worker)),
+            metrics: Arc::new(Metrics::new(worker, scheduler)),
             signup_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
         }
     }

@@ -42,6 +42,25 @@ pub trait WorkerStats: Send + Sync {
     fn snapshot(&self) -> WorkerSnapshot;
 }
 
+/// What an in-process scheduler has done since it started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchedulerSnapshot {
+    /// Passes that ended without error.
+    pub ok: u64,
+    /// Passes that ended with an error (their issues stay due).
+    pub failed: u64,
+    /// Issues the scheduler published.
+    pub published: u64,
+    /// When the last pass ended, unix seconds (0 before the first).
+    pub last_tick_unix: i64,
+}
+
+/// Reads the scheduler's counters; implemented by the binary.
+pub trait SchedulerStats: Send + Sync {
+    /// The counters now.
+    fn snapshot(&self) -> SchedulerSnapshot;
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -51,12 +70,19 @@ pub struct Metrics {
     replies: Family<Labels, Gauge>,
     queue: Family<Labels, Gauge>,
     subscribers: Family<Labels, Gauge>,
+    scheduler_ticks: Family<Labels, Gauge>,
+    scheduler_published: Gauge,
+    scheduler_last_tick: Gauge,
     worker: Option<Arc<dyn WorkerStats>>,
+    scheduler: Option<Arc<dyn SchedulerStats>>,
 }
 
 impl Metrics {
     /// A registry with every metric.
-    pub fn new(worker: Option<Arc<dyn WorkerStats>>) -> Self {
+    pub fn new(
+        worker: Option<Arc<dyn WorkerStats>>,
+        scheduler: Option<Arc<dyn SchedulerStats>>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("letterpress");
         let http = Family::<Labels, Counter>::default();
         registry.register(
@@ -86,6 +112,26 @@ impl Metrics {
         );
         let subscribers = Family::<Labels, Gauge>::default();
         registry.register("subscribers", "Subscribers by status", subscribers.clone());
+        let scheduler_ticks = Family::<Labels, Gauge>::default();
+        let scheduler_published = Gauge::default();
+        let scheduler_last_tick = Gauge::default();
+        if scheduler.is_some() {
+            registry.register(
+                "scheduler_ticks",
+                "Scheduler passes since start, by result (a failed pass leaves its issues due)",
+                scheduler_ticks.clone(),
+            );
+            registry.register(
+                "scheduler_published",
+                "Issues the scheduler published since start",
+                scheduler_published.clone(),
+            );
+            registry.register(
+                "scheduler_last_tick_timestamp_seconds",
+                "When the scheduler's last pass ended (unix time)",
+                scheduler_last_tick.clone(),
+            );
+        }
         Self {
             registry,
             http,
@@ -94,7 +140,11 @@ impl Metrics {
             replies,
             queue,
             subscribers,
+            scheduler_ticks,
+            scheduler_published,
+            scheduler_last_tick,
             worker,
+            scheduler,
         }
     }
 
@@ -137,6 +187,14 @@ pub async fn render(State(state): State<AppState>) -> Response {
         for (class, n) in ["2xx", "4xx", "5xx", "none"].into_iter().zip(s.replies) {
             Metrics::set(&m.replies, "class", class, n);
         }
+    }
+    if let Some(s) = &m.scheduler {
+        let s = s.snapshot();
+        Metrics::set(&m.scheduler_ticks, "result", "ok", s.ok);
+        Metrics::set(&m.scheduler_ticks, "result", "failed", s.failed);
+        m.scheduler_published
+            .set(i64::try_from(s.published).unwrap_or(i64::MAX));
+        m.scheduler_last_tick.set(s.last_tick_unix);
     }
     match state.store.issue_counts(None).await {
         Ok(counts) => {

@@ -155,33 +155,6 @@ const CLAIM_COLUMNS: &str =
     "d.id, d.issue_id, d.subscriber_id, s.email, s.name, s.status, d.attempts, d.created_at";
 
 impl Store {
-    /// Queues the issue for every active subscriber that has no delivery of
-    /// it yet, in one `INSERT … SELECT … ON CONFLICT DO NOTHING`: running it
-    /// again (a second `send`, a crash and restart) queues only subscribers
-    /// added since. Returns how many were newly queued.
-    pub async fn enqueue_audience(
-        &self,
-        issue_id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        let now = ms(now);
-        let n = with_pool!(self, |p| {
-            // The WHERE clause also keeps SQLite's parser from reading
-            // ON CONFLICT as a join constraint of the SELECT.
-            sqlx::query(
-                "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, created_at, updated_at) \
-                 SELECT $1, id, 'queued', 0, $2, $2, $2 FROM subscribers WHERE status = 'active' \
-                 ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
-            )
-            .bind(issue_id)
-            .bind(now)
-            .execute(p)
-            .await?
-            .rows_affected()
-        });
-        Ok(n)
-    }
-
     /// Leases up to `limit` due deliveries (of one issue, or of any) to
     /// `worker` until `now + lease`, and returns them with their subscriber.
     /// A lease that runs out (a worker died) makes the delivery claimable
@@ -504,32 +477,5 @@ impl Store {
             .await?
         });
         at.map(from_ms).transpose()
-    }
-
-    /// Gives up on an issue's deferred deliveries queued before
-    /// `created_before` (older than the retry max age): they become failed
-    /// with `reply`. Leased ones are left to their worker. Returns how many.
-    pub async fn settle_expired(
-        &self,
-        issue_id: i64,
-        created_before: DateTime<Utc>,
-        reply: &str,
-    ) -> Result<u64, StoreError> {
-        let now = ms(Utc::now());
-        let n = with_pool!(self, |p| {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'failed', last_reply = $3, updated_at = $4 \
-                 WHERE issue_id = $1 AND status = 'deferred' AND created_at < $2 \
-                 AND (lease_until IS NULL OR lease_until < $4)",
-            )
-            .bind(issue_id)
-            .bind(ms(created_before))
-            .bind(reply)
-            .bind(now)
-            .execute(p)
-            .await?
-            .rows_affected()
-        });
-        Ok(n)
     }
 }

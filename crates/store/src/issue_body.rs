@@ -6,19 +6,8 @@ use crate::connect::{Pool, with_pool};
 use crate::{IssueCounts, Store, StoreError, SubscriberStatus};
 
 impl Store {
-    /// Keeps the composed issue's stored form (opaque to the store).
-    pub async fn save_issue_body(&self, issue_id: i64, body: &str) -> Result<(), StoreError> {
-        with_pool!(self, |p| {
-            sqlx::query("UPDATE issues SET body = $2 WHERE id = $1")
-                .bind(issue_id)
-                .bind(body)
-                .execute(p)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// The stored form saved by [`Store::save_issue_body`], if any.
+    /// The stored form of an issue's composed bodies, as
+    /// [`Store::publish_issue`] saved it (`None` for an unknown issue).
     pub async fn issue_body(&self, issue_id: i64) -> Result<Option<String>, StoreError> {
         let row: Option<(Option<String>,)> = with_pool!(self, |p| {
             sqlx::query_as("SELECT body FROM issues WHERE id = $1")

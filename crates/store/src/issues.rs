@@ -1,57 +1,119 @@
-//! Issues: one row per slug, remembering what was queued.
+//! Issues: one row per slug, and publishing one, which records it and
+//! queues it for the audience in a single transaction.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use crate::connect::with_pool;
+use crate::connect::{BeginWrite, with_pool};
 use crate::model::{IssueRow, ms};
 use crate::{IssueRecord, Store, StoreError};
 
-impl Store {
-    /// Records an issue if its slug is new; returns the stored record either
-    /// way. The caller compares `content_hash` to notice a changed file.
-    pub async fn upsert_issue(
-        &self,
-        slug: &str,
-        content_hash: &str,
-        subject: &str,
-    ) -> Result<IssueRecord, StoreError> {
-        let now = ms(Utc::now());
-        with_pool!(self, |p| {
-            // DO NOTHING + read back: two `send`s of a new issue at once both
-            // end up with the same row, the second one's hash ignored.
-            sqlx::query(
-                "INSERT INTO issues (slug, content_hash, subject, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (slug) DO NOTHING",
-            )
-            .bind(slug)
-            .bind(content_hash)
-            .bind(subject)
-            .bind(now)
-            .execute(p)
-            .await?;
-        });
-        self.get_issue(slug)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("issue {slug:?} vanished after insert")))
-    }
+/// An issue as the store keeps it: its identity, what its content hashes
+/// to, and the composed bodies as an opaque document (the store never
+/// reads it; workers elsewhere send from it).
+#[derive(Debug, Clone, Copy)]
+pub struct IssueToPublish<'a> {
+    /// The issue's slug, unique in the store.
+    pub slug: &'a str,
+    /// The hash of the issue's source, to notice a changed file later.
+    pub content_hash: &'a str,
+    /// The subject line.
+    pub subject: &'a str,
+    /// The stored form of the composed issue.
+    pub body: &'a str,
+}
 
-    /// Replaces an issue's content hash and subject (the operator forced a
-    /// changed file).
-    pub async fn update_issue_hash(
+/// What [`Store::publish_issue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// The issue is recorded with this content and queued for every active
+    /// subscriber who had no delivery of it yet (`queued` of them).
+    Queued {
+        /// The issue's row id.
+        issue_id: i64,
+        /// Deliveries added by this publish.
+        queued: u64,
+    },
+    /// The stored issue is no longer what the caller saw when it decided
+    /// (another publish came first); nothing was written. Look again.
+    Stale,
+}
+
+impl Store {
+    /// Publishes an issue in one transaction: records it (new slug) or
+    /// replaces its hash, subject and body (known slug), and queues it for
+    /// every active subscriber without a delivery of it, in one `INSERT …
+    /// SELECT … ON CONFLICT DO NOTHING`. Either all of that is committed or
+    /// none of it: there is never an issue row whose deliveries were not
+    /// queued, which a scheduler would take for "already sent".
+    ///
+    /// `seen` is the content hash the caller found stored for this slug
+    /// when it decided to publish (`None`: no issue had the slug). The row
+    /// is written only if it is still so; otherwise nothing is written and
+    /// [`PublishOutcome::Stale`] is returned. Whether a changed issue may
+    /// be published at all is the caller's policy, decided on what it saw;
+    /// this check makes sure it was decided on what is there.
+    pub async fn publish_issue(
         &self,
-        id: i64,
-        content_hash: &str,
-        subject: &str,
-    ) -> Result<(), StoreError> {
-        with_pool!(self, |p| {
-            sqlx::query("UPDATE issues SET content_hash = $2, subject = $3 WHERE id = $1")
-                .bind(id)
-                .bind(content_hash)
-                .bind(subject)
-                .execute(p)
-                .await?;
+        issue: &IssueToPublish<'_>,
+        seen: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<PublishOutcome, StoreError> {
+        let now = ms(now);
+        let outcome = with_pool!(self, |p| {
+            let mut tx = p.begin_write().await?;
+            // Both statements test and write in one step, on the newest row
+            // version: of two publishers racing for a slug, the second's
+            // statement waits for the first's commit and then finds the
+            // row changed (UPDATE) or present (INSERT … DO NOTHING).
+            let id: Option<i64> = match seen {
+                Some(hash) => {
+                    sqlx::query_scalar(
+                        "UPDATE issues SET content_hash = $2, subject = $3, body = $4 \
+                         WHERE slug = $1 AND content_hash = $5 RETURNING id",
+                    )
+                    .bind(issue.slug)
+                    .bind(issue.content_hash)
+                    .bind(issue.subject)
+                    .bind(issue.body)
+                    .bind(hash)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                None => {
+                    sqlx::query_scalar(
+                        "INSERT INTO issues (slug, content_hash, subject, body, created_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (slug) DO NOTHING RETURNING id",
+                    )
+                    .bind(issue.slug)
+                    .bind(issue.content_hash)
+                    .bind(issue.subject)
+                    .bind(issue.body)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
+            match id {
+                None => PublishOutcome::Stale,
+                Some(issue_id) => {
+                    // The WHERE clause also keeps SQLite's parser from
+                    // reading ON CONFLICT as a join constraint of the SELECT.
+                    let queued = sqlx::query(
+                        "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, created_at, updated_at) \
+                         SELECT $1, id, 'queued', 0, $2, $2, $2 FROM subscribers WHERE status = 'active' \
+                         ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
+                    )
+                    .bind(issue_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    tx.commit().await?;
+                    PublishOutcome::Queued { issue_id, queued }
+                }
+            }
         });
-        Ok(())
+        Ok(outcome)
     }
 
     /// The issue with this slug.

@@ -36,5 +36,6 @@ mod subscribers;
 
 pub use connect::{Backend, Store};
 pub use error::StoreError;
+pub use issues::{IssueToPublish, PublishOutcome};
 pub use letterpress_core::{SubscriberEmail, SubscriberStatus};
 pub use model::*;

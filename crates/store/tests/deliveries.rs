@@ -6,8 +6,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{each_backend, seed};
-use letterpress_store::{BounceKind, Outcome, OutcomeKind, Store, StoreError, SubscriberStatus};
+use common::{each_backend, publish, seed};
+use letterpress_store::{
+    BounceKind, IssueToPublish, Outcome, OutcomeKind, PublishOutcome, Store, StoreError,
+    SubscriberStatus,
+};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -25,34 +28,144 @@ fn outcome(id: i64, at: DateTime<Utc>, kind: OutcomeKind) -> Outcome {
 }
 
 #[tokio::test]
-async fn issues_are_recorded_once_per_slug() {
+async fn publishing_writes_only_over_what_the_publisher_saw() {
     each_backend(|db| async move {
         let store = db.store().await;
-        let a = store
-            .upsert_issue("why-rust", "h1", "Why Rust")
-            .await
-            .unwrap();
-        let b = store
-            .upsert_issue("why-rust", "h2", "Changed")
-            .await
-            .unwrap();
-        assert_eq!(a, b, "existing issue returned unchanged");
-        store
-            .update_issue_hash(a.id, "h2", "Changed")
-            .await
-            .unwrap();
+        seed(&store, 3).await;
+        let first = IssueToPublish {
+            slug: "why-rust",
+            content_hash: "h1",
+            subject: "Why Rust",
+            body: "{\"v\":1}",
+        };
+        let PublishOutcome::Queued { issue_id, queued } =
+            store.publish_issue(&first, None, t0()).await.unwrap()
+        else {
+            panic!("{}: a new slug is published", db.label)
+        };
+        assert_eq!(queued, 3);
+        let a = store.get_issue("why-rust").await.unwrap().unwrap();
+        assert_eq!((a.id, a.content_hash.as_str()), (issue_id, "h1"));
+        assert_eq!(
+            store.issue_body(issue_id).await.unwrap().as_deref(),
+            Some("{\"v\":1}")
+        );
+
+        // Decided on "no such slug", or on another hash: nothing is written.
+        let changed = IssueToPublish {
+            content_hash: "h2",
+            subject: "Changed",
+            body: "{\"v\":2}",
+            ..first
+        };
+        for seen in [None, Some("h0")] {
+            assert_eq!(
+                store.publish_issue(&changed, seen, t0()).await.unwrap(),
+                PublishOutcome::Stale,
+                "{}: seen {seen:?}",
+                db.label
+            );
+        }
+        assert_eq!(store.get_issue("why-rust").await.unwrap(), Some(a.clone()));
+
+        // Decided on what is stored: the row takes the new content, and
+        // only subscribers without a delivery are queued.
+        assert_eq!(
+            store
+                .publish_issue(&changed, Some("h1"), t0())
+                .await
+                .unwrap(),
+            PublishOutcome::Queued {
+                issue_id,
+                queued: 0
+            }
+        );
         let c = store.get_issue("why-rust").await.unwrap().unwrap();
         assert_eq!(
-            (c.id, c.content_hash.as_str(), c.subject.as_str()),
-            (a.id, "h2", "Changed")
+            (
+                c.id,
+                c.content_hash.as_str(),
+                c.subject.as_str(),
+                c.created_at
+            ),
+            (a.id, "h2", "Changed", a.created_at)
+        );
+        assert_eq!(
+            store.issue_body(issue_id).await.unwrap().as_deref(),
+            Some("{\"v\":2}")
         );
         assert!(store.get_issue("nope").await.unwrap().is_none());
     })
     .await;
 }
 
+/// A publish is one transaction: when queueing the audience fails (here a
+/// trigger refuses every new delivery, as a full disk or a lost connection
+/// would), the issue is not recorded either, so it is still "not sent" for
+/// the scheduler; once the cause is gone the same publish goes through.
 #[tokio::test]
-async fn enqueue_audience_takes_active_subscribers_once() {
+async fn a_publish_whose_enqueue_fails_records_nothing() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        seed(&store, 4).await;
+        let (refuse, allow): (&[&str], &[&str]) = if db.label == "sqlite" {
+            (
+                &[
+                    "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON deliveries \
+                   BEGIN SELECT RAISE(ABORT, 'no room for deliveries'); END",
+                ],
+                &["DROP TRIGGER refuse_deliveries"],
+            )
+        } else {
+            (
+                &[
+                    "CREATE FUNCTION refuse_deliveries() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'no room for deliveries'; END $$",
+                    "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON deliveries \
+                     FOR EACH STATEMENT EXECUTE FUNCTION refuse_deliveries()",
+                ],
+                &["DROP TRIGGER refuse_deliveries ON deliveries"],
+            )
+        };
+        common::execute(&db, refuse).await;
+        let issue = IssueToPublish {
+            slug: "scheduled",
+            content_hash: "h",
+            subject: "S",
+            body: "{}",
+        };
+        let err = store
+            .publish_issue(&issue, None, t0())
+            .await
+            .expect_err("the enqueue is refused");
+        assert!(
+            err.to_string().contains("no room for deliveries"),
+            "{}: {err}",
+            db.label
+        );
+        assert_eq!(
+            store.get_issue("scheduled").await.unwrap(),
+            None,
+            "{}",
+            db.label
+        );
+        assert!(store.issue_counts(None).await.unwrap().is_empty());
+
+        common::execute(&db, allow).await;
+        assert!(matches!(
+            store.publish_issue(&issue, None, t0()).await.unwrap(),
+            PublishOutcome::Queued { queued: 4, .. }
+        ));
+        assert_eq!(
+            store.issue_counts(Some("scheduled")).await.unwrap()[0].queued,
+            4
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn publishing_queues_active_subscribers_once() {
     each_backend(|db| async move {
         let store = db.store().await;
         seed(&store, 10).await;
@@ -69,16 +182,12 @@ async fn enqueue_audience_takes_active_subscribers_once() {
             .await
             .unwrap();
         assert_eq!(store.count_audience().await.unwrap(), 8);
-        let issue = store.upsert_issue("one", "h", "S").await.unwrap();
-        assert_eq!(store.enqueue_audience(issue.id, t0()).await.unwrap(), 8);
-        assert_eq!(
-            store.enqueue_audience(issue.id, t0()).await.unwrap(),
-            0,
-            "idempotent"
-        );
+        let issue = publish(&store, "one", t0()).await;
+        assert_eq!(issue.queued, 8);
+        assert_eq!(publish(&store, "one", t0()).await.queued, 0, "idempotent");
         seed_more(&store).await;
         assert_eq!(
-            store.enqueue_audience(issue.id, t0()).await.unwrap(),
+            publish(&store, "one", t0()).await.queued,
             1,
             "only the newcomer"
         );
@@ -116,13 +225,8 @@ async fn claim_due_respects_leases_due_times_and_issue_filter() {
     each_backend(|db| async move {
         let store = db.store().await;
         seed(&store, 5).await;
-        let one = store.upsert_issue("one", "h", "S").await.unwrap();
-        let two = store.upsert_issue("two", "h", "S").await.unwrap();
-        store.enqueue_audience(one.id, t0()).await.unwrap();
-        store
-            .enqueue_audience(two.id, t0() + TimeDelta::minutes(10))
-            .await
-            .unwrap();
+        let one = publish(&store, "one", t0()).await;
+        let two = publish(&store, "two", t0() + TimeDelta::minutes(10)).await;
 
         // Nothing is due before its time.
         let early = t0() - TimeDelta::seconds(1);
@@ -201,10 +305,9 @@ async fn concurrent_claimers_never_share_a_delivery() {
         const N: usize = 2_000;
         let store = db.store().await;
         seed(&store, N).await;
-        let issue = store.upsert_issue("one", "h", "S").await.unwrap();
         // Real time here, so that issue_counts sees the leases as live.
         let now = Utc::now();
-        store.enqueue_audience(issue.id, now).await.unwrap();
+        publish(&store, "one", now).await;
         let mut workers = Vec::new();
         for w in 0..3 {
             let s = db.store().await;
@@ -245,8 +348,7 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
     each_backend(|db| async move {
         let store = db.store().await;
         seed(&store, 5).await;
-        let issue = store.upsert_issue("one", "h", "S").await.unwrap();
-        store.enqueue_audience(issue.id, t0()).await.unwrap();
+        let issue = publish(&store, "one", t0()).await;
         let claims = store.claim_due("w", None, 10, LEASE, t0()).await.unwrap();
         assert_eq!(claims.len(), 5);
         let by_email = |e: &str| claims.iter().find(|c| c.email == e).unwrap().delivery_id;
@@ -362,22 +464,20 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
             .await
             .unwrap();
 
-        // Give up on deferred deliveries queued before the max age.
-        assert_eq!(
-            store
-                .settle_expired(issue.id, t0(), "too old")
-                .await
-                .unwrap(),
-            0,
-            "not older"
-        );
-        assert_eq!(
-            store
-                .settle_expired(issue.id, t0() + TimeDelta::seconds(1), "gave up after 4d")
-                .await
-                .unwrap(),
-            1
-        );
+        // The sender gives up on the deferred one (too old): it fails.
+        let last = store
+            .claim_due("w", None, 10, LEASE, retry_at + TimeDelta::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(last.len(), 1);
+        store
+            .record_outcomes(&[outcome(
+                last[0].delivery_id,
+                retry_at + TimeDelta::hours(1),
+                OutcomeKind::Failed,
+            )])
+            .await
+            .unwrap();
         let c = &store.issue_counts(Some("one")).await.unwrap()[0];
         assert_eq!((c.deferred, c.sent, c.failed, c.skipped), (0, 1, 1, 3));
         assert_eq!(store.next_due_at(None).await.unwrap(), None, "all settled");
@@ -391,8 +491,7 @@ async fn record_outcomes_keeps_every_attempt_and_ignores_unknown_deliveries() {
     each_backend(|db| async move {
         let store = db.store().await;
         seed(&store, 2).await;
-        let issue = store.upsert_issue("one", "h", "S").await.unwrap();
-        store.enqueue_audience(issue.id, t0()).await.unwrap();
+        publish(&store, "one", t0()).await;
         let claims = store.claim_due("w", None, 10, LEASE, t0()).await.unwrap();
         let (a, b) = (claims[0].delivery_id, claims[1].delivery_id);
         let at = |s| t0() + TimeDelta::seconds(s);
@@ -481,8 +580,7 @@ async fn next_due_at_waits_for_a_live_lease() {
     each_backend(|db| async move {
         let store = db.store().await;
         seed(&store, 1).await;
-        let issue = store.upsert_issue("one", "h", "S").await.unwrap();
-        store.enqueue_audience(issue.id, t0()).await.unwrap();
+        publish(&store, "one", t0()).await;
         store.claim_due("w", None, 1, LEASE, t0()).await.unwrap();
         assert_eq!(
             store.next_due_at(None).await.unwrap(),

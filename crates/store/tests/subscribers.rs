@@ -188,14 +188,8 @@ async fn forget_erases_and_keeps_the_address_suppressed() {
             panic!()
         };
         seed(&store, 3).await;
-        let issue = store.upsert_issue("one", "h", "S").await.unwrap();
-        assert_eq!(
-            store
-                .enqueue_audience(issue.id, chrono::Utc::now())
-                .await
-                .unwrap(),
-            4
-        );
+        let issue = common::publish(&store, "one", chrono::Utc::now()).await;
+        assert_eq!(issue.queued, 4);
 
         assert!(store.forget("gone@example.COM").await.unwrap());
         assert!(

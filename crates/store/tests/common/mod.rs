@@ -7,7 +7,9 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use letterpress_store::{ImportRow, NewSubscriber, Store, SubscriberEmail, UpsertMode};
+use letterpress_store::{
+    ImportRow, IssueToPublish, NewSubscriber, PublishOutcome, Store, SubscriberEmail, UpsertMode,
+};
 use sqlx::Connection;
 
 /// One database a test body runs against.
@@ -137,4 +139,59 @@ pub async fn seed(store: &Store, n: usize) {
         .await
         .expect("seed import");
     assert_eq!(s.added, n as u64);
+}
+
+/// An issue published by a test: its id and how many deliveries it queued.
+pub struct Published {
+    /// The issue's row id.
+    pub id: i64,
+    /// Deliveries queued by this publish.
+    pub queued: u64,
+}
+
+/// Publishes the issue `slug` (hash `h`), due at `now`, as a publisher
+/// that read the store first would.
+pub async fn publish(store: &Store, slug: &str, now: chrono::DateTime<chrono::Utc>) -> Published {
+    let seen = store.get_issue(slug).await.expect("read issue");
+    let issue = IssueToPublish {
+        slug,
+        content_hash: "h",
+        subject: "S",
+        body: "{}",
+    };
+    match store
+        .publish_issue(&issue, seen.as_ref().map(|i| i.content_hash.as_str()), now)
+        .await
+        .expect("publish")
+    {
+        PublishOutcome::Queued { issue_id, queued } => Published {
+            id: issue_id,
+            queued,
+        },
+        PublishOutcome::Stale => panic!("nobody else publishes in this test"),
+    }
+}
+
+/// Runs statements on the test database outside the store (schema changes
+/// a test makes to provoke a failure).
+pub async fn execute(db: &TestDb, statements: &[&str]) {
+    if db.label == "sqlite" {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        for s in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*s))
+                .execute(&mut conn)
+                .await
+                .expect(s);
+        }
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        for s in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*s))
+                .execute(&mut conn)
+                .await
+                .expect(s);
+        }
+    }
 }
