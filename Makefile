@@ -41,8 +41,8 @@ bench:
 ## LP_BENCH_N=10000 LP_BENCH_BIG=0 make bench-e2e (see benches/README.md).
 ## `cargo run` finds the binaries wherever CARGO_TARGET_DIR puts them.
 bench-e2e:
-	$(CARGO) build --release --bin letterpress --bin lp-bench
-	$(CARGO) run --release --quiet --bin lp-bench
+	$(CARGO) build --release -p letterpress -p letterpress-bench --bins
+	$(CARGO) run --release --quiet -p letterpress-bench
 
 lint:
 	$(CARGO) fmt --all -- --check

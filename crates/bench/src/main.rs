@@ -160,7 +160,8 @@ mod bench {
             rounds: env_u64("LP_BENCH_ROUNDS", 3)?.clamp(1, 99),
             keep: std::env::var("LP_BENCH_KEEP").is_ok_and(|v| v == "1"),
         };
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        // The workspace root, two levels above this crate.
+        let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let letterpress = std::env::current_exe()
             .context("locating lp-bench")?
             .with_file_name("letterpress");
