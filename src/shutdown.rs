@@ -5,7 +5,7 @@
 use tokio_util::sync::CancellationToken;
 
 /// A token cancelled on Ctrl-C or SIGTERM.
-pub fn on_signal() -> CancellationToken {
+pub(crate) fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {

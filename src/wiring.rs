@@ -20,7 +20,7 @@ use lettre::message::dkim::{
 use crate::config::{Config, TransportKind};
 
 /// The composer for this newsletter.
-pub fn composer(config: &Config) -> anyhow::Result<Composer> {
+pub(crate) fn composer(config: &Config) -> anyhow::Result<Composer> {
     Composer::new(ComposerSettings {
         content_root: config.content.root.clone(),
         issue_url: config.newsletter.issue_url.clone(),
@@ -34,7 +34,7 @@ pub fn composer(config: &Config) -> anyhow::Result<Composer> {
 }
 
 /// Connects to `database.url` and applies the migrations.
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = &config.database.url;
     // Forgotten addresses are recognised by a keyed hash; the key is the
     // token secret, so a leaked database alone cannot confirm an address.
@@ -53,7 +53,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 /// A database or SMTP URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -64,7 +64,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// The token keyring: the current secret and any retired ones.
-pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
+pub(crate) fn keyring(config: &Config) -> anyhow::Result<Keyring> {
     let current = config.token_secret()?;
     let previous: Vec<String> = config
         .server
@@ -81,7 +81,10 @@ pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
 }
 
 /// From, List-Id, the unsubscribe address and DKIM.
-pub fn message_settings(config: &Config, keyring: Keyring) -> anyhow::Result<MessageSettings> {
+pub(crate) fn message_settings(
+    config: &Config,
+    keyring: Keyring,
+) -> anyhow::Result<MessageSettings> {
     let n = &config.newsletter;
     let from: Mailbox = n
         .from
@@ -138,7 +141,7 @@ fn dkim(config: &Config) -> anyhow::Result<Option<DkimConfig>> {
 }
 
 /// The configured transport.
-pub fn transport(config: &Config) -> anyhow::Result<Transport> {
+pub(crate) fn transport(config: &Config) -> anyhow::Result<Transport> {
     let d = &config.delivery;
     Ok(match d.transport {
         TransportKind::File => Transport::file(&d.outbox_dir)?,
@@ -152,12 +155,12 @@ pub fn transport(config: &Config) -> anyhow::Result<Transport> {
 }
 
 /// The rate limits.
-pub fn throttle(config: &Config) -> Throttle {
+pub(crate) fn throttle(config: &Config) -> Throttle {
     Throttle::new(config.delivery.rate_per_second, &config.delivery.per_domain)
 }
 
 /// Worker tuning from `[delivery]`.
-pub fn worker_settings(config: &Config) -> WorkerSettings {
+pub(crate) fn worker_settings(config: &Config) -> WorkerSettings {
     let d = &config.delivery;
     // A batch should be sendable well within its lease even at the
     // configured rate; otherwise claims would expire while waiting for tokens.
@@ -182,7 +185,7 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
 }
 
 /// `host:pid:random`: unique per process, readable in the leases table.
-pub fn worker_id() -> String {
+pub(crate) fn worker_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -197,7 +200,7 @@ pub fn worker_id() -> String {
 }
 
 /// The prepared per-issue messages.
-pub fn issue_messages(
+pub(crate) fn issue_messages(
     issue: Arc<SendableIssue>,
     settings: Arc<MessageSettings>,
 ) -> Arc<IssueMessages> {
@@ -206,7 +209,7 @@ pub fn issue_messages(
 
 /// A delivery worker over `store` with the configured transport, rate
 /// limits and tuning, loading the issues it meets through `loader`.
-pub fn worker(
+pub(crate) fn worker(
     config: &Config,
     store: &Store,
     loader: Arc<dyn IssueLoader>,
@@ -222,7 +225,7 @@ pub fn worker(
 
 /// A worker for every issue in the queue, loading each from the store the
 /// first time it meets it (`worker`, `serve`).
-pub fn queue_worker(config: &Config, store: &Store) -> anyhow::Result<Arc<Worker>> {
+pub(crate) fn queue_worker(config: &Config, store: &Store) -> anyhow::Result<Arc<Worker>> {
     let settings = Arc::new(message_settings(config, keyring(config)?)?);
     let loader = Arc::new(StoredIssues {
         store: store.clone(),

@@ -3,8 +3,8 @@
 //!
 //! [`Config`]: crate::config::Config
 
-pub mod render;
-pub mod send;
-pub mod serve;
-pub mod subscribers;
-pub mod worker;
+pub(crate) mod render;
+pub(crate) mod send;
+pub(crate) mod serve;
+pub(crate) mod subscribers;
+pub(crate) mod worker;

@@ -20,7 +20,7 @@ fn preview_unsubscribe_url(config: &Config) -> String {
 
 /// Writes `email.html`, `email.txt` and `email.mjml` to `out` (default
 /// `out/<slug>/`); `--json` prints a summary on stdout.
-pub fn render(
+pub(crate) fn render(
     config: &Config,
     issue: &Path,
     out: Option<PathBuf>,
@@ -74,7 +74,7 @@ pub fn render(
 
 /// Prints the lints of an issue. A compose error is an error (exit 1);
 /// warnings alone exit 0.
-pub fn check(config: &Config, issue: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn check(config: &Config, issue: &Path) -> anyhow::Result<ExitCode> {
     let composer = wiring::composer(config)?;
     let composed = composer.compose_file(issue)?;
     for w in &composed.warnings {

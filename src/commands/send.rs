@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::{shutdown, wiring};
 
 /// `letterpress send`.
-pub async fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn send(config: &Config, args: SendArgs) -> anyhow::Result<ExitCode> {
     if args.due {
         return send_due(config, &args).await;
     }
@@ -353,7 +353,11 @@ fn print_summary(c: &IssueCounts) {
 }
 
 /// `letterpress status`.
-pub async fn status(config: &Config, slug: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn status(
+    config: &Config,
+    slug: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(config).await?;
     let counts = store.issue_counts(slug).await?;
     store.close().await;
@@ -376,7 +380,7 @@ pub async fn status(config: &Config, slug: Option<&str>, json: bool) -> anyhow::
 }
 
 /// `letterpress retry-failed SLUG`.
-pub async fn retry_failed(config: &Config, slug: &str) -> anyhow::Result<ExitCode> {
+pub(crate) async fn retry_failed(config: &Config, slug: &str) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(config).await?;
     let issue = store
         .get_issue(slug)

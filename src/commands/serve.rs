@@ -110,7 +110,7 @@ impl ConfirmationMailer for Mailer {
 /// `letterpress serve`: HTTP server, scheduler and delivery worker, until
 /// SIGTERM or Ctrl-C; then stops accepting, finishes requests and messages
 /// in flight, and records their outcomes.
-pub async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
+pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(config).await?;
     let keyring = wiring::keyring(config)?;
     let webhook_secret = config.webhook_secret()?.map(String::into_bytes);

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::wiring;
 
 /// Runs one `subscribers` subcommand.
-pub async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(config).await?;
     let result = match cmd {
         SubscribersCommand::Add {

@@ -11,7 +11,7 @@ use crate::{shutdown, wiring};
 
 /// Runs the delivery worker until SIGTERM or Ctrl-C, then finishes the
 /// messages in flight and gives back the rest of its claims.
-pub async fn worker(config: &Config) -> anyhow::Result<ExitCode> {
+pub(crate) async fn worker(config: &Config) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(config).await?;
     let worker = wiring::queue_worker(config, &store)?;
     eprintln!("worker running; Ctrl-C or SIGTERM stops it after the messages in flight");

@@ -146,7 +146,7 @@ mod bench {
         }
     }
 
-    pub fn run() -> anyhow::Result<()> {
+    pub(crate) fn run() -> anyhow::Result<()> {
         if !Path::new(SMTP_SINK).exists() || !Path::new(SMTP_SOURCE).exists() {
             println!(
                 "skipped: smtp-sink not found; install Debian's postfix package (apt-get install postfix)"

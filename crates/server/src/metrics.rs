@@ -171,7 +171,7 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
-pub async fn render(State(state): State<AppState>) -> Response {
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
     if let Some(w) = &m.worker {
         let s = w.snapshot();

@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
 /// A complete page: `title` and `body_html` (already escaped by the caller).
-pub fn page(status: StatusCode, newsletter: &str, title: &str, body_html: &str) -> Response {
+pub(crate) fn page(status: StatusCode, newsletter: &str, title: &str, body_html: &str) -> Response {
     let html = format!(
         r#"<!doctype html>
 <html lang="en">
@@ -53,7 +53,7 @@ pub fn page(status: StatusCode, newsletter: &str, title: &str, body_html: &str) 
 /// A form with one button that POSTs back to the page's own URL: the
 /// `action` attribute is left out, so the form works whatever path prefix
 /// a reverse proxy puts in front of us.
-pub fn button_form(hidden: Option<(&str, &str)>, label: &str) -> String {
+pub(crate) fn button_form(hidden: Option<(&str, &str)>, label: &str) -> String {
     let hidden = hidden
         .map(|(n, v)| {
             format!(
@@ -70,13 +70,13 @@ pub fn button_form(hidden: Option<(&str, &str)>, label: &str) -> String {
 }
 
 /// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     text(s).into_owned()
 }
 
 /// `bob@example.com` -> `b**@example.com`: enough for the reader to
 /// recognise their address, not enough for a forwarded link to leak it.
-pub fn mask_email(email: &str) -> String {
+pub(crate) fn mask_email(email: &str) -> String {
     match email.split_once('@') {
         Some((local, domain)) => {
             let mut chars = local.chars();
@@ -89,7 +89,7 @@ pub fn mask_email(email: &str) -> String {
 }
 
 /// 404 for anything that does not verify, always the same page.
-pub fn not_found(newsletter: &str) -> Response {
+pub(crate) fn not_found(newsletter: &str) -> Response {
     page(
         StatusCode::NOT_FOUND,
         newsletter,

@@ -56,7 +56,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /subscribe` with a form or JSON body (`email`, optional `name`).
-pub async fn subscribe(
+pub(crate) async fn subscribe(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -192,7 +192,10 @@ fn verify(state: &AppState, token: &str) -> Option<i64> {
 }
 
 /// `GET /confirm/{token}`: one button; changes nothing.
-pub async fn confirm_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub(crate) async fn confirm_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Response {
     let name = &state.settings.newsletter_name;
     if verify(&state, &token).is_none() {
         return not_found(name);
@@ -206,7 +209,7 @@ pub async fn confirm_page(State(state): State<AppState>, Path(token): Path<Strin
 }
 
 /// `POST /confirm/{token}`: activates the subscriber.
-pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub(crate) async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let name = &state.settings.newsletter_name;
     let Some(id) = verify(&state, &token) else {
         return not_found(name);

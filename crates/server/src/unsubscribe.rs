@@ -15,7 +15,7 @@ fn now_unix() -> u64 {
 
 /// `GET /u/{token}`: names the newsletter and the (masked) address, and
 /// offers one button. Changes nothing.
-pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub(crate) async fn page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let name = &state.settings.newsletter_name;
     let Some(claims) = state
         .settings
@@ -64,7 +64,7 @@ pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> R
 /// or the page's own form; it is not needed to act, so it is not parsed.
 /// Answers 200 without a redirect (RFC 8058 clients do not follow one) and
 /// is idempotent.
-pub async fn unsubscribe(
+pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
     _body: Bytes,

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::AppState;
 
 /// The header that carries the signature.
-pub const SIGNATURE_HEADER: &str = "x-letterpress-signature";
+pub(crate) const SIGNATURE_HEADER: &str = "x-letterpress-signature";
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
@@ -54,7 +54,7 @@ struct UnsubscribeBody {
 }
 
 /// `{"email": "…"}` or `{"emails": ["…", …]}`.
-pub async fn unsubscribe(
+pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
@@ -103,7 +103,11 @@ struct BounceBody {
 }
 
 /// `{"email": "…", "type": "hard" | "soft" | "complaint"}`.
-pub async fn bounce(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn bounce(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err((status, message)) = authenticate(&state, &headers, &body) {
         return error(status, message);
     }

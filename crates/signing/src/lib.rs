@@ -7,13 +7,13 @@
 //! * [`verify_webhook`]: the `X-Letterpress-Signature: sha256=<hex>` header
 //!   over a webhook's raw body.
 //!
-//! Every comparison of a MAC is constant-time (`hmac`'s `verify_slice`, or
-//! `subtle`), so response timing tells an attacker nothing about how close a
-//! forgery came.
+//! Every comparison of a MAC is constant-time (`hmac`'s `verify_slice` and
+//! `verify_truncated_left`), so response timing tells an attacker nothing
+//! about how close a forgery came.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -142,7 +142,7 @@ impl Keyring {
 
 fn mac(key: &[u8], data: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     m.update(data);
     m
 }
@@ -166,12 +166,6 @@ pub fn verify_webhook(secret: &[u8], body: &[u8], header: &str) -> bool {
         return false;
     };
     mac(secret, body).verify_slice(&sig).is_ok()
-}
-
-/// HMAC-SHA256 of `data` under `key`, hex-encoded: a keyed hash for values
-/// that must be recognisable later without being stored (forgotten addresses).
-pub fn keyed_hash(key: &[u8], data: &[u8]) -> String {
-    hex::encode(mac(key, data).finalize().into_bytes())
 }
 
 #[cfg(test)]

@@ -14,6 +14,19 @@ use letterpress_store::{
     ImportRow, IssueToPublish, NewSubscriber, PublishOutcome, Store, SubscriberEmail, UpsertMode,
 };
 use sqlx::Connection;
+
+/// The parts of sqlx used here, from the driver crates the store depends
+/// on (it does not use sqlx's facade crate: see `src/db.rs`).
+mod sqlx {
+    pub(crate) use sqlx_core::connection::Connection;
+    pub(crate) use sqlx_core::query::query;
+    pub(crate) use sqlx_core::sql_str::AssertSqlSafe;
+    pub(crate) use sqlx_postgres::PgConnection;
+    pub(crate) use sqlx_sqlite::{SqliteConnection, SqlitePool};
+    pub(crate) mod sqlite {
+        pub(crate) use sqlx_sqlite::SqliteConnectOptions;
+    }
+}
 use tokio::runtime::Runtime;
 
 const IMPORT_ROWS: u64 = 100_000;

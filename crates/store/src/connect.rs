@@ -5,15 +5,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{KeyInit, Mac};
-use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
-use sqlx::sqlite::{
+use crate::db::postgres::{PgPool, PgPoolOptions, Postgres};
+use crate::db::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Database, Encode, QueryBuilder, Transaction, Type};
+use crate::db::{Database, Encode, QueryBuilder, Transaction, Type};
+use hmac::{KeyInit, Mac};
 
 use crate::StoreError;
+use crate::db;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +68,11 @@ pub(crate) trait BeginWrite {
     type Db: Database;
     fn begin_write(
         &self,
-    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, db::Error>> + Send;
     /// [`BeginWrite::begin_write`] for a large batch of writes.
     fn begin_bulk_write(
         &self,
-    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, db::Error>> + Send;
 }
 
 impl BeginWrite for SqlitePool {
@@ -82,7 +83,7 @@ impl BeginWrite for SqlitePool {
     /// mode that upgrade fails at once with SQLITE_BUSY ("database is
     /// locked") when another connection wrote meanwhile, bypassing the busy
     /// handler, because the transaction's snapshot is stale.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, db::Error> {
         self.begin_with("BEGIN IMMEDIATE").await
     }
 
@@ -90,9 +91,9 @@ impl BeginWrite for SqlitePool {
     /// 32 MiB: bulk imports insert into the email_key index in random order,
     /// and with the small default cache most of those inserts miss. Only
     /// bulk writers pay for the memory (see `SQLITE_CACHE`).
-    async fn begin_bulk_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    async fn begin_bulk_write(&self) -> Result<Transaction<'static, Sqlite>, db::Error> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("PRAGMA cache_size = -32768")
+        db::query("PRAGMA cache_size = -32768")
             .execute(&mut *tx)
             .await?;
         Ok(tx)
@@ -104,11 +105,11 @@ impl BeginWrite for PgPool {
     /// READ COMMITTED: conflicting writers wait on row locks; statements are
     /// written so that what they test in WHERE is re-checked on the newest
     /// row version (an `ON CONFLICT … WHERE`, `FOR UPDATE SKIP LOCKED`).
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, db::Error> {
         self.begin().await
     }
 
-    async fn begin_bulk_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    async fn begin_bulk_write(&self) -> Result<Transaction<'static, Postgres>, db::Error> {
         self.begin_write().await
     }
 }
@@ -215,11 +216,7 @@ impl Store {
 
     /// Applies the embedded migrations of the backend (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.pool {
-            Pool::Sqlite(p) => sqlx::migrate!("../../migrations/sqlite").run(p).await?,
-            Pool::Postgres(p) => sqlx::migrate!("../../migrations/postgres").run(p).await?,
-        }
-        Ok(())
+        crate::migrate::run(&self.pool).await
     }
 
     /// Which backend this store uses.
@@ -233,7 +230,7 @@ impl Store {
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(self, |p| {
-            sqlx::query("SELECT 1").execute(p).await?;
+            db::query("SELECT 1").execute(p).await?;
         });
         Ok(())
     }

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use crate::db::QueryBuilder;
 use chrono::{DateTime, Utc};
-use sqlx::QueryBuilder;
 use tracing::Instrument;
 
 use crate::connect::{BeginWrite, Pool, with_pool};
+use crate::db;
 use crate::model::{ClaimRow, count, from_ms, ms};
 use crate::{AttemptRecord, Claim, IssueCounts, Outcome, OutcomeKind, Store, StoreError};
 
@@ -192,7 +193,7 @@ impl Store {
             // (a row committed meanwhile is re-checked against the WHERE on
             // its newest version). One statement: select, lease and join.
             Pool::Postgres(p) => {
-                sqlx::query_as(concat!(
+                db::query_as(concat!(
                     "WITH picked AS (",
                     due_selection!(),
                     " FOR UPDATE SKIP LOCKED), claimed AS (UPDATE deliveries d SET lease_owner = $1, lease_until = $2, updated_at = $3 \
@@ -215,7 +216,7 @@ impl Store {
             // leases.
             Pool::Sqlite(p) => {
                 let mut tx = p.begin_write().await?;
-                let ids: Vec<i64> = sqlx::query_scalar(concat!(
+                let ids: Vec<i64> = db::query_scalar(concat!(
                     "UPDATE deliveries SET lease_owner = $1, lease_until = $2, updated_at = $3 WHERE id IN (",
                     due_selection!(),
                     ") RETURNING id"
@@ -301,7 +302,7 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(p) => {
                 let mut tx = p.begin_write().await?;
-                sqlx::query(SQLITE_RECORD)
+                db::query(SQLITE_RECORD)
                     .bind(&json)
                     .bind(bounced_at)
                     .execute(&mut *tx)
@@ -311,10 +312,10 @@ impl Store {
             Pool::Postgres(p) => {
                 let mut tx = p.begin_write().await?;
                 for statement in [PG_RECORD_DELIVERIES, PG_RECORD_ATTEMPTS, PG_RECORD_SENT] {
-                    sqlx::query(statement).bind(&json).execute(&mut *tx).await?;
+                    db::query(statement).bind(&json).execute(&mut *tx).await?;
                 }
                 if let Some(at) = bounced_at {
-                    sqlx::query(PG_RECORD_BOUNCED)
+                    db::query(PG_RECORD_BOUNCED)
                         .bind(&json)
                         .bind(at)
                         .execute(&mut *tx)
@@ -330,7 +331,7 @@ impl Store {
     /// each time, for an operator working out why a message went astray.
     pub async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
         let rows: Vec<(i64, String, String)> = with_pool!(self, |p| {
-            sqlx::query_as(
+            db::query_as(
                 "SELECT attempted_at, reply, outcome FROM delivery_attempts \
                  WHERE delivery_id = $1 ORDER BY id",
             )
@@ -353,7 +354,7 @@ impl Store {
     /// shutdown), so other workers may claim them at once. Returns how many.
     pub async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
         let n = with_pool!(self, |p| {
-            sqlx::query(
+            db::query(
                 "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL \
                  WHERE lease_owner = $1 AND status IN ('queued','deferred')",
             )
@@ -406,7 +407,7 @@ impl Store {
         let now = ms(Utc::now());
         type Row = (String, i64, i64, i64, i64, i64, i64, i64);
         let rows: Vec<Row> = with_pool!(self, |p| {
-            sqlx::query_as(
+            db::query_as(
                 "SELECT i.slug, COUNT(d.id), \
                  COUNT(d.id) FILTER (WHERE d.status = 'queued' AND (d.lease_until IS NULL OR d.lease_until < $2)), \
                  COUNT(d.id) FILTER (WHERE d.status = 'deferred' AND (d.lease_until IS NULL OR d.lease_until < $2)), \
@@ -445,7 +446,7 @@ impl Store {
     pub async fn retry_failed(&self, issue_id: i64, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let now = ms(now);
         let n = with_pool!(self, |p| {
-            sqlx::query(
+            db::query(
                 "UPDATE deliveries SET status = 'queued', next_attempt_at = $2, updated_at = $2 \
                  WHERE issue_id = $1 AND status = 'failed' AND subscriber_id IS NOT NULL",
             )
@@ -466,7 +467,7 @@ impl Store {
         issue_id: Option<i64>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<i64> = with_pool!(self, |p| {
-            sqlx::query_scalar(
+            db::query_scalar(
                 "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
                  THEN lease_until ELSE next_attempt_at END) \
                  FROM deliveries WHERE status IN ('queued','deferred') AND subscriber_id IS NOT NULL \

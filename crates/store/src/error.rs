@@ -1,5 +1,7 @@
 //! The one error type of the store.
 
+use crate::db;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -16,10 +18,29 @@ pub enum StoreError {
     },
     /// The database refused or failed a statement, or could not be reached.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// Applying the embedded migrations failed.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Database(#[from] db::Error),
+    /// An embedded migration failed; the schema is as it was before it.
+    #[error("migration {version} ({description}) failed: {source}")]
+    MigrationFailed {
+        /// The migration's number.
+        version: i64,
+        /// Its name.
+        description: &'static str,
+        /// What the database said.
+        source: db::Error,
+    },
+    /// The database has a migration this build does not know: it was
+    /// migrated by a newer letterpress, whose schema this one would misread.
+    #[error(
+        "the database was migrated by a newer letterpress (migration {0} is unknown to this one); run that version or newer"
+    )]
+    NewerSchema(i64),
+    /// An applied migration's file changed since it was applied.
+    #[error("migration {0} differs from the one applied to this database (checksum mismatch)")]
+    ChangedMigration(i64),
+    /// A migration was recorded as begun and not finished.
+    #[error("migration {0} was left half-applied; restore a backup or repair it by hand")]
+    DirtyMigration(i64),
     /// [`crate::Store::forget`] was called on a store without a suppression
     /// key ([`crate::Store::with_suppression_keys`]): it could not record
     /// the address in a form later checks recognise.
@@ -36,7 +57,7 @@ impl StoreError {
     /// assert on it.
     pub fn is_busy(&self) -> bool {
         match self {
-            StoreError::Database(sqlx::Error::Database(e)) => {
+            StoreError::Database(db::Error::Database(e)) => {
                 let msg = e.message();
                 msg.contains("database is locked") || msg.contains("busy")
             }

@@ -4,11 +4,11 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
+use crate::db::QueryBuilder;
+use crate::db::types::Json;
 use chrono::Utc;
 use letterpress_core::SubscriberStatus;
 use serde_json::{Map, Value};
-use sqlx::QueryBuilder;
-use sqlx::types::Json;
 use tracing::Instrument;
 
 use crate::connect::{BeginWrite, suppressed_hashes_in, with_pool};
@@ -34,7 +34,6 @@ pub(crate) struct Candidate {
 }
 
 /// An existing row, as the classification needs it.
-#[derive(sqlx::FromRow)]
 struct Existing {
     id: i64,
     email_key: String,
@@ -43,6 +42,15 @@ struct Existing {
     tags: Json<Vec<String>>,
     attributes: Json<Map<String, Value>>,
 }
+
+crate::model::from_row!(Existing {
+    id,
+    email_key,
+    name,
+    status,
+    tags,
+    attributes
+});
 
 /// A row to write.
 struct Write {

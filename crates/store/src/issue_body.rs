@@ -3,6 +3,7 @@
 //! subscribers' status right before sending, and one issue's counts.
 
 use crate::connect::{Pool, with_pool};
+use crate::db;
 use crate::{IssueCounts, Store, StoreError, SubscriberStatus};
 
 impl Store {
@@ -10,7 +11,7 @@ impl Store {
     /// [`Store::publish_issue`] saved it (`None` for an unknown issue).
     pub async fn issue_body(&self, issue_id: i64) -> Result<Option<String>, StoreError> {
         let row: Option<(Option<String>,)> = with_pool!(self, |p| {
-            sqlx::query_as("SELECT body FROM issues WHERE id = $1")
+            db::query_as("SELECT body FROM issues WHERE id = $1")
                 .bind(issue_id)
                 .fetch_optional(p)
                 .await?
@@ -34,7 +35,7 @@ impl Store {
             Pool::Sqlite(p) => {
                 let json =
                     serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                sqlx::query_as(
+                db::query_as(
                     "SELECT id, status FROM subscribers WHERE id IN (SELECT value FROM json_each($1))",
                 )
                 .bind(json)
@@ -42,7 +43,7 @@ impl Store {
                 .await?
             }
             Pool::Postgres(p) => {
-                sqlx::query_as("SELECT id, status FROM subscribers WHERE id = ANY($1)")
+                db::query_as("SELECT id, status FROM subscribers WHERE id = ANY($1)")
                     .bind(ids)
                     .fetch_all(p)
                     .await?
@@ -63,7 +64,7 @@ impl Store {
         issue_id: i64,
     ) -> Result<Option<IssueCounts>, StoreError> {
         let slug: Option<(String,)> = with_pool!(self, |p| {
-            sqlx::query_as("SELECT slug FROM issues WHERE id = $1")
+            db::query_as("SELECT slug FROM issues WHERE id = $1")
                 .bind(issue_id)
                 .fetch_optional(p)
                 .await?

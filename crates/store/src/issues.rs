@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::connect::{BeginWrite, with_pool};
+use crate::db;
 use crate::model::{IssueRow, ms};
 use crate::{IssueRecord, Store, StoreError};
 
@@ -67,7 +68,7 @@ impl Store {
             // row changed (UPDATE) or present (INSERT … DO NOTHING).
             let id: Option<i64> = match seen {
                 Some(hash) => {
-                    sqlx::query_scalar(
+                    db::query_scalar(
                         "UPDATE issues SET content_hash = $2, subject = $3, body = $4 \
                          WHERE slug = $1 AND content_hash = $5 RETURNING id",
                     )
@@ -80,7 +81,7 @@ impl Store {
                     .await?
                 }
                 None => {
-                    sqlx::query_scalar(
+                    db::query_scalar(
                         "INSERT INTO issues (slug, content_hash, subject, body, created_at) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (slug) DO NOTHING RETURNING id",
                     )
@@ -98,7 +99,7 @@ impl Store {
                 Some(issue_id) => {
                     // The WHERE clause also keeps SQLite's parser from
                     // reading ON CONFLICT as a join constraint of the SELECT.
-                    let queued = sqlx::query(
+                    let queued = db::query(
                         "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, created_at, updated_at) \
                          SELECT $1, id, 'queued', 0, $2, $2, $2 FROM subscribers WHERE status = 'active' \
                          ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
@@ -119,7 +120,7 @@ impl Store {
     /// The issue with this slug.
     pub async fn get_issue(&self, slug: &str) -> Result<Option<IssueRecord>, StoreError> {
         let row: Option<IssueRow> = with_pool!(self, |p| {
-            sqlx::query_as(
+            db::query_as(
                 "SELECT id, slug, content_hash, subject, created_at FROM issues WHERE slug = $1",
             )
             .bind(slug)

@@ -3,7 +3,7 @@
 //!
 //! [`Store::connect`] picks the backend from the URL at run time. Every
 //! statement uses bound parameters; the SQL text is either static or built by
-//! [`sqlx::QueryBuilder`] from placeholders only.
+//! [`db::QueryBuilder`] from placeholders only.
 //!
 //! Design choices that callers may rely on:
 //! - every time is stored as unix milliseconds (UTC) in an integer column on
@@ -26,11 +26,13 @@
 //!   handler).
 
 mod connect;
+mod db;
 mod deliveries;
 mod error;
 mod import;
 mod issue_body;
 mod issues;
+mod migrate;
 mod model;
 mod subscribers;
 

@@ -1,10 +1,10 @@
 //! The values that go in and out of the store, and the raw row shapes both
 //! backends decode into.
 
+use crate::db::types::Json;
 use chrono::{DateTime, TimeZone, Utc};
 use letterpress_core::{SubscriberEmail, SubscriberStatus};
 use serde_json::{Map, Value};
-use sqlx::types::Json;
 
 use crate::StoreError;
 
@@ -295,11 +295,34 @@ pub(crate) fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Implements `db::FromRow` for a struct of named columns, on both
+/// backends: each field is read from the column of the same name.
+///
+/// Written by hand because sqlx's derive needs its `macros` feature, which
+/// brings in a second generation of the RustCrypto hashes (see
+/// `migrate.rs`); for structs of plain fields this is all the derive does.
+macro_rules! from_row {
+    ($ty:ident { $($field:ident),+ $(,)? }) => {
+        impl<'r> $crate::db::FromRow<'r, $crate::db::sqlite::SqliteRow> for $ty {
+            fn from_row(row: &'r $crate::db::sqlite::SqliteRow) -> Result<Self, $crate::db::Error> {
+                use $crate::db::Row as _;
+                Ok(Self { $($field: row.try_get(stringify!($field))?),+ })
+            }
+        }
+        impl<'r> $crate::db::FromRow<'r, $crate::db::postgres::PgRow> for $ty {
+            fn from_row(row: &'r $crate::db::postgres::PgRow) -> Result<Self, $crate::db::Error> {
+                use $crate::db::Row as _;
+                Ok(Self { $($field: row.try_get(stringify!($field))?),+ })
+            }
+        }
+    };
+}
+pub(crate) use from_row;
+
 /// The columns of [`SubscriberRow`], in a SELECT list.
 pub(crate) const SUBSCRIBER_COLUMNS: &str =
     "id, email, name, status, tags, attributes, source, created_at, confirmed_at, unsubscribed_at";
 
-#[derive(sqlx::FromRow)]
 pub(crate) struct SubscriberRow {
     pub id: i64,
     pub email: String,
@@ -312,6 +335,19 @@ pub(crate) struct SubscriberRow {
     pub confirmed_at: Option<i64>,
     pub unsubscribed_at: Option<i64>,
 }
+
+from_row!(SubscriberRow {
+    id,
+    email,
+    name,
+    status,
+    tags,
+    attributes,
+    source,
+    created_at,
+    confirmed_at,
+    unsubscribed_at
+});
 
 impl TryFrom<SubscriberRow> for Subscriber {
     type Error = StoreError;
@@ -331,7 +367,6 @@ impl TryFrom<SubscriberRow> for Subscriber {
     }
 }
 
-#[derive(sqlx::FromRow)]
 pub(crate) struct IssueRow {
     pub id: i64,
     pub slug: String,
@@ -339,6 +374,14 @@ pub(crate) struct IssueRow {
     pub subject: String,
     pub created_at: i64,
 }
+
+from_row!(IssueRow {
+    id,
+    slug,
+    content_hash,
+    subject,
+    created_at
+});
 
 impl TryFrom<IssueRow> for IssueRecord {
     type Error = StoreError;
@@ -353,7 +396,6 @@ impl TryFrom<IssueRow> for IssueRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
 pub(crate) struct ClaimRow {
     pub id: i64,
     pub issue_id: i64,
@@ -364,6 +406,17 @@ pub(crate) struct ClaimRow {
     pub attempts: i64,
     pub created_at: i64,
 }
+
+from_row!(ClaimRow {
+    id,
+    issue_id,
+    subscriber_id,
+    email,
+    name,
+    status,
+    attempts,
+    created_at
+});
 
 impl TryFrom<ClaimRow> for Claim {
     type Error = StoreError;

@@ -7,6 +7,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use letterpress_core::{SubscriberEmail, SubscriberStatus, normalize_key};
 
 use crate::connect::{BeginWrite, suppressed_hashes_in, with_pool};
+use crate::db;
 use crate::model::{SUBSCRIBER_COLUMNS, SubscriberRow, count, ms, parse_status};
 use crate::{
     AddOutcome, BounceKind, NewSubscriber, PendingOutcome, Store, StoreError, Subscriber,
@@ -45,7 +46,7 @@ impl Store {
     pub async fn get_subscriber(&self, email: &str) -> Result<Option<Subscriber>, StoreError> {
         let key = normalize_key(email);
         let row: Option<SubscriberRow> = with_pool!(self, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            db::query_as(db::AssertSqlSafe(format!(
                 "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE email_key = $1"
             )))
             .bind(key)
@@ -58,7 +59,7 @@ impl Store {
     /// The subscriber with this id.
     pub async fn get_subscriber_by_id(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
         let row: Option<SubscriberRow> = with_pool!(self, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            db::query_as(db::AssertSqlSafe(format!(
                 "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = $1"
             )))
             .bind(id)
@@ -76,7 +77,7 @@ impl Store {
     ) -> Result<Vec<Subscriber>, StoreError> {
         let status = status.map(|s| s.as_str());
         let rows: Vec<SubscriberRow> = with_pool!(self, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            db::query_as(db::AssertSqlSafe(format!(
                 "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers \
                  WHERE $1 IS NULL OR status = $1 ORDER BY id"
             )))
@@ -114,7 +115,7 @@ impl Store {
 
     async fn subscriber_page(&self, after: i64) -> Result<Vec<Subscriber>, StoreError> {
         let rows: Vec<SubscriberRow> = with_pool!(self, |p| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            db::query_as(db::AssertSqlSafe(format!(
                 "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2"
             )))
             .bind(after)
@@ -134,7 +135,7 @@ impl Store {
             // One autocommit UPDATE: on SQLite a writing statement takes the
             // write lock when it starts, so it waits in the busy handler
             // instead of failing while an import batch holds the lock.
-            sqlx::query(
+            db::query(
                 "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, \
                  unsubscribe_source = $3, updated_at = $2 \
                  WHERE id = $1 AND status IN ('pending','active')",
@@ -155,7 +156,7 @@ impl Store {
         let now = ms(Utc::now());
         let key = normalize_key(email);
         let done = with_pool!(self, |p| {
-            sqlx::query(
+            db::query(
                 "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, \
                  unsubscribe_source = $3, updated_at = $2 \
                  WHERE email_key = $1 AND status IN ('pending','active')",
@@ -216,7 +217,7 @@ impl Store {
             }
         };
         let changed: Option<String> = with_pool!(self, |p| {
-            sqlx::query_scalar(sql)
+            db::query_scalar(sql)
                 .bind(&key)
                 .bind(now)
                 .bind(limit)
@@ -226,7 +227,7 @@ impl Store {
         let status = match changed {
             Some(s) => Some(s),
             None => with_pool!(self, |p| {
-                sqlx::query_scalar("SELECT status FROM subscribers WHERE email_key = $1")
+                db::query_scalar("SELECT status FROM subscribers WHERE email_key = $1")
                     .bind(&key)
                     .fetch_optional(p)
                     .await?
@@ -257,11 +258,11 @@ impl Store {
         let changed = with_pool!(self, |p| {
             let mut tx = p.begin_write().await?;
             let id: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM subscribers WHERE email_key = $1")
+                db::query_scalar("SELECT id FROM subscribers WHERE email_key = $1")
                     .bind(&email_key)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let inserted = sqlx::query(
+            let inserted = db::query(
                 "INSERT INTO suppressed_hashes (hash, reason, created_at) VALUES ($1, 'forgotten', $2) \
                  ON CONFLICT (hash) DO NOTHING",
             )
@@ -271,7 +272,7 @@ impl Store {
             .await?
             .rows_affected();
             if let Some(id) = id {
-                sqlx::query(
+                db::query(
                     "UPDATE delivery_attempts SET reply = '' \
                      WHERE delivery_id IN (SELECT id FROM deliveries WHERE subscriber_id = $1)",
                 )
@@ -280,7 +281,7 @@ impl Store {
                 .await?;
                 // Unsettled deliveries would otherwise wait forever for a
                 // subscriber that no longer exists.
-                sqlx::query(
+                db::query(
                     "UPDATE deliveries SET last_reply = CASE WHEN status IN ('queued','deferred') \
                      THEN 'subscriber forgotten' ELSE NULL END, \
                      status = CASE WHEN status IN ('queued','deferred') THEN 'skipped' ELSE status END, \
@@ -291,7 +292,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM subscribers WHERE id = $1")
+                db::query("DELETE FROM subscribers WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -336,7 +337,7 @@ impl Store {
         let found: Option<(i64, String)> = with_pool!(self, |p| {
             // DO NOTHING on conflict, then read: two signups of one address at
             // once both succeed, one of them as "still pending".
-            let inserted: Option<i64> = sqlx::query_scalar(
+            let inserted: Option<i64> = db::query_scalar(
                 "INSERT INTO subscribers (email, email_key, name, status, source, created_at, updated_at) \
                  VALUES ($1, $2, $3, 'pending', $4, $5, $5) \
                  ON CONFLICT (email_key) DO NOTHING RETURNING id",
@@ -351,7 +352,7 @@ impl Store {
             if let Some(id) = inserted {
                 return Ok(PendingOutcome::Created { id });
             }
-            sqlx::query_as("SELECT id, status FROM subscribers WHERE email_key = $1")
+            db::query_as("SELECT id, status FROM subscribers WHERE email_key = $1")
                 .bind(&key)
                 .fetch_optional(p)
                 .await?
@@ -373,7 +374,7 @@ impl Store {
     pub async fn confirm(&self, id: i64) -> Result<bool, StoreError> {
         let now = ms(Utc::now());
         let done = with_pool!(self, |p| {
-            sqlx::query(
+            db::query(
                 "UPDATE subscribers SET status = 'active', confirmed_at = $2, updated_at = $2, \
                  unsubscribed_at = NULL, unsubscribe_source = NULL, soft_bounces = 0 \
                  WHERE id = $1 AND status <> 'active'",
@@ -391,7 +392,7 @@ impl Store {
     /// included) in lifecycle order.
     pub async fn count_by_status(&self) -> Result<Vec<(SubscriberStatus, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = with_pool!(self, |p| {
-            sqlx::query_as("SELECT status, COUNT(*) FROM subscribers GROUP BY status")
+            db::query_as("SELECT status, COUNT(*) FROM subscribers GROUP BY status")
                 .fetch_all(p)
                 .await?
         });
@@ -409,7 +410,7 @@ impl Store {
     /// How many subscribers an issue would go to now (active ones).
     pub async fn count_audience(&self) -> Result<u64, StoreError> {
         let n: i64 = with_pool!(self, |p| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE status = 'active'")
+            db::query_scalar("SELECT COUNT(*) FROM subscribers WHERE status = 'active'")
                 .fetch_one(p)
                 .await?
         });

@@ -12,6 +12,17 @@ use letterpress_store::{
 };
 use sqlx::Connection;
 
+/// The parts of sqlx used here, from the driver crates the store depends
+/// on (it does not use sqlx's facade crate: see `src/db.rs`).
+mod sqlx {
+    pub(crate) use sqlx_core::connection::Connection;
+    pub(crate) use sqlx_core::query::query;
+    pub(crate) use sqlx_core::raw_sql::raw_sql;
+    pub(crate) use sqlx_core::sql_str::AssertSqlSafe;
+    pub(crate) use sqlx_postgres::PgConnection;
+    pub(crate) use sqlx_sqlite::SqliteConnection;
+}
+
 /// One database a test body runs against.
 pub struct TestDb {
     /// URL a test may connect to (several times, for several pools).
