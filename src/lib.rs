@@ -37,7 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = wiring::open_store(&config).await?;
             eprintln!(
                 "migrations applied to {}",
-                wiring::redact_url(&config.database.url)
+                letterpress_core::redact_url(&config.database.url)
             );
             store.close().await;
             Ok(ExitCode::SUCCESS)

@@ -43,24 +43,13 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let previous: Vec<&[u8]> = key.previous_keys().collect();
     let store = Store::connect(url)
         .await
-        .with_context(|| format!("database.url {}", redact_url(url)))?
+        .with_context(|| format!("database.url {}", letterpress_core::redact_url(url)))?
         .with_suppression_keys(key.current_key(), &previous);
     store
         .migrate()
         .await
-        .with_context(|| format!("migrating {}", redact_url(url)))?;
+        .with_context(|| format!("migrating {}", letterpress_core::redact_url(url)))?;
     Ok(store)
-}
-
-/// A database or SMTP URL without its password, for messages.
-pub(crate) fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// The token keyring: the current secret and any retired ones.

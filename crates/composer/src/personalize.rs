@@ -217,30 +217,15 @@ impl Personalizable {
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'`, which makes text safe both in element
-/// content and in quoted attribute values.
+/// content and in quoted attribute values (html-escape, the one escaper the
+/// workspace uses).
 pub(crate) fn escape_html_into(value: &str, out: &mut String) {
-    let mut last = 0;
-    for (i, c) in value.char_indices() {
-        let entity = match c {
-            '&' => "&amp;",
-            '<' => "&lt;",
-            '>' => "&gt;",
-            '"' => "&quot;",
-            '\'' => "&#39;",
-            _ => continue,
-        };
-        out.push_str(&value[last..i]);
-        out.push_str(entity);
-        last = i + 1;
-    }
-    out.push_str(&value[last..]);
+    html_escape::encode_quoted_attribute_to_string(value, out);
 }
 
 /// [`escape_html_into`] returning a new string.
 pub(crate) fn escape_html(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    escape_html_into(value, &mut out);
-    out
+    html_escape::encode_quoted_attribute(value).into_owned()
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
-//! Domain types that more than one letterpress crate needs.
+//! Domain types that more than one letterpress crate needs, and the one
+//! URL redactor they all print through.
 //!
 //! Types here *parse* rather than validate: a [`SubscriberEmail`] can only be
 //! built from a string that is a deliverable address, so code that holds one
 //! never has to check again.
 
 mod email;
+mod redact;
 mod status;
 
 pub use email::{InvalidEmail, SubscriberEmail, normalize_key};
+pub use redact::redact_url;
 pub use status::{SubscriberStatus, UnknownStatus};

@@ -171,7 +171,9 @@ impl Store {
             let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
             Pool::Postgres(pool)
         } else {
-            return Err(StoreError::UnsupportedUrl(redact(url)));
+            return Err(StoreError::UnsupportedUrl(letterpress_core::redact_url(
+                url,
+            )));
         };
         Ok(Store {
             pool,
@@ -268,30 +270,4 @@ where
     }
     qb.push(")");
     qb
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact("mysql://bob:secret@host/db"),
-            "mysql://bob:***@host/db"
-        );
-        assert_eq!(super::redact("nope"), "nope");
-    }
 }

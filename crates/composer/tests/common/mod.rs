@@ -46,11 +46,7 @@ pub fn attribute_urls(html: &str) -> Vec<String> {
 }
 
 pub fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    html_escape::decode_html_entities(s).into_owned()
 }
 
 /// HTML tags that must never appear in a text part.
