@@ -49,9 +49,9 @@ impl PgDb {
             .unwrap_or_else(|e| {
                 panic!(
                     "PostgreSQL at {TEST_DATABASE_URL}={shown} does not answer: {e}\n\
-                     start it, or unset {TEST_DATABASE_URL} to skip the PostgreSQL tests \
-                     (to get it: {})",
-                    Dependency::Postgres.how_to_get()
+                     start it, point {TEST_DATABASE_URL} at one that does \
+                     (e.g. postgres://postgres@127.0.0.1:5432/test), \
+                     or unset it to skip the PostgreSQL tests"
                 )
             });
         let name = format!(

@@ -132,7 +132,7 @@ pub fn decide(require: Option<&str>, dependency: Dependency, why: &str) -> Outco
         ))
     } else {
         Outcome::Skip(format!(
-            "skipped: {why} (to run this test: {how}; {VAR}={name} makes it fail instead)"
+            "skipped: {why} (needs {name}; {VAR}={name} makes this a failure)"
         ))
     }
 }
@@ -215,7 +215,6 @@ mod tests {
         match decide(None, Dependency::Dkim, "dkimpy is not installed") {
             Outcome::Skip(l) => {
                 assert!(l.starts_with("skipped: dkimpy is not installed"), "{l}");
-                assert!(l.contains("pip install dkimpy"), "{l}");
                 assert!(l.contains("LP_TEST_REQUIRE=dkim"), "{l}");
             }
             o => panic!("{o:?}"),
