@@ -25,9 +25,12 @@ run: build
 	@echo
 	@echo "Delivered messages: outbox/<slug>/*.eml   HTML preview: out/preview/email.html"
 
-## The whole test suite. PostgreSQL tests run when TEST_DATABASE_URL is set.
+## The whole test suite. A test that needs what only the Rust toolchain does
+## not bring (PostgreSQL via TEST_DATABASE_URL, dkimpy, ../shared/corpus) says
+## "skipped: ..." without it, or fails when LP_TEST_REQUIRE names it
+## (e.g. LP_TEST_REQUIRE=postgres,dkim,corpus, or all), as .ci/run does.
 test:
-	@if [ -z "$$TEST_DATABASE_URL" ]; then echo "note: TEST_DATABASE_URL is not set: PostgreSQL tests will be skipped"; fi
+	@if [ -z "$$TEST_DATABASE_URL" ]; then echo "note: TEST_DATABASE_URL is not set: PostgreSQL tests will be skipped (or fail, if LP_TEST_REQUIRE names postgres)"; fi
 	$(CARGO) test --workspace
 
 ## Criterion benchmarks for functions, then the end-to-end delivery bench.

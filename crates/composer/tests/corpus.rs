@@ -1,4 +1,5 @@
-//! Every issue of the real corpus (when `../shared/corpus` exists) composes, keeps
+//! Every issue of the real corpus (`../shared/corpus`, beside the checkout;
+//! `LP_TEST_REQUIRE=corpus` makes its absence a failure) composes, keeps
 //! every absolute link in both parts, has no HTML in its text and stays under 102 KB.
 
 mod common;
@@ -6,11 +7,21 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use letterpress_composer::Recipient;
+use letterpress_testkit::{Dependency, require};
 use pulldown_cmark::{Event, Parser, Tag};
 
+/// `../shared/corpus` beside the checkout; `None` when it is missing and
+/// the test is skipped (see the kit's `LP_TEST_REQUIRE` switch).
 fn corpus() -> Option<PathBuf> {
     let dir = common::manifest().join("../../../shared/corpus");
-    dir.is_dir().then_some(dir)
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    require::missing(
+        Dependency::Corpus,
+        &format!("the corpus is not at {}", dir.display()),
+    );
+    None
 }
 
 /// The issue source with `include_md` shortcodes replaced by the files (test-side, simply).
@@ -44,7 +55,6 @@ fn absolute_urls(markdown: &str) -> Vec<String> {
 #[test]
 fn every_corpus_issue_composes() {
     let Some(corpus) = corpus() else {
-        println!("skipped: ../shared/corpus not found");
         return;
     };
     let root = corpus.join("rust-trends");
@@ -123,7 +133,6 @@ fn every_corpus_issue_composes() {
 #[test]
 fn corpus_relative_image_resolves_against_issue_url() {
     let Some(corpus) = corpus() else {
-        println!("skipped: ../shared/corpus not found");
         return;
     };
     let root = corpus.join("rust-trends");

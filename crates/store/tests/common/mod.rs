@@ -1,27 +1,14 @@
-//! Runs each test body against a fresh SQLite file and, when
-//! `TEST_DATABASE_URL` is set, a fresh PostgreSQL database of its own (so
-//! tests run in parallel).
+//! Runs each test body against a fresh SQLite file and a fresh PostgreSQL
+//! database of its own (so tests run in parallel), made by the test kit.
 
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use letterpress_store::{
     ImportRow, IssueToPublish, NewSubscriber, PublishOutcome, Store, SubscriberEmail, UpsertMode,
 };
-use sqlx::Connection;
-
-/// The parts of sqlx used here, from the driver crates the store depends
-/// on (it does not use sqlx's facade crate: see `src/db.rs`).
-mod sqlx {
-    pub(crate) use sqlx_core::connection::Connection;
-    pub(crate) use sqlx_core::query::query;
-    pub(crate) use sqlx_core::raw_sql::raw_sql;
-    pub(crate) use sqlx_core::sql_str::AssertSqlSafe;
-    pub(crate) use sqlx_postgres::PgConnection;
-    pub(crate) use sqlx_sqlite::SqliteConnection;
-}
+use letterpress_testkit::PgDb;
 
 /// One database a test body runs against.
 pub struct TestDb {
@@ -40,39 +27,9 @@ impl TestDb {
     }
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn unique_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "lp_store_test_{}_{}_{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
-}
-
-/// The URL with its database name replaced.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let prefix = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{prefix}/{db}?{q}"),
-        None => format!("{prefix}/{db}"),
-    }
-}
-
-/// Runs `body` on SQLite, then on PostgreSQL if `TEST_DATABASE_URL` is set.
+/// Runs `body` on SQLite, then on a PostgreSQL database of its own (the
+/// kit's [`PgDb`]: skipped, saying so, without `TEST_DATABASE_URL`, unless
+/// `LP_TEST_REQUIRE` names `postgres`).
 pub async fn each_backend<F, Fut>(body: F)
 where
     F: Fn(TestDb) -> Fut,
@@ -86,38 +43,12 @@ where
     })
     .await;
 
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(admin) if !admin.trim().is_empty() => {
-            let name = unique_name();
-            let mut conn = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("connect to TEST_DATABASE_URL");
-            // The name is generated here from digits and underscores: an
-            // identifier cannot be a bound parameter.
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            body(TestDb {
-                url: with_database(&admin, &name),
-                label: "postgres",
-            })
-            .await;
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-        _ => {
-            // Straight to stderr, past the test harness's output capture, so
-            // a run without PostgreSQL says so.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped postgres: TEST_DATABASE_URL not set"
-            );
-        }
+    if let Some(db) = PgDb::create().await {
+        body(TestDb {
+            url: db.url.clone(),
+            label: "postgres",
+        })
+        .await;
     }
 }
 
@@ -186,23 +117,5 @@ pub async fn publish(store: &Store, slug: &str, now: chrono::DateTime<chrono::Ut
 /// Runs statements on the test database outside the store (schema changes
 /// a test makes to provoke a failure).
 pub async fn execute(db: &TestDb, statements: &[&str]) {
-    if db.label == "sqlite" {
-        let mut conn = sqlx::SqliteConnection::connect(&db.url)
-            .await
-            .expect("connect");
-        for s in statements {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*s))
-                .execute(&mut conn)
-                .await
-                .expect(s);
-        }
-    } else {
-        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-        for s in statements {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*s))
-                .execute(&mut conn)
-                .await
-                .expect(s);
-        }
-    }
+    letterpress_testkit::sql::execute(&db.url, statements).await;
 }

@@ -10,15 +10,8 @@
 //! "Started" is the MAIL FROM of the message's SMTP transaction: a message
 //! already in its transaction when the unsubscribe is answered cannot be
 //! called back, and is counted but allowed. Both instants come from one
-//! monotonic clock: the HTTP client and the SMTP server run in this process.
-//! Its own binary, so it does not share the two cores with other tests.
-
-#![cfg(unix)]
-
-#[path = "support/server.rs"]
-mod server;
-#[path = "support/smtp.rs"]
-mod smtp;
+//! monotonic clock: the HTTP client and the SMTP server run in this process,
+//! the server on a thread of its own so that its instants are not late.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,38 +19,21 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use letterpress_signing::Purpose;
+use letterpress_testkit::{SmtpServer, WAIT, client};
 use rand::seq::SliceRandom;
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
-use server::{Lp, client};
-use smtp::SmtpServer;
+
+use crate::lp;
 
 const SUBSCRIBERS: usize = 2_000;
 const ROUNDS: usize = 5;
 const CONCURRENCY: usize = 32;
 
-/// The SMTP server on a runtime of its own, so that the instants it
-/// records are not late for want of a turn on the test's busy runtime.
-fn smtp_on_its_own_thread() -> SmtpServer {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("SMTP runtime");
-        runtime.block_on(async move {
-            let _ = tx.send(SmtpServer::start().await);
-            // Serves until the test process ends.
-            std::future::pending::<()>().await;
-        });
-    });
-    rx.recv().expect("SMTP server started")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_click_unsubscribes_under_load_win_against_a_running_send() {
-    let smtp = smtp_on_its_own_thread();
-    let mut lp = Lp::new().with_smtp(smtp.port);
+    let smtp = SmtpServer::start_on_its_own_thread();
+    let mut lp = lp().with_smtp(smtp.port);
     lp.set("LETTERPRESS_DELIVERY__RATE_PER_SECOND", "200");
     let csv: String = (0..SUBSCRIBERS)
         .map(|i| format!("reader{i}@example.com\n"))
@@ -134,7 +110,7 @@ async fn one_click_unsubscribes_under_load_win_against_a_running_send() {
         &failures[..failures.len().min(5)]
     );
 
-    let out = tokio::time::timeout(server::WAIT, send)
+    let out = tokio::time::timeout(WAIT, send)
         .await
         .expect("send finishes")
         .unwrap()

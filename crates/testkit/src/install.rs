@@ -1,26 +1,26 @@
-//! A letterpress installation for the end-to-end tests of `letterpress
-//! serve`: its own temp directory, SQLite file (or PostgreSQL database),
-//! config by `LETTERPRESS_*` variables, the built binary run as a user runs
-//! it, and a handle on a running `serve` that knows its address and keeps
-//! what it printed on stderr.
+//! A letterpress installation for the end-to-end tests: its own temp
+//! directory, SQLite file (or PostgreSQL database), configuration by
+//! `LETTERPRESS_*` variables only (an empty `letterpress.toml`, the
+//! environment cleared), the built binary run as a user runs it, and a
+//! handle on a running `serve`, `send` or `worker` that keeps what it
+//! printed on stderr.
 //!
-//! The server is started with `server.bind = 127.0.0.1:0` and tells its
-//! port on stderr (`listening on http://ADDR`), so tests run in parallel
-//! without guessing free ports.
-
-#![allow(dead_code)]
+//! `serve` is started with `server.bind = 127.0.0.1:0` and tells its port
+//! on stderr (`listening on http://ADDR`), so tests run in parallel without
+//! guessing free ports.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use letterpress_signing::{Keyring, Purpose};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
+
+use crate::WAIT;
 
 /// The token secret every test installation uses.
 pub const SECRET: &str = "serve-test-secret-0123456789abcdef0123456789";
@@ -32,24 +32,20 @@ pub const NEWSLETTER: &str = "Ferris Weekly";
 /// token from the link and ask the real (port 0) server.
 pub const PUBLIC_URL: &str = "https://news.example.test";
 
-/// How long any single wait in these tests may take before it fails.
-pub const WAIT: Duration = Duration::from_secs(60);
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// A throwaway installation.
 pub struct Lp {
+    bin: PathBuf,
     dir: tempfile::TempDir,
     vars: BTreeMap<String, String>,
 }
 
 impl Lp {
-    /// SQLite in a fresh temp dir, the file transport, no SMTP.
-    pub fn new() -> Lp {
+    /// An installation of the binary `bin` (a root test passes
+    /// `env!("CARGO_BIN_EXE_letterpress")`): SQLite in a fresh temp dir,
+    /// the file transport, no SMTP, the content root the temp dir.
+    pub fn new(bin: impl Into<PathBuf>) -> Lp {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("none.toml"), "").expect("empty config");
+        std::fs::write(dir.path().join("letterpress.toml"), "").expect("empty config");
         std::fs::create_dir_all(dir.path().join("issues")).expect("issues dir");
         let p = |s: &str| dir.path().join(s).display().to_string();
         let mut vars = BTreeMap::new();
@@ -73,7 +69,10 @@ impl Lp {
             ("LETTERPRESS_CONTENT__ROOT", p("")),
             (
                 "LETTERPRESS_CONTENT__TEMPLATE",
-                repo().join("templates/default.mjml").display().to_string(),
+                crate::repo()
+                    .join("templates/default.mjml")
+                    .display()
+                    .to_string(),
             ),
             ("LETTERPRESS_SCHEDULE__ISSUES_DIR", p("issues")),
             ("LETTERPRESS_DELIVERY__OUTBOX_DIR", p("outbox")),
@@ -85,7 +84,11 @@ impl Lp {
         ] {
             vars.insert(k.to_string(), v);
         }
-        Lp { dir, vars }
+        Lp {
+            bin: bin.into(),
+            dir,
+            vars,
+        }
     }
 
     /// Delivers over SMTP to the test server on `port`.
@@ -104,6 +107,12 @@ impl Lp {
         self
     }
 
+    /// Takes issues' shortcode paths relative to `root` (`content.root`).
+    pub fn with_content_root(mut self, root: &Path) -> Lp {
+        self.set("LETTERPRESS_CONTENT__ROOT", &root.display().to_string());
+        self
+    }
+
     /// Sets one variable.
     pub fn set(&mut self, key: &str, value: &str) -> &mut Lp {
         self.vars.insert(key.to_string(), value.to_string());
@@ -117,11 +126,11 @@ impl Lp {
 
     /// `letterpress ARGS` with this installation's environment only.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_letterpress"));
+        let mut c = Command::new(&self.bin);
         c.current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("LETTERPRESS_CONFIG", self.path("none.toml"))
+            .env("LETTERPRESS_CONFIG", self.path("letterpress.toml"))
             .envs(&self.vars)
             .args(args)
             .stdin(Stdio::null())
@@ -160,13 +169,18 @@ impl Lp {
         serde_json::from_slice(&out.stdout).expect("list --json is a JSON array")
     }
 
-    /// The status of one address as `subscribers list --json` tells it.
+    /// The status of one address (in any letter case) as `subscribers
+    /// list --json` tells it; `None` when it is not on the list.
     pub async fn status_of(&self, email: &str) -> Option<String> {
         self.subscribers()
             .await
             .into_iter()
-            .find(|s| s["email"].as_str() == Some(email))
-            .and_then(|s| s["status"].as_str().map(String::from))
+            .find(|s| {
+                s["email"]
+                    .as_str()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
+            })
+            .map(|s| s["status"].as_str().unwrap_or_default().to_string())
     }
 
     /// Every address with its status.
@@ -380,168 +394,5 @@ impl Served {
             let _ = tokio::time::timeout(WAIT, r).await;
         }
         (status, self.lines())
-    }
-}
-
-/// An HTTP client that does what a mailbox provider does: no redirects
-/// followed, no proxies.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .expect("HTTP client")
-}
-
-/// Polls `check` until it gives a value (bounded by [`WAIT`]). For state
-/// that announces no event of its own: the database, `/metrics`.
-pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A header of a raw message, unfolded; the first one of that name.
-pub fn header(message: &str, name: &str) -> Option<String> {
-    let head = message
-        .split("\r\n\r\n")
-        .next()
-        .unwrap_or(message)
-        .replace("\r\n ", " ")
-        .replace("\r\n\t", " ")
-        .replace("\n ", " ");
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-    })
-}
-
-/// The token of a `…/{prefix}/TOKEN` link.
-pub fn token_after(text: &str, prefix: &str) -> Option<String> {
-    let start = text.find(prefix)? + prefix.len();
-    let token: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-        .collect();
-    (!token.is_empty()).then_some(token)
-}
-
-/// The unsubscribe token in a message's `List-Unsubscribe` header.
-pub fn list_unsubscribe_token(message: &str) -> String {
-    let h = header(message, "List-Unsubscribe").expect("List-Unsubscribe header");
-    assert!(
-        h.contains(&format!("<{PUBLIC_URL}/u/")),
-        "List-Unsubscribe points at server.public_url: {h}"
-    );
-    token_after(&h, "/u/").expect("a token in List-Unsubscribe")
-}
-
-/// The decoded body of a single-part message (7bit, quoted-printable or base64).
-pub fn text_body(message: &str) -> String {
-    let (_, body) = message
-        .split_once("\r\n\r\n")
-        .or_else(|| message.split_once("\n\n"))
-        .unwrap_or(("", message));
-    let encoding = header(message, "Content-Transfer-Encoding")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match encoding.as_str() {
-        "base64" => {
-            use base64::Engine;
-            let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .expect("base64 body");
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        "quoted-printable" => {
-            let joined = body.replace("=\r\n", "").replace("=\n", "");
-            let mut out = Vec::new();
-            let b = joined.as_bytes();
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] == b'='
-                    && i + 2 < b.len()
-                    && let Ok(v) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-                {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                out.push(b[i]);
-                i += 1;
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        }
-        _ => body.to_string(),
-    }
-}
-
-/// A PostgreSQL database of its own for one test, when `TEST_DATABASE_URL`
-/// is set; `None` (after saying so) otherwise.
-pub struct PgDb {
-    admin: String,
-    name: String,
-    /// The database's URL.
-    pub url: String,
-}
-
-impl PgDb {
-    /// Creates `lp_serve_<random>`.
-    pub async fn create() -> Option<PgDb> {
-        use sqlx::Connection;
-        let admin = match std::env::var("TEST_DATABASE_URL") {
-            Ok(u) if !u.trim().is_empty() => u,
-            _ => {
-                // Straight to stderr, past the harness's capture, so a run
-                // without PostgreSQL says so.
-                use std::io::Write;
-                let _ = writeln!(std::io::stderr(), "skipped: TEST_DATABASE_URL not set");
-                return None;
-            }
-        };
-        let name = format!(
-            "lp_serve_{}_{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        // The name is made here of digits, letters and underscores: an
-        // identifier cannot be a bound parameter.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Some(PgDb {
-            admin,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    /// Drops the database (its connections too).
-    pub async fn drop_db(self) {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
     }
 }

@@ -1,24 +1,18 @@
 //! Scheduled delivery end to end: issue files with `send_at` in
 //! `schedule.issues_dir`, sent by `letterpress serve` (catch-up at start and
-//! cron ticks) or by `letterpress send --due`, to the in-process SMTP
-//! server. Every active subscriber gets exactly one copy; drafts and issues
+//! cron ticks) or by `letterpress send --due`, to the kit's SMTP
+//! relay. Every active subscriber gets exactly one copy; drafts and issues
 //! whose time has not come get none.
 //!
 //! The cron test uses a 6-field line (seconds first) so it takes seconds,
 //! not the minute a `* * * * *` line could make it wait.
 
-#![cfg(unix)]
-
-#[path = "support/server.rs"]
-mod server;
-#[path = "support/smtp.rs"]
-mod smtp;
-
 use std::collections::HashMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use server::{Lp, PgDb, eventually};
-use smtp::SmtpServer;
+use letterpress_testkit::{Lp, PgDb, SmtpServer, eventually, header};
+
+use crate::lp;
 
 const PAST: &str = "send_at = \"2020-01-01T00:00:00Z\"";
 const FUTURE: &str = "send_at = \"2099-01-01T00:00:00Z\"";
@@ -87,7 +81,7 @@ async fn slugs(lp: &Lp) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_catches_up_on_due_issues_once_and_leaves_drafts_and_future_ones() {
     let smtp = SmtpServer::start().await;
-    let mut lp = Lp::new().with_smtp(smtp.port);
+    let mut lp = lp().with_smtp(smtp.port);
     // The scheduler says when a tick is over, so a restart can be judged.
     lp.set(
         "LETTERPRESS_LOG",
@@ -117,7 +111,7 @@ async fn serve_catches_up_on_due_issues_once_and_leaves_drafts_and_future_ones()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issue_that_comes_due_while_serving_goes_out_at_the_next_cron_tick() {
     let smtp = SmtpServer::start().await;
-    let mut lp = Lp::new().with_smtp(smtp.port);
+    let mut lp = lp().with_smtp(smtp.port);
     lp.set("LETTERPRESS_SCHEDULE__CRON", "*/2 * * * * *");
     let emails = import(&lp, "reader", 4).await;
     // Whole seconds: the Date header that proves when it went out has no more.
@@ -131,7 +125,7 @@ async fn an_issue_that_comes_due_while_serving_goes_out_at_the_next_cron_tick() 
     serve_until_sent(&lp, &smtp, &emails, "soon").await;
     assert_eq!(copies_of(&smtp, &emails), once_each(&emails));
     for r in smtp.received() {
-        let date = server::header(&r.data, "Date").expect("Date header");
+        let date = header(&r.data, "Date").expect("Date header");
         let date = DateTime::parse_from_rfc2822(&date).expect("RFC 2822 date");
         assert!(
             date >= send_at,
@@ -144,7 +138,7 @@ async fn an_issue_that_comes_due_while_serving_goes_out_at_the_next_cron_tick() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_due_without_a_daemon_sends_due_issues_once() {
     let smtp = SmtpServer::start().await;
-    let lp = Lp::new().with_smtp(smtp.port);
+    let lp = lp().with_smtp(smtp.port);
     let emails = import(&lp, "reader", 3).await;
     lp.write_issue("issues", "due-one", PAST);
     lp.write_issue("issues", "due-two", "send_at = \"2021-06-01 09:00\"");
@@ -167,7 +161,7 @@ async fn two_servers_on_one_postgres_send_each_subscriber_one_copy() {
         return;
     };
     let smtp = SmtpServer::start().await;
-    let mut lp = Lp::new().with_smtp(smtp.port).with_database(&db.url);
+    let mut lp = lp().with_smtp(smtp.port).with_database(&db.url);
     // Both schedulers tick every second, so they race on every tick.
     lp.set("LETTERPRESS_SCHEDULE__CRON", "* * * * * *");
     let emails = import(&lp, "reader", 40).await;
@@ -193,5 +187,49 @@ async fn two_servers_on_one_postgres_send_each_subscriber_one_copy() {
         "each subscriber one copy of each issue"
     );
     assert_eq!(smtp.received().len(), 80);
-    db.drop_db().await;
+}
+
+/// Publishing is one transaction: a scheduled issue whose enqueue fails is
+/// not recorded (which the scheduler would take for "sent"), and it goes
+/// out on a later tick once the cause is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_issue_whose_enqueue_fails_is_sent_on_a_later_tick() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = lp().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_SCHEDULE__CRON", "* * * * * *");
+    let emails = import(&lp, "reader", 3).await;
+    lp.write_issue("issues", "due", PAST);
+    // The database refuses new deliveries, as a full disk would.
+    let db = format!("sqlite://{}", lp.path("lp.db").display());
+    letterpress_testkit::sql::execute(
+        &db,
+        &[
+            "CREATE TRIGGER refuse_deliveries BEFORE INSERT ON deliveries \
+           BEGIN SELECT RAISE(ABORT, 'no room for deliveries'); END",
+        ],
+    )
+    .await;
+
+    let served = lp.serve().await;
+    served
+        .wait_for_line("a failed scheduler tick", |l| {
+            l.contains("scheduler tick failed") && l.contains("no room for deliveries")
+        })
+        .await;
+    assert_eq!(
+        slugs(&lp).await,
+        Vec::<String>::new(),
+        "a failed publish records no issue, so the issue is still due"
+    );
+    assert!(smtp.received().is_empty());
+
+    letterpress_testkit::sql::execute(&db, &["DROP TRIGGER refuse_deliveries"]).await;
+    smtp.wait_until("a copy for everyone", |s| {
+        copies_of(s, &emails).len() == emails.len()
+    })
+    .await;
+    settled(&lp, "due", 3).await;
+    served.stop_ok().await;
+    assert_eq!(copies_of(&smtp, &emails), once_each(&emails));
+    assert_eq!(slugs(&lp).await, ["due"]);
 }

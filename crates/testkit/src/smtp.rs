@@ -7,8 +7,6 @@
 //! the scripted failures (drop mid-transaction, stall, 421) are the point,
 //! and the embeddable servers on crates.io cannot produce them.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,8 +18,11 @@ use tokio::sync::Notify;
 /// One message the server accepted (a 250 after DATA).
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The envelope sender (MAIL FROM), without the angle brackets.
     pub mail_from: String,
+    /// The envelope recipients whose RCPT TO was accepted.
     pub rcpt_to: Vec<String>,
+    /// The message as sent, dot-stuffing undone.
     pub data: String,
     /// When its transaction began (MAIL FROM was read), on the test
     /// process's monotonic clock.
@@ -33,6 +34,7 @@ pub struct Received {
 /// What to do with a recipient.
 #[derive(Debug, Clone)]
 pub enum Behavior {
+    /// Accept the recipient and the message.
     Accept,
     /// Reply to RCPT TO with this line, e.g. "550 5.1.1 no such user".
     RcptReply(String),
@@ -87,6 +89,7 @@ struct State {
 /// A running server; dropped with the test's runtime.
 #[derive(Clone)]
 pub struct SmtpServer {
+    /// The loopback port it listens on.
     pub port: u16,
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
@@ -95,6 +98,8 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
+    /// Listens on a free loopback port and serves every connection on
+    /// the current runtime.
     pub async fn start() -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().unwrap().port();
@@ -116,8 +121,23 @@ impl SmtpServer {
         server
     }
 
-    pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+    /// [`SmtpServer::start`] on a runtime of its own thread, so that the
+    /// instants it records ([`Received::started`], [`Received::at`]) are
+    /// not late for want of a turn on a busy test runtime. It serves until
+    /// the test process ends.
+    pub fn start_on_its_own_thread() -> SmtpServer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("SMTP runtime");
+            runtime.block_on(async move {
+                let _ = tx.send(SmtpServer::start().await);
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("SMTP server started")
     }
 
     /// Recipients containing `needle` get `behavior` (on their first `times` attempts).
@@ -129,6 +149,8 @@ impl SmtpServer {
         });
     }
 
+    /// Calls `f` with each recipient when its RCPT TO arrives, on a
+    /// blocking thread, before the reply: the client waits while it runs.
     pub fn on_rcpt(&self, f: impl Fn(&str) + Send + Sync + 'static) {
         self.state.lock().unwrap().on_rcpt = Some(Arc::new(f));
     }
@@ -170,6 +192,7 @@ impl SmtpServer {
         self.state.lock().unwrap().held
     }
 
+    /// Every message accepted so far, in order.
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -203,7 +226,7 @@ impl SmtpServer {
 
     /// Waits (event-driven, bounded) until `cond` holds for the server state.
     pub async fn wait_until(&self, what: &str, cond: impl Fn(&SmtpServer) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
         loop {
             let notified = self.changed.notified();
             if cond(self) {

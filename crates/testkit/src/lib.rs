@@ -1,0 +1,51 @@
+//! The test kit every letterpress test binary uses: a new test is a few
+//! lines of scenario over it, not a new harness.
+//!
+//! - [`Lp`]: a throwaway installation (temp dir, SQLite file or a
+//!   PostgreSQL database, configuration by `LETTERPRESS_*` variables only)
+//!   that runs the built binary as a user runs it, and [`Served`], a running
+//!   `serve`, `send` or `worker` with its stderr lines and signals.
+//! - [`SmtpServer`]: the scripted relay that can defer, drop, stall, hold
+//!   replies and refuse a repeated EHLO.
+//! - [`PgDb`]: a PostgreSQL database of its own per test, and [`sql`] to
+//!   run statements on a test database from outside letterpress.
+//! - [`quoted_printable::decode`]: a strict RFC 2045 decoder.
+//! - [`Dkimpy`]: an independent DKIM verifier (Python's dkimpy).
+//! - [`client`], [`eventually`], and the header and token helpers of [`mail`].
+//! - [`require`]: the `LP_TEST_REQUIRE` switch. When something a test needs
+//!   is missing, [`require::missing`] decides, for every test alike, whether
+//!   the test fails or says `skipped:` and returns.
+//!
+//! The binary's path (`env!("CARGO_BIN_EXE_letterpress")`) is known only to
+//! the root package's tests, so they hand it to [`Lp::new`].
+
+#![warn(missing_docs)]
+
+mod dkim;
+mod install;
+pub mod mail;
+mod postgres;
+pub mod quoted_printable;
+pub mod require;
+mod smtp;
+pub mod sql;
+mod wait;
+
+pub use dkim::Dkimpy;
+pub use install::{Lp, NEWSLETTER, PUBLIC_URL, SECRET, Served, WEBHOOK_SECRET};
+pub use mail::{header, list_unsubscribe_token, text_body, token_after};
+pub use postgres::PgDb;
+pub use require::Dependency;
+pub use smtp::{Behavior, Received, SmtpServer};
+pub use wait::{WAIT, client, eventually};
+
+use std::path::PathBuf;
+
+/// The root of the letterpress checkout (where `templates/` is).
+pub fn repo() -> PathBuf {
+    let kit = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    kit.parent()
+        .and_then(|crates| crates.parent())
+        .expect("the kit lives in crates/testkit")
+        .to_path_buf()
+}

@@ -1,0 +1,48 @@
+//! Statements run on a test database from outside letterpress, as an
+//! operator's `sqlite3` or `psql` would: schema changes a test makes to
+//! provoke a failure, and the kit's own database bookkeeping.
+//!
+//! Through sqlx's driver crates, as the store uses them (not the `sqlx`
+//! facade, which would bring back the second RustCrypto generation the
+//! store avoids; see `crates/store/src/db.rs`).
+
+use sqlx_core::connection::Connection;
+use sqlx_core::sql_str::AssertSqlSafe;
+
+pub(crate) use sqlx_postgres::PgConnection;
+
+/// Runs `statements` in order on the database at `url` (`sqlite://…` or
+/// `postgres://…`), each as it is; panics naming the one that fails.
+pub async fn execute(url: &str, statements: &[&str]) {
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx_sqlite::SqliteConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        for s in statements {
+            sqlx_core::raw_sql::raw_sql(AssertSqlSafe(*s))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        let _ = conn.close().await;
+    } else {
+        let mut conn = PgConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to the test database: {e}"));
+        for s in statements {
+            sqlx_core::raw_sql::raw_sql(AssertSqlSafe(*s))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        let _ = conn.close().await;
+    }
+}
+
+/// One statement of the kit's own, on an open PostgreSQL connection.
+pub(crate) async fn pg(conn: &mut PgConnection, statement: String) -> Result<(), sqlx_core::Error> {
+    sqlx_core::query::query(AssertSqlSafe(statement))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

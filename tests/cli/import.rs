@@ -1,0 +1,181 @@
+//! `subscribers import` and `export`: messy CSV files, round trips, other
+//! tools' exports.
+
+use std::fmt::Write as _;
+
+use crate::{lp, stderr};
+
+/// The awkward CSV of the issue: BOM, CRLF, quoted commas and newlines,
+/// bad addresses, a wrong field count, a duplicate in other letter case.
+fn messy_csv(rows: usize) -> (String, usize) {
+    let mut csv = String::from("\u{feff}Email Address,First Name,Last Name,TAGS,City\r\n");
+    let mut valid = 0;
+    for i in 0..rows {
+        match i {
+            10 => csv.push_str("bob@,Bob,Broken,,Nowhere\r\n"),
+            20 => csv.push_str("only-two-fields@example.com,Two\r\n"),
+            30 => csv.push_str("USER5@EXAMPLE.COM,Dup,Licate,,Elsewhere\r\n"),
+            40 => csv.push_str("not an address,Sp,Ace,,X\r\n"),
+            50 => csv.push_str("Suppressed@Example.com,Back,Again,,Here\r\n"),
+            _ => {
+                valid += 1;
+                let _ = write!(
+                    csv,
+                    "user{i}@example.com,\"Smith, {i}\",\"Multi\r\nLine\",\"rust,news\",City {i}\r\n"
+                );
+            }
+        }
+    }
+    (csv, valid)
+}
+
+#[tokio::test]
+async fn import_keeps_every_valid_row_and_reports_bad_lines() {
+    let lp = lp();
+    lp.ok(&[
+        "subscribers",
+        "add",
+        "suppressed@example.com",
+        "--name",
+        "Original",
+    ])
+    .await;
+    lp.ok(&["subscribers", "remove", "suppressed@example.com"])
+        .await;
+    let (csv, valid) = messy_csv(100_000);
+    std::fs::write(lp.path("list.csv"), &csv).unwrap();
+    // Dry run first: validates, counts, writes nothing.
+    let err = lp
+        .ok(&["subscribers", "import", "list.csv", "--dry-run"])
+        .await;
+    assert!(err.contains(&format!("{valid} added")), "{err}");
+    assert_eq!(lp.subscribers().await.len(), 1, "dry run wrote nothing");
+
+    let err = lp.ok(&["subscribers", "import", "list.csv"]).await;
+    assert!(err.contains(&format!("{valid} added")), "{err}");
+    assert!(
+        err.contains("1 suppressed") && err.contains("4 rejected"),
+        "{err}"
+    );
+    // Each record spans two physical lines (a quoted newline): record i starts at line 2 + 2*i,
+    // except that the bad rows are one line long. Check the messages name the right lines.
+    assert!(
+        err.contains("line 22: \"bob@\" is not a valid email address"),
+        "{err}"
+    );
+    assert!(err.contains("expected 5 fields, found 2"), "{err}");
+    assert!(err.contains("line 60: duplicate of line 12"), "{err}");
+    assert!(
+        err.contains("\"not an address\" is not a valid email address"),
+        "{err}"
+    );
+
+    let list = lp.subscribers().await;
+    assert_eq!(list.len(), valid + 1);
+    let suppressed = list
+        .iter()
+        .find(|s| s["email"] == "suppressed@example.com")
+        .unwrap();
+    assert_eq!(
+        suppressed["status"], "unsubscribed",
+        "an import never reactivates"
+    );
+    assert_eq!(
+        suppressed["name"], "Original",
+        "nor changes a suppressed row"
+    );
+    let s = list
+        .iter()
+        .find(|s| s["email"] == "user7@example.com")
+        .unwrap();
+    assert_eq!(s["name"], "Smith, 7 Multi\r\nLine");
+    assert_eq!(s["tags"], serde_json::json!(["rust", "news"]));
+    assert_eq!(s["status"], "active");
+
+    // Importing again changes nothing.
+    let err = lp.ok(&["subscribers", "import", "list.csv"]).await;
+    assert!(
+        err.contains(&format!("0 added, 0 updated, {valid} unchanged")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn export_then_import_into_an_empty_store_round_trips() {
+    let a = lp();
+    std::fs::write(
+        a.path("l.csv"),
+        "email,name,tags,status,plan\n\
+         one@example.com,\"One, Esq.\",\"a,b\",active,pro\n\
+         two@bücher.de,Zwei,,unsubscribed,\n\
+         three@example.com,,x,bounced,free\n\
+         four@example.com,Four,,pending,\n",
+    )
+    .unwrap();
+    a.ok(&["subscribers", "import", "l.csv"]).await;
+    a.ok(&["subscribers", "export", "--out", "export.csv"])
+        .await;
+
+    let b = lp();
+    std::fs::copy(a.path("export.csv"), b.path("export.csv")).unwrap();
+    b.ok(&["subscribers", "import", "export.csv"]).await;
+    let key = |v: &serde_json::Value| {
+        (
+            v["email"].clone(),
+            v["name"].clone(),
+            v["status"].clone(),
+            v["tags"].clone(),
+            v["attributes"].clone(),
+        )
+    };
+    let mut left: Vec<_> = a.subscribers().await.iter().map(key).collect();
+    let mut right: Vec<_> = b.subscribers().await.iter().map(key).collect();
+    left.sort_by_key(|k| k.0.to_string());
+    right.sort_by_key(|k| k.0.to_string());
+    assert_eq!(left.len(), 4);
+    assert_eq!(left, right);
+}
+
+#[tokio::test]
+async fn listmonk_export_imports_as_is() {
+    let lp = lp();
+    std::fs::write(
+        lp.path("listmonk.csv"),
+        "uuid,email,name,attributes,status,created_at,updated_at\n\
+         5e0c,ada@example.com,Ada,\"{\"\"city\"\": \"\"London\"\"}\",enabled,2024-01-01,2024-01-02\n\
+         6f1d,bob@example.com,Bob,{},blocklisted,2024-01-01,2024-01-02\n",
+    )
+    .unwrap();
+    lp.ok(&["subscribers", "import", "listmonk.csv"]).await;
+    let list = lp.subscribers().await;
+    let ada = list
+        .iter()
+        .find(|s| s["email"] == "ada@example.com")
+        .unwrap();
+    assert_eq!(ada["status"], "active");
+    assert_eq!(ada["attributes"]["city"], "London");
+    assert!(
+        ada["attributes"].get("uuid").is_none(),
+        "bookkeeping columns are not attributes"
+    );
+    assert_eq!(
+        lp.status_of("bob@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+}
+
+#[tokio::test]
+async fn import_without_an_email_column_is_an_error_that_names_the_file() {
+    let lp = lp();
+    std::fs::write(lp.path("bad.csv"), "name,city\nBob,Paris\n").unwrap();
+    let out = lp.run(&["subscribers", "import", "bad.csv"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bad.csv: line 1") && stderr(&out).contains("email"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lp.run(&["subscribers", "import", "missing.csv"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.csv"));
+}

@@ -1,0 +1,184 @@
+//! Double opt-in signup by form and JSON, and its rate limit.
+
+use letterpress_signing::Purpose;
+use letterpress_testkit::{NEWSLETTER, PUBLIC_URL, SmtpServer, client, text_body, token_after};
+use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
+
+use crate::lp;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_opt_in_signup() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = lp().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_SERVER__SIGNUP_PER_MINUTE", "1000");
+    lp.add(&["active@example.com", "gone@example.com"]).await;
+    lp.ok(&["subscribers", "remove", "gone@example.com"]).await;
+    let served = lp.serve().await;
+    let http = client();
+    let form = |email: &str| {
+        http.post(served.url("/subscribe"))
+            .form(&[("email", email), ("name", "Reader")])
+    };
+    let json = |email: &str| {
+        http.post(served.url("/subscribe"))
+            .json(&serde_json::json!({ "email": email }))
+    };
+    let confirmations = |to: &str| {
+        smtp.received()
+            .into_iter()
+            .filter(|r| r.rcpt_to.iter().any(|t| t == to))
+            .map(|r| r.data)
+            .collect::<Vec<_>>()
+    };
+    let confirm_token = |message: &str| {
+        let body = text_body(message);
+        assert!(
+            body.contains(&format!("{PUBLIC_URL}/confirm/")),
+            "confirmation link: {body}"
+        );
+        token_after(&body, "/confirm/").expect("token in the link")
+    };
+
+    // A new address by form: pending, and a confirmation email.
+    let r = form("new@example.com").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let new_page = r.text().await.unwrap();
+    smtp.wait_until("confirmation for new@", |s| {
+        s.copies().contains_key("new@example.com")
+    })
+    .await;
+    assert_eq!(lp.status_of("new@example.com").await.unwrap(), "pending");
+    let mail = confirmations("new@example.com");
+    assert_eq!(mail.len(), 1);
+    let token = confirm_token(&mail[0]);
+    let confirm_url = served.url(&format!("/confirm/{token}"));
+
+    // GET shows a page and changes nothing; POST activates.
+    let r = http.get(&confirm_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains(NEWSLETTER) && page.contains(r#"<form method="post""#),
+        "{page}"
+    );
+    assert_eq!(lp.status_of("new@example.com").await.unwrap(), "pending");
+    let r = http.post(&confirm_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(lp.status_of("new@example.com").await.unwrap(), "active");
+
+    // The same by JSON.
+    let r = json("json@example.com").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let new_json: serde_json::Value = r.json().await.unwrap();
+    smtp.wait_until("confirmation for json@", |s| {
+        s.copies().contains_key("json@example.com")
+    })
+    .await;
+    assert_eq!(lp.status_of("json@example.com").await.unwrap(), "pending");
+
+    // An active address: the same answer as a new one, and no email.
+    let r = form("active@example.com").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.text().await.unwrap(),
+        new_page,
+        "same page as a new signup"
+    );
+    let r = json("active@example.com").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap(), new_json);
+
+    // An unsubscribed address: the same answer, a confirmation, and it
+    // stays unsubscribed until that is confirmed.
+    let r = form("gone@example.com").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), new_page);
+    smtp.wait_until("confirmation for gone@", |s| {
+        s.copies().contains_key("gone@example.com")
+    })
+    .await;
+    // Confirmations are sent in order, so by now any for active@ is in.
+    assert!(
+        confirmations("active@example.com").is_empty(),
+        "an active address gets no new email"
+    );
+    assert_eq!(
+        lp.status_of("gone@example.com").await.unwrap(),
+        "unsubscribed"
+    );
+    let token = confirm_token(&confirmations("gone@example.com")[0]);
+    let gone_url = served.url(&format!("/confirm/{token}"));
+    assert_eq!(
+        http.get(&gone_url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        lp.status_of("gone@example.com").await.unwrap(),
+        "unsubscribed"
+    );
+    assert_eq!(
+        http.post(&gone_url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(lp.status_of("gone@example.com").await.unwrap(), "active");
+
+    // Invalid input.
+    for bad in ["not-an-address", "a@b@example.com", ""] {
+        let r = form(bad).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        let r = json(bad).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let r = http
+        .post(served.url("/subscribe"))
+        .header(CONTENT_TYPE, "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A token that is not a confirmation token, or not ours.
+    let active_id = lp.id_of("active@example.com").await;
+    for bad in [
+        lp.token(Purpose::Unsubscribe, active_id),
+        "garbage".to_string(),
+    ] {
+        let u = served.url(&format!("/confirm/{bad}"));
+        assert_eq!(
+            http.post(&u).send().await.unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        lp.statuses().await.len(),
+        4,
+        "no subscriber was made from invalid input"
+    );
+    served.stop_ok().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signups_are_rate_limited_per_client() {
+    let mut lp = lp();
+    lp.set("LETTERPRESS_SERVER__SIGNUP_PER_MINUTE", "3");
+    let served = lp.serve().await;
+    let http = client();
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        let r = http
+            .post(served.url("/subscribe"))
+            .form(&[("email", format!("reader{i}@example.com"))])
+            .send()
+            .await
+            .unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    assert_eq!(
+        lp.statuses().await.len(),
+        3,
+        "the refused ones are not kept"
+    );
+    served.stop_ok().await;
+}

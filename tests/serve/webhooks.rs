@@ -1,0 +1,166 @@
+//! Signed webhooks: authentication, size and JSON checks, bounces and
+//! unsubscribes that suppress addresses.
+
+use std::collections::HashMap;
+
+use letterpress_signing::sign_webhook;
+use letterpress_testkit::{Served, SmtpServer, WEBHOOK_SECRET, client};
+use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
+
+use crate::lp;
+
+/// POSTs `body` to a webhook with an optional signature.
+async fn webhook(
+    served: &Served,
+    path: &str,
+    body: impl Into<Vec<u8>>,
+    signature: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut r = client()
+        .post(served.url(path))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.into());
+    if let Some(s) = signature {
+        r = r.header("X-Letterpress-Signature", s);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status();
+    let json = r.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// A signed webhook call.
+async fn signed(served: &Served, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+    webhook(served, path, body, Some(&sig)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_authenticated_and_suppress_addresses() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = lp().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_SERVER__SOFT_BOUNCE_LIMIT", "3");
+    let addresses = [
+        "keep@example.com",
+        "hard@example.com",
+        "soft@example.com",
+        "complaint@example.com",
+        "gone@example.com",
+        "gone2@example.com",
+    ];
+    lp.add(&addresses).await;
+    let served = lp.serve().await;
+
+    let keep_unsub = r#"{"email": "keep@example.com"}"#;
+    let keep_bounce = r#"{"email": "keep@example.com", "type": "hard"}"#;
+    for (path, body) in [
+        ("/webhooks/unsubscribe", keep_unsub),
+        ("/webhooks/bounce", keep_bounce),
+    ] {
+        let (s, _) = webhook(&served, path, body, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: missing signature");
+        let wrong = sign_webhook(b"not-the-webhook-secret", body.as_bytes());
+        let (s, _) = webhook(&served, path, body, Some(&wrong)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: wrong key");
+        let (s, _) = webhook(&served, path, body, Some("sha256=zz")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: garbage signature");
+        // A captured, validly signed call replayed with another address.
+        let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        let altered = body.replace("keep@", "hard@");
+        let (s, _) = webhook(&served, path, altered, Some(&sig)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: altered body");
+        let (s, _) = signed(&served, path, r#"{"email": "keep@example.com""#).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: malformed JSON");
+        // More than 64 KB, signed: refused for its size before anything else.
+        let big = format!(
+            r#"{{"email": "keep@example.com", "type": "hard", "pad": "{}"}}"#,
+            "x".repeat(65 * 1024)
+        );
+        let (s, _) = signed(&served, path, &big).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{path}: 65 KB body");
+        let unknown = body.replace("keep@", "nobody@");
+        let (s, json) = signed(&served, path, &unknown).await;
+        assert_eq!(s, StatusCode::OK, "{path}: unknown address");
+        assert_eq!(json["changed"], 0, "{path}: {json}");
+    }
+    let (s, json) = signed(
+        &served,
+        "/webhooks/bounce",
+        r#"{"email": "keep@example.com", "type": "bogus"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "unknown type: {json}");
+    assert_eq!(lp.status_of("keep@example.com").await.unwrap(), "active");
+
+    let bounce = |email: &str, kind: &str| format!(r#"{{"email": "{email}", "type": "{kind}"}}"#);
+    let (s, json) = signed(
+        &served,
+        "/webhooks/bounce",
+        &bounce("hard@example.com", "hard"),
+    )
+    .await;
+    assert_eq!((s, json["changed"].as_u64()), (StatusCode::OK, Some(1)));
+    let (s, _) = signed(
+        &served,
+        "/webhooks/bounce",
+        &bounce("complaint@example.com", "complaint"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    // Soft bounces suppress only at the limit (3 in a row).
+    for n in 1..=3 {
+        let (s, json) = signed(
+            &served,
+            "/webhooks/bounce",
+            &bounce("soft@example.com", "soft"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let expected = if n < 3 { "active" } else { "bounced" };
+        assert_eq!(
+            lp.status_of("soft@example.com").await.unwrap(),
+            expected,
+            "after {n} soft bounces ({json})"
+        );
+    }
+    let (s, json) = signed(
+        &served,
+        "/webhooks/unsubscribe",
+        r#"{"email": "gone@example.com"}"#,
+    )
+    .await;
+    assert_eq!((s, json["changed"].as_u64()), (StatusCode::OK, Some(1)));
+    let (s, json) = signed(
+        &served,
+        "/webhooks/unsubscribe",
+        r#"{"emails": ["GONE2@example.com", "nobody@example.com"]}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json["changed"].as_u64(), Some(1), "{json}");
+
+    let statuses = lp.statuses().await;
+    let expected = [
+        ("keep@example.com", "active"),
+        ("hard@example.com", "bounced"),
+        ("soft@example.com", "bounced"),
+        ("complaint@example.com", "complained"),
+        ("gone@example.com", "unsubscribed"),
+        ("gone2@example.com", "unsubscribed"),
+    ];
+    for (e, st) in expected {
+        assert_eq!(statuses[e], st, "{e}");
+    }
+
+    // A send started afterwards reaches only the address still active.
+    let issue = lp.write_issue("drafts", "after-webhooks", "");
+    lp.ok(&["send", issue.to_str().unwrap(), "--yes"]).await;
+    let copies = smtp.copies();
+    assert_eq!(
+        copies,
+        HashMap::from([("keep@example.com".to_string(), 1)]),
+        "suppressed addresses get nothing"
+    );
+    served.stop_ok().await;
+}
