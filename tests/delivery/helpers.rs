@@ -10,19 +10,19 @@ use mail_parser::MessageParser;
 
 /// `--wait` for every `send`: far longer than any retry here (1 s), so a
 /// send that ends early has settled rather than given up.
-pub const WAIT_ARG: &str = "--wait=60s";
+pub(crate) const WAIT_ARG: &str = "--wait=60s";
 
 /// The From address the installation uses (see the kit's `Lp::new`).
-pub const FROM_DOMAIN: &str = "example.test";
+pub(crate) const FROM_DOMAIN: &str = "example.test";
 
 /// An installation of the binary under test.
-pub fn lp() -> Lp {
+pub(crate) fn lp() -> Lp {
     Lp::new(env!("CARGO_BIN_EXE_letterpress"))
 }
 
 /// A test's installation and its SMTP server (and its PostgreSQL
 /// database, dropped with it).
-pub struct Setup {
+pub(crate) struct Setup {
     pub lp: Lp,
     pub smtp: SmtpServer,
     _pg: Option<PgDb>,
@@ -30,7 +30,7 @@ pub struct Setup {
 
 impl Setup {
     /// SQLite and an SMTP server.
-    pub async fn sqlite() -> Setup {
+    pub(crate) async fn sqlite() -> Setup {
         let smtp = SmtpServer::start().await;
         let lp = lp().with_smtp(smtp.port);
         Setup {
@@ -42,7 +42,7 @@ impl Setup {
 
     /// PostgreSQL (a database of its own) and an SMTP server; `None` when
     /// the test is skipped for want of PostgreSQL (see the kit's `PgDb`).
-    pub async fn postgres() -> Option<Setup> {
+    pub(crate) async fn postgres() -> Option<Setup> {
         let pg = PgDb::create().await?;
         let smtp = SmtpServer::start().await;
         let lp = lp().with_smtp(smtp.port).with_database(&pg.url);
@@ -77,7 +77,7 @@ macro_rules! on_both_backends {
 pub(crate) use on_both_backends;
 
 /// Imports subscribers from a CSV file written here: `(email, name, status)`.
-pub async fn import(lp: &Lp, rows: &[(&str, &str, &str)]) {
+pub(crate) async fn import(lp: &Lp, rows: &[(&str, &str, &str)]) {
     let mut csv = String::from("email,name,status\r\n");
     for (email, name, status) in rows {
         csv.push_str(&format!(
@@ -92,29 +92,29 @@ pub async fn import(lp: &Lp, rows: &[(&str, &str, &str)]) {
 }
 
 /// `n` active subscribers `s00@x.example` …, imported in one go.
-pub async fn import_active(lp: &Lp, n: usize) -> Vec<String> {
+pub(crate) async fn import_active(lp: &Lp, n: usize) -> Vec<String> {
     let emails: Vec<String> = (0..n).map(|i| format!("s{i:02}@x.example")).collect();
     let rows: Vec<(&str, &str, &str)> = emails.iter().map(|e| (e.as_str(), "", "active")).collect();
     import(lp, &rows).await;
     emails
 }
 
-pub fn arg(p: &Path) -> &str {
+pub(crate) fn arg(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
 }
 
 /// Copies accepted per recipient, sorted for readable assertion output.
-pub fn copies(smtp: &SmtpServer) -> BTreeMap<String, usize> {
+pub(crate) fn copies(smtp: &SmtpServer) -> BTreeMap<String, usize> {
     smtp.copies().into_iter().collect()
 }
 
 /// Exactly one copy for each of `emails`, and nothing for anyone else.
-pub fn one_each(emails: &[&str]) -> BTreeMap<String, usize> {
+pub(crate) fn one_each(emails: &[&str]) -> BTreeMap<String, usize> {
     emails.iter().map(|e| (e.to_string(), 1)).collect()
 }
 
 /// `status --json` of one issue as the six counts and the total.
-pub async fn counts(lp: &Lp, slug: &str) -> BTreeMap<String, u64> {
+pub(crate) async fn counts(lp: &Lp, slug: &str) -> BTreeMap<String, u64> {
     let st = lp
         .issue_status(slug)
         .await
@@ -131,7 +131,7 @@ pub async fn counts(lp: &Lp, slug: &str) -> BTreeMap<String, u64> {
 }
 
 /// The expected counts: `total` is their sum.
-pub fn expect(
+pub(crate) fn expect(
     queued: u64,
     deferred: u64,
     sent: u64,
@@ -152,13 +152,13 @@ pub fn expect(
 }
 
 /// `send ISSUE --yes --wait=60s` plus `extra`, insisting on success.
-pub async fn send(lp: &Lp, issue: &Path, extra: &[&str]) -> String {
+pub(crate) async fn send(lp: &Lp, issue: &Path, extra: &[&str]) -> String {
     let mut args = vec!["send", arg(issue), "--yes", WAIT_ARG];
     args.extend_from_slice(extra);
     lp.ok(&args).await
 }
 
-pub fn parse_text(raw: &str) -> String {
+pub(crate) fn parse_text(raw: &str) -> String {
     let m = MessageParser::default()
         .parse(raw.as_bytes())
         .expect("a parsable message");

@@ -75,12 +75,14 @@ mod tests {
             slug: "why-rust".into(),
             first_sent: h1.created_at,
         });
-        let table: [(
-            Option<&IssueRecord>,
-            &str,
+        // (stored, new hash, allow_changed) -> decision
+        type Row<'a> = (
+            Option<&'a IssueRecord>,
+            &'a str,
             bool,
             Result<Action, ContentChanged>,
-        ); 6] = [
+        );
+        let table: [Row<'_>; 6] = [
             (None, "h1", false, Ok(Action::New)),
             (None, "h1", true, Ok(Action::New)),
             (Some(&h1), "h1", false, Ok(Action::Resume)),

@@ -5,19 +5,19 @@ use std::path::{Path, PathBuf};
 
 use letterpress_composer::{Composer, ComposerSettings, Newsletter};
 
-pub fn manifest() -> PathBuf {
+pub(crate) fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     manifest().join("tests/fixtures")
 }
 
-pub fn default_template() -> PathBuf {
+pub(crate) fn default_template() -> PathBuf {
     manifest().join("../../templates/default.mjml")
 }
 
-pub fn composer(root: &Path, template: &Path) -> Composer {
+pub(crate) fn composer(root: &Path, template: &Path) -> Composer {
     Composer::new(ComposerSettings {
         content_root: root.to_path_buf(),
         issue_url: "https://rust-trends.com/newsletter/{slug}/".into(),
@@ -31,7 +31,7 @@ pub fn composer(root: &Path, template: &Path) -> Composer {
 }
 
 /// Values of every `href`/`src` attribute in an HTML document, entities decoded.
-pub fn attribute_urls(html: &str) -> Vec<String> {
+pub(crate) fn attribute_urls(html: &str) -> Vec<String> {
     let mut out = Vec::new();
     for attr in ["href=\"", "src=\""] {
         let mut rest = html;
@@ -45,12 +45,12 @@ pub fn attribute_urls(html: &str) -> Vec<String> {
     out
 }
 
-pub fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     html_escape::decode_html_entities(s).into_owned()
 }
 
 /// HTML tags that must never appear in a text part.
-pub fn find_html_tag(text: &str) -> Option<String> {
+pub(crate) fn find_html_tag(text: &str) -> Option<String> {
     const TAGS: [&str; 24] = [
         "a",
         "img",

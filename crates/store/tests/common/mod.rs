@@ -11,7 +11,7 @@ use letterpress_store::{
 use letterpress_testkit::PgDb;
 
 /// One database a test body runs against.
-pub struct TestDb {
+pub(crate) struct TestDb {
     /// URL a test may connect to (several times, for several pools).
     pub url: String,
     /// "sqlite" or "postgres", for assertion messages.
@@ -20,7 +20,7 @@ pub struct TestDb {
 
 impl TestDb {
     /// A new store on this database, migrated.
-    pub async fn store(&self) -> Store {
+    pub(crate) async fn store(&self) -> Store {
         let store = Store::connect(&self.url).await.expect("connect");
         store.migrate().await.expect("migrate");
         store
@@ -30,7 +30,7 @@ impl TestDb {
 /// Runs `body` on SQLite, then on a PostgreSQL database of its own (the
 /// kit's [`PgDb`]: skipped, saying so, without `TEST_DATABASE_URL`, unless
 /// `LP_TEST_REQUIRE` names `postgres`).
-pub async fn each_backend<F, Fut>(body: F)
+pub(crate) async fn each_backend<F, Fut>(body: F)
 where
     F: Fn(TestDb) -> Fut,
     Fut: Future<Output = ()>,
@@ -53,17 +53,17 @@ where
 }
 
 /// A parsed address.
-pub fn email(s: &str) -> SubscriberEmail {
+pub(crate) fn email(s: &str) -> SubscriberEmail {
     SubscriberEmail::parse(s).expect("valid address")
 }
 
 /// A new active subscriber.
-pub fn sub(s: &str) -> NewSubscriber {
+pub(crate) fn sub(s: &str) -> NewSubscriber {
     NewSubscriber::new(email(s), "test")
 }
 
 /// Import rows for `n` generated addresses `user{i}@example.com`.
-pub fn generated(n: usize, name: &str) -> impl Iterator<Item = ImportRow> + Send + 'static {
+pub(crate) fn generated(n: usize, name: &str) -> impl Iterator<Item = ImportRow> + Send + 'static {
     let name = name.to_string();
     (0..n).map(move |i| ImportRow {
         line: i as u64 + 2,
@@ -75,7 +75,7 @@ pub fn generated(n: usize, name: &str) -> impl Iterator<Item = ImportRow> + Send
 }
 
 /// Seeds `n` active subscribers.
-pub async fn seed(store: &Store, n: usize) {
+pub(crate) async fn seed(store: &Store, n: usize) {
     let s = store
         .import(generated(n, "Reader"), UpsertMode::Normal, false)
         .await
@@ -84,7 +84,7 @@ pub async fn seed(store: &Store, n: usize) {
 }
 
 /// An issue published by a test: its id and how many deliveries it queued.
-pub struct Published {
+pub(crate) struct Published {
     /// The issue's row id.
     pub id: i64,
     /// Deliveries queued by this publish.
@@ -93,7 +93,11 @@ pub struct Published {
 
 /// Publishes the issue `slug` (hash `h`), due at `now`, as a publisher
 /// that read the store first would.
-pub async fn publish(store: &Store, slug: &str, now: chrono::DateTime<chrono::Utc>) -> Published {
+pub(crate) async fn publish(
+    store: &Store,
+    slug: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Published {
     let seen = store.get_issue(slug).await.expect("read issue");
     let issue = IssueToPublish {
         slug,
@@ -116,6 +120,6 @@ pub async fn publish(store: &Store, slug: &str, now: chrono::DateTime<chrono::Ut
 
 /// Runs statements on the test database outside the store (schema changes
 /// a test makes to provoke a failure).
-pub async fn execute(db: &TestDb, statements: &[&str]) {
+pub(crate) async fn execute(db: &TestDb, statements: &[&str]) {
     letterpress_testkit::sql::execute(&db.url, statements).await;
 }
