@@ -52,7 +52,8 @@ use url::Url;
 
 pub use error::{ComposeError, Location};
 pub use front_matter::FrontMatter;
-pub use lint::{HTML_SIZE_WARNING, Lint, LintKind};
+use lint::HTML_SIZE_WARNING;
+pub use lint::{Lint, LintKind};
 pub use personalize::{Part, Personalizable, Recipient, Slot};
 pub use sendable::{SendableIssue, StoredIssueError};
 

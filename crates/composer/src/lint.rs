@@ -41,7 +41,7 @@ impl fmt::Display for Lint {
 }
 
 /// HTML size past which [`LintKind::HtmlTooLarge`] is reported.
-pub const HTML_SIZE_WARNING: usize = 90 * 1024;
+pub(crate) const HTML_SIZE_WARNING: usize = 90 * 1024;
 
 pub(crate) fn push(lints: &mut Vec<Lint>, kind: LintKind, line: Option<usize>, message: String) {
     lints.push(Lint {

@@ -40,7 +40,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use metrics::{Metrics, SchedulerSnapshot, SchedulerStats, WorkerSnapshot, WorkerStats};
+use metrics::Metrics;
+pub use metrics::{SchedulerSnapshot, SchedulerStats, WorkerSnapshot, WorkerStats};
 pub use signup::{BoxFuture, ConfirmationMailer};
 
 /// Webhook bodies larger than this are refused with 413.

@@ -62,7 +62,7 @@ pub trait SchedulerStats: Send + Sync {
 }
 
 /// The server's metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     http: Family<Labels, Counter>,
     unsubscribes: Counter,
@@ -79,7 +79,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// A registry with every metric.
-    pub fn new(
+    pub(crate) fn new(
         worker: Option<Arc<dyn WorkerStats>>,
         scheduler: Option<Arc<dyn SchedulerStats>>,
     ) -> Self {
@@ -149,7 +149,7 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn http_request(&self, route: &str, status: u16) {
+    pub(crate) fn http_request(&self, route: &str, status: u16) {
         self.http
             .get_or_create(&vec![
                 ("route", route.to_string()),
@@ -159,7 +159,7 @@ impl Metrics {
     }
 
     /// Counts one unsubscribe.
-    pub fn unsubscribed(&self) {
+    pub(crate) fn unsubscribed(&self) {
         self.unsubscribes.inc();
     }
 

@@ -50,18 +50,3 @@ pub enum StoreError {
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
 }
-
-impl StoreError {
-    /// Whether the error is SQLite's "database is locked" / "busy": the
-    /// store's locking design is meant to make this never surface, so tests
-    /// assert on it.
-    pub fn is_busy(&self) -> bool {
-        match self {
-            StoreError::Database(db::Error::Database(e)) => {
-                let msg = e.message();
-                msg.contains("database is locked") || msg.contains("busy")
-            }
-            _ => false,
-        }
-    }
-}
