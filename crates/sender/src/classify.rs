@@ -5,6 +5,8 @@
 //! never tried again, and a server that says "slow down" is obeyed for the
 //! whole transport rather than for one message.
 
+use crate::smtp::EnhancedCode;
+
 /// The decision taken on one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -23,43 +25,9 @@ pub enum Verdict {
     Failed,
 }
 
-/// An enhanced status code (RFC 3463), `class.subject.detail`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnhancedCode {
-    /// 2, 4 or 5.
-    pub class: u8,
-    /// The subject (1 = addressing, 2 = mailbox, 7 = security/policy, ...).
-    pub subject: u16,
-    /// The detail within the subject.
-    pub detail: u16,
-}
-
-/// Finds the first enhanced status code in a reply text, e.g. `5.1.1` in
-/// `"550 5.1.1 <bob@x>: Recipient address rejected"`.
-///
-/// Written by hand: it is a few lines and no maintained crate parses just
-/// this out of free reply text.
-pub fn enhanced_code(text: &str) -> Option<EnhancedCode> {
-    text.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ':' || c == ',')
-        .find_map(|word| {
-            let mut parts = word.split('.');
-            let class = parts.next()?.parse::<u8>().ok()?;
-            let subject = parts.next()?.parse::<u16>().ok()?;
-            let detail = parts.next()?.parse::<u16>().ok()?;
-            if parts.next().is_some() || !matches!(class, 2 | 4 | 5) {
-                return None;
-            }
-            Some(EnhancedCode {
-                class,
-                subject,
-                detail,
-            })
-        })
-}
-
-/// Classifies a reply given its basic code (e.g. 550) and text.
-pub fn classify_reply(code: u16, text: &str) -> Verdict {
-    let enhanced = enhanced_code(text);
+/// Classifies a reply given its basic code (e.g. 550) and the enhanced
+/// code in its text.
+pub fn classify_reply(code: u16, enhanced: Option<EnhancedCode>) -> Verdict {
     match code / 100 {
         2 => Verdict::Delivered,
         4 => {
@@ -85,22 +53,8 @@ pub fn classify_reply(code: u16, text: &str) -> Verdict {
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_enhanced_codes_in_reply_text() {
-        assert_eq!(
-            enhanced_code("550 5.1.1 <bob@x.example>: Recipient address rejected"),
-            Some(EnhancedCode {
-                class: 5,
-                subject: 1,
-                detail: 1
-            })
-        );
-        assert_eq!(
-            enhanced_code("permanent error (550): 5.2.1 mailbox disabled").map(|e| e.subject),
-            Some(2)
-        );
-        assert_eq!(enhanced_code("550 no such user"), None);
-        assert_eq!(enhanced_code("version 1.2.3 here"), None);
+    fn classify_reply(code: u16, text: &str) -> Verdict {
+        super::classify_reply(code, EnhancedCode::find(text))
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub use message::{
     Built, IssueMessages, MessageError, MessageSettings, To, dkim_signed_headers, header_safe,
 };
 pub use retry::RetryPolicy;
-pub use smtp::{SendError, SmtpClient};
+pub use smtp::{Class, EnhancedCode, Reply, SendError, SmtpClient, Stage, TargetError};
 pub use throttle::Throttle;
 pub use transport::{Attempt, SmtpSettings, Transport, TransportError};
-pub use worker::{BoxFuture, IssueLoader, Progress, Until, Worker, WorkerError, WorkerSettings};
+pub use worker::{
+    BoxFuture, IssueLoader, LoadError, Progress, Until, Worker, WorkerError, WorkerSettings,
+};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
 use crate::classify::{Verdict, classify_reply};
-use crate::smtp::{SendError, SmtpClient, Target};
+use crate::smtp::{EnhancedCode, SendError, SmtpClient, Target, TargetError};
 
 /// Why a transport cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +22,12 @@ pub enum TransportError {
         source: lettre::transport::smtp::Error,
     },
     /// `delivery.smtp_url` parsed but cannot be used (e.g. no TLS for the host name).
-    #[error("delivery.smtp_url {url:?} cannot be used: {why}")]
+    #[error("delivery.smtp_url {url:?} cannot be used: {source}")]
     Unusable {
         /// The URL as configured (without a password).
         url: String,
         /// Why.
-        why: String,
+        source: TargetError,
     },
     /// The outbox folder cannot be created.
     #[error("cannot create delivery.outbox_dir {path}: {source}")]
@@ -96,10 +96,10 @@ impl Transport {
         // The password never belongs in the config file; it comes from the
         // environment and is used with the URL's user name.
         let target =
-            Target::from_url(&settings.url, settings.password.as_deref()).map_err(|why| {
+            Target::from_url(&settings.url, settings.password.as_deref()).map_err(|source| {
                 TransportError::Unusable {
                     url: settings.url.clone(),
-                    why,
+                    source,
                 }
             })?;
         Ok(Self::Smtp(SmtpClient::new(
@@ -168,24 +168,26 @@ impl Transport {
                     let text = response.message().collect::<Vec<_>>().join(" ");
                     let code = u16::from(response.code());
                     Attempt {
-                        verdict: classify_reply(code, &text),
+                        verdict: classify_reply(code, EnhancedCode::find(&text)),
                         reply: format!("{code} {text}"),
                     }
                 }
                 Err(e) => {
-                    let reply = e.to_string();
                     let verdict = match &e {
-                        SendError::Smtp(e) => match e.status() {
-                            Some(code) => classify_reply(u16::from(code), &reply),
-                            // Network, TLS, dropped connection: the broken
-                            // connection is closed; retry later.
-                            None => Verdict::Deferred,
-                        },
-                        SendError::Timeout(_)
+                        SendError::Refused(r) => classify_reply(r.code, r.enhanced),
+                        // Network, TLS, timeout, dropped connection: the
+                        // broken connection is closed; retry later.
+                        SendError::Broken { .. }
+                        | SendError::Tls { .. }
+                        | SendError::Client { .. }
+                        | SendError::Timeout { .. }
                         | SendError::Connect(_)
                         | SendError::Unsupported(_) => Verdict::Deferred,
                     };
-                    Attempt { verdict, reply }
+                    Attempt {
+                        verdict,
+                        reply: e.to_string(),
+                    }
                 }
             },
         })

@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use letterpress_composer::StoredIssueError;
 use letterpress_core::SubscriberStatus;
 use letterpress_store::{Claim, Outcome, OutcomeKind, Store, StoreError};
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
@@ -39,6 +40,40 @@ pub enum WorkerError {
     Store(#[from] StoreError),
 }
 
+/// Why an [`IssueLoader`] cannot give the worker an issue. The worker
+/// defers the delivery: another worker, or this one later, may have it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The store could not be read.
+    #[error("cannot read issue {issue_id}: {source}")]
+    Store {
+        /// The issue.
+        issue_id: i64,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// The store has no content for the issue.
+    #[error("issue {0} has no stored content")]
+    NoContent(i64),
+    /// The stored content cannot be read, e.g. it was stored by a newer
+    /// version.
+    #[error("issue {issue_id}'s stored content cannot be read: {source}")]
+    Unreadable {
+        /// The issue.
+        issue_id: i64,
+        /// Why.
+        source: StoredIssueError,
+    },
+    /// This loader carries one issue only (`send`), and not this one.
+    #[error("this sender only carries issue {carries}, not issue {issue_id}")]
+    NotCarried {
+        /// The issue asked for.
+        issue_id: i64,
+        /// The one it carries.
+        carries: i64,
+    },
+}
+
 /// A boxed future, for [`IssueLoader`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -48,7 +83,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// an issue from the store the first time they meet it.
 pub trait IssueLoader: Send + Sync {
     /// The issue with this id, or why it cannot be had.
-    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>>;
+    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, LoadError>>;
 }
 
 /// Tuning of one worker.
@@ -400,7 +435,7 @@ impl Worker {
         }
     }
 
-    async fn issue(&self, issue_id: i64) -> Result<Arc<IssueMessages>, String> {
+    async fn issue(&self, issue_id: i64) -> Result<Arc<IssueMessages>, LoadError> {
         let mut cache = self.issues.lock().await;
         if let Some(i) = cache.get(&issue_id) {
             return Ok(Arc::clone(i));

@@ -11,6 +11,7 @@ use lettre::transport::smtp::authentication::DEFAULT_MECHANISMS;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 
 use super::error::SendError;
+use super::reply::Stage;
 use super::target::{Security, Target};
 
 /// A connection and what this client learnt about its server.
@@ -30,6 +31,7 @@ impl Conn {
             Security::Wrapper(params) => {
                 timed(
                     timeout,
+                    Stage::Session,
                     AsyncSmtpConnection::connect_tokio1(
                         (t.host.as_str(), t.port),
                         Some(timeout),
@@ -49,13 +51,19 @@ impl Conn {
                 {
                     Ok(Ok(tcp)) => tcp,
                     Ok(Err(e)) => return Err(SendError::Connect(e)),
-                    Err(_) => return Err(SendError::Timeout(timeout)),
+                    Err(_) => {
+                        return Err(SendError::Timeout {
+                            stage: Stage::Session,
+                            after: timeout,
+                        });
+                    }
                 };
                 // See the module documentation: without this, every message
                 // waits for a delayed ACK before its final dot goes out.
                 let _ = tcp.set_nodelay(true);
                 timed(
                     timeout,
+                    Stage::Session,
                     AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello),
                 )
                 .await?
@@ -63,17 +71,32 @@ impl Conn {
         };
         match &t.security {
             Security::Opportunistic(params) if conn.can_starttls() => {
-                timed(timeout, conn.starttls(params.clone(), &t.hello)).await?;
+                timed(
+                    timeout,
+                    Stage::Session,
+                    conn.starttls(params.clone(), &t.hello),
+                )
+                .await?;
             }
             Security::Required(params) => {
-                timed(timeout, conn.starttls(params.clone(), &t.hello)).await?;
+                timed(
+                    timeout,
+                    Stage::Session,
+                    conn.starttls(params.clone(), &t.hello),
+                )
+                .await?;
             }
             _ => {}
         }
         // Before AUTH: a new EHLO after it would, on some servers, forget it.
         let pipelining = offers_pipelining(&mut conn, target, timeout).await?;
         if let Some(credentials) = &t.credentials {
-            timed(timeout, conn.auth(DEFAULT_MECHANISMS, credentials)).await?;
+            timed(
+                timeout,
+                Stage::Session,
+                conn.auth(DEFAULT_MECHANISMS, credentials),
+            )
+            .await?;
         }
         Ok(Conn {
             inner: conn,
@@ -98,10 +121,11 @@ async fn offers_pipelining(
     target: &Target,
     timeout: Duration,
 ) -> Result<bool, SendError> {
-    let reply = match timed(timeout, conn.command(format!("EHLO {}\r\n", target.hello))).await {
+    let ehlo = conn.command(format!("EHLO {}\r\n", target.hello));
+    let reply = match timed(timeout, Stage::Session, ehlo).await {
         Ok(reply) => reply,
-        Err(SendError::Smtp(e)) if e.status().is_some() => {
-            tracing::debug!(error = %e, "the server refused a second EHLO; not pipelining");
+        Err(SendError::Refused(refusal)) => {
+            tracing::debug!(reply = %refusal, "the server refused a second EHLO; not pipelining");
             return Ok(false);
         }
         Err(e) => return Err(e),
@@ -113,13 +137,18 @@ async fn offers_pipelining(
     }))
 }
 
-/// `step`, failing with [`SendError::Timeout`] if it takes longer than `timeout`.
+/// `step` of `stage`, its failure typed, and failing with
+/// [`SendError::Timeout`] if it takes longer than `timeout`.
 pub(super) async fn timed<T>(
     timeout: Duration,
+    stage: Stage,
     step: impl Future<Output = Result<T, SmtpError>>,
 ) -> Result<T, SendError> {
     match tokio::time::timeout(timeout, step).await {
-        Ok(result) => result.map_err(SendError::Smtp),
-        Err(_) => Err(SendError::Timeout(timeout)),
+        Ok(result) => result.map_err(|e| SendError::from_smtp(stage, e)),
+        Err(_) => Err(SendError::Timeout {
+            stage,
+            after: timeout,
+        }),
     }
 }

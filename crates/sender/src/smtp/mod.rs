@@ -32,15 +32,18 @@
 //! DATA, the gate), `connection` (one session opened and made ready:
 //! TCP, STARTTLS, EHLO, AUTH), `pool` ([`SmtpClient`]: the idle
 //! connections and which one a message uses), `target` (the URL read
-//! into where and how to connect) and `error` ([`SendError`]).
+//! into where and how to connect), `reply` (what a refusal says) and
+//! `error` ([`SendError`]).
 
 mod connection;
 mod error;
 mod pool;
+mod reply;
 mod target;
 mod transaction;
 mod wire;
 
-pub use error::SendError;
+pub use error::{Class, SendError};
 pub use pool::SmtpClient;
-pub use target::Target;
+pub use reply::{EnhancedCode, Reply, Stage};
+pub use target::{Target, TargetError};

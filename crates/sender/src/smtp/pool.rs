@@ -11,8 +11,9 @@ use lettre::transport::smtp::response::Response;
 
 use super::connection::Conn;
 use super::error::SendError;
+use super::reply::Stage;
 use super::target::Target;
-use super::transaction::{self, Failure, Step};
+use super::transaction::{self, Step};
 
 struct Idle {
     conn: Conn,
@@ -81,11 +82,11 @@ impl SmtpClient {
                 // Refused at MAIL FROM on a connection that sat in the pool:
                 // most likely the server closed it meanwhile. Nothing of
                 // the message was sent, so a fresh connection may try it.
-                Err(Failure::AtMail(e)) if !e.is_permanent() => {
+                Err(e) if e.stage() == Some(Stage::Mail) && stale(&e) => {
                     tracing::debug!(error = %e, "pooled connection unusable; reconnecting");
                     conn.close().await;
                 }
-                Err(f) => return Ok(Err(discard(conn, f).await)),
+                Err(e) => return Ok(Err(discard(conn, e).await)),
             }
         }
         let mut conn = match Conn::open(&self.target, self.timeout).await {
@@ -101,7 +102,7 @@ impl SmtpClient {
                 drop(conn); // see Step::Stopped
                 Err(why)
             }
-            Err(f) => Ok(Err(discard(conn, f).await)),
+            Err(e) => Ok(Err(discard(conn, e).await)),
         }
     }
 
@@ -137,12 +138,19 @@ impl SmtpClient {
     }
 }
 
+/// Whether a failure at MAIL FROM on a reused connection says the
+/// connection went stale in the pool.
+fn stale(e: &SendError) -> bool {
+    match e {
+        SendError::Refused(r) => r.code / 100 != 5,
+        SendError::Broken { .. } | SendError::Tls { .. } | SendError::Client { .. } => true,
+        SendError::Timeout { .. } | SendError::Connect(_) | SendError::Unsupported(_) => false,
+    }
+}
+
 /// After a failed transaction the connection is closed, as lettre does:
 /// the server's state mid-transaction is unknown.
-async fn discard(conn: Conn, failure: Failure) -> SendError {
+async fn discard(conn: Conn, e: SendError) -> SendError {
     conn.close().await;
-    match failure {
-        Failure::AtMail(e) => SendError::Smtp(e),
-        Failure::Later(e) => e,
-    }
+    e
 }

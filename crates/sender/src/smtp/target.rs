@@ -17,6 +17,28 @@ pub enum Security {
     Wrapper(TlsParameters),
 }
 
+/// Why `delivery.smtp_url` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// It is not a URL.
+    #[error(transparent)]
+    Url(#[from] url::ParseError),
+    /// It names no host.
+    #[error("no host")]
+    NoHost,
+    /// TLS cannot be set up for the host name.
+    #[error("no TLS for this host: {0}")]
+    Tls(lettre::transport::smtp::Error),
+    /// A scheme or `tls=` value this client does not know.
+    #[error("unknown scheme {scheme:?} or tls={tls:?}")]
+    Unknown {
+        /// The URL's scheme.
+        scheme: String,
+        /// Its `tls` query value.
+        tls: Option<String>,
+    },
+}
+
 /// Where and how to connect, parsed from `delivery.smtp_url` the way
 /// lettre's `from_url` reads it.
 pub struct Target {
@@ -30,11 +52,11 @@ pub struct Target {
 impl Target {
     /// Reads `url` (already accepted by lettre's `from_url`, so only the
     /// forms it knows arrive here); `password` overrides the URL's.
-    pub fn from_url(url: &str, password: Option<&str>) -> Result<Self, String> {
-        let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    pub fn from_url(url: &str, password: Option<&str>) -> Result<Self, TargetError> {
+        let parsed = url::Url::parse(url)?;
         let host = parsed
             .host_str()
-            .ok_or("no host")?
+            .ok_or(TargetError::NoHost)?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
@@ -42,13 +64,18 @@ impl Target {
             .query_pairs()
             .find(|(k, _)| k == "tls")
             .map(|(_, v)| v.into_owned());
-        let params = || TlsParameters::new(host.clone()).map_err(|e| e.to_string());
+        let params = || TlsParameters::new(host.clone()).map_err(TargetError::Tls);
         let (security, default_port) = match (parsed.scheme(), tls.as_deref()) {
             ("smtp", None) => (Security::Plain, 25),
             ("smtp", Some("required")) => (Security::Required(params()?), 587),
             ("smtp", Some("opportunistic")) => (Security::Opportunistic(params()?), 587),
             ("smtps", _) => (Security::Wrapper(params()?), 465),
-            (scheme, tls) => return Err(format!("unknown scheme {scheme:?} or tls={tls:?}")),
+            (scheme, tls) => {
+                return Err(TargetError::Unknown {
+                    scheme: scheme.to_string(),
+                    tls: tls.map(str::to_string),
+                });
+            }
         };
         let hello = match parsed.path().trim_matches('/') {
             "" => ClientId::default(),

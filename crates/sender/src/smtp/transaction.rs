@@ -4,13 +4,13 @@
 use std::future::Future;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
 use super::connection::{Conn, timed};
 use super::error::SendError;
+use super::reply::Stage;
 use super::wire::data_block;
 
 /// How a transaction that did not fail ended.
@@ -24,23 +24,19 @@ pub(super) enum Step<T> {
     Stopped { why: T },
 }
 
-pub(super) enum Failure {
-    /// MAIL FROM failed: nothing of this message reached the server.
-    AtMail(SmtpError),
-    /// Anything later, or not a server reply.
-    Later(SendError),
-}
-
 /// MAIL, RCPT for each recipient, DATA, the gate and the message: what
 /// lettre's `send` does, with the stage of a failure kept, every step
 /// timed, MAIL, RCPT and DATA pipelined where the server allows it, and
 /// the gate asked while DATA's reply is on its way.
+///
+/// A failure at [`Stage::Mail`] means nothing of this message reached the
+/// server (see `pool.rs` for what that allows).
 pub(super) async fn run<T, F, Fut>(
     conn: &mut Conn,
     envelope: &Envelope,
     message: &[u8],
     gate: &F,
-) -> Result<Step<T>, Failure>
+) -> Result<Step<T>, SendError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<(), T>>,
@@ -52,17 +48,17 @@ where
     let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
     if !envelope.from().is_none_or(ascii) || !envelope.to().iter().all(ascii) {
         if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-            return Err(Failure::Later(SendError::Unsupported(
+            return Err(SendError::Unsupported(
                 "the address is not ASCII and the server does not support SMTPUTF8",
-            )));
+            ));
         }
         options.push(MailParameter::SmtpUtfEight);
     }
     if !message.is_ascii() {
         if !conn.server_info().supports_feature(Extension::EightBitMime) {
-            return Err(Failure::Later(SendError::Unsupported(
+            return Err(SendError::Unsupported(
                 "the message is not ASCII and the server does not support 8BITMIME",
-            )));
+            ));
         }
         options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
@@ -79,31 +75,26 @@ where
         head.extend(rcpts.iter().map(String::as_str));
         head.push_str("DATA\r\n");
     }
-    match timed(timeout, conn.command(head)).await {
-        Ok(_) => {}
-        Err(SendError::Smtp(e)) => return Err(Failure::AtMail(e)),
-        Err(e) => return Err(Failure::Later(e)),
-    }
+    timed(timeout, Stage::Mail, conn.command(head)).await?;
     for rcpt in &rcpts {
-        let accepted = if pipelining {
-            timed(timeout, conn.read_response()).await
+        if pipelining {
+            timed(timeout, Stage::Rcpt, conn.read_response()).await?;
         } else {
-            timed(timeout, conn.command(rcpt)).await
-        };
-        accepted.map_err(Failure::Later)?;
+            timed(timeout, Stage::Rcpt, conn.command(rcpt)).await?;
+        }
     }
     // The recipient is accepted. The gate is asked now, while DATA's
     // reply travels (DATA itself went with MAIL when pipelined): any
     // change committed before this point is seen.
     let data = async {
         if pipelining {
-            timed(timeout, conn.read_response()).await
+            timed(timeout, Stage::Data, conn.read_response()).await
         } else {
-            timed(timeout, conn.command(Data)).await
+            timed(timeout, Stage::Data, conn.command(Data)).await
         }
     };
     let (ready, wanted) = tokio::join!(data, gate());
-    ready.map_err(Failure::Later)?;
+    ready?;
     if let Err(why) = wanted {
         // The server waits for the message: closing the connection
         // without the final dot is the only way out, and a server never
@@ -113,8 +104,8 @@ where
         return Ok(Step::Stopped { why });
     }
     let sent = match data_block(message) {
-        Some(block) => timed(timeout, conn.command(block)).await,
-        None => timed(timeout, conn.message(message)).await,
+        Some(block) => timed(timeout, Stage::EndOfData, conn.command(block)).await,
+        None => timed(timeout, Stage::EndOfData, conn.message(message)).await,
     };
-    sent.map(Step::Accepted).map_err(Failure::Later)
+    sent.map(Step::Accepted)
 }
