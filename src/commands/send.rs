@@ -249,13 +249,14 @@ async fn send_test_copies(
                 &email.key(),
             )
             .await;
-        if attempt.verdict == letterpress_sender::Verdict::Delivered {
+        if attempt.verdict() == letterpress_sender::Verdict::Delivered {
             eprintln!("test copy to {email}: {}", attempt.reply);
         } else {
             failed += 1;
             eprintln!(
                 "test copy to {email} not delivered ({:?}): {}",
-                attempt.verdict, attempt.reply
+                attempt.verdict(),
+                attempt.reply
             );
         }
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
-use crate::classify::{Verdict, classify_reply};
-use crate::smtp::{EnhancedCode, SendError, SmtpClient, Target, TargetError};
+use crate::policy::{self, Happened, NoReply, Verdict};
+use crate::smtp::{SendError, SmtpClient, Stage, Target, TargetError};
 
 /// Why a transport cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +42,17 @@ pub enum TransportError {
 /// The result of handing one message to the transport.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    /// What the reply means.
-    pub verdict: Verdict,
+    /// What happened, as the outcome policy reads it.
+    pub happened: Happened,
     /// The reply (or error) text, kept with the delivery.
     pub reply: String,
+}
+
+impl Attempt {
+    /// What the attempt means (delivered, deferred, bounced, ...).
+    pub fn verdict(&self) -> Verdict {
+        policy::verdict(self.happened)
+    }
 }
 
 /// A configured transport.
@@ -151,11 +158,11 @@ impl Transport {
                 .await;
                 match result {
                     Ok(()) => Attempt {
-                        verdict: Verdict::Delivered,
+                        happened: Happened::Written,
                         reply: format!("written to {}", path.display()),
                     },
                     Err(e) => Attempt {
-                        verdict: Verdict::Deferred,
+                        happened: Happened::Unavailable,
                         reply: format!("cannot write {}: {e}", path.display()),
                     },
                 }
@@ -165,30 +172,30 @@ impl Transport {
                 .await?
             {
                 Ok(response) => {
-                    let text = response.message().collect::<Vec<_>>().join(" ");
                     let code = u16::from(response.code());
+                    let mut reply = code.to_string();
+                    reply.push(' ');
+                    for (i, line) in response.message().enumerate() {
+                        if i > 0 {
+                            reply.push(' ');
+                        }
+                        reply.push_str(line);
+                    }
                     Attempt {
-                        verdict: classify_reply(code, EnhancedCode::find(&text)),
-                        reply: format!("{code} {text}"),
+                        // A positive reply: its enhanced code (2.0.0) adds
+                        // nothing, so its text is not searched for one.
+                        happened: Happened::Reply {
+                            stage: Stage::EndOfData,
+                            code,
+                            enhanced: None,
+                        },
+                        reply,
                     }
                 }
-                Err(e) => {
-                    let verdict = match &e {
-                        SendError::Refused(r) => classify_reply(r.code, r.enhanced),
-                        // Network, TLS, timeout, dropped connection: the
-                        // broken connection is closed; retry later.
-                        SendError::Broken { .. }
-                        | SendError::Tls { .. }
-                        | SendError::Client { .. }
-                        | SendError::Timeout { .. }
-                        | SendError::Connect(_)
-                        | SendError::Unsupported(_) => Verdict::Deferred,
-                    };
-                    Attempt {
-                        verdict,
-                        reply: e.to_string(),
-                    }
-                }
+                Err(e) => Attempt {
+                    happened: happened(&e),
+                    reply: e.to_string(),
+                },
             },
         })
     }
@@ -198,5 +205,23 @@ impl Transport {
         if let Self::Smtp(smtp) = self {
             smtp.shutdown().await;
         }
+    }
+}
+
+/// What a failed send means to the outcome policy.
+fn happened(e: &SendError) -> Happened {
+    match e {
+        SendError::Refused(r) => Happened::Reply {
+            stage: r.stage,
+            code: r.code,
+            enhanced: r.enhanced,
+        },
+        SendError::Broken { .. } | SendError::Client { .. } | SendError::Connect(_) => {
+            Happened::NoReply(NoReply::Network)
+        }
+        SendError::Tls { .. } => Happened::NoReply(NoReply::Tls),
+        SendError::Timeout { .. } => Happened::NoReply(NoReply::Timeout),
+        // Deferred, as it always was.
+        SendError::Unsupported(_) => Happened::Unavailable,
     }
 }
