@@ -23,7 +23,9 @@ pub use message::{
 };
 pub use policy::{Happened, NoReply, Verdict};
 pub use retry::RetryPolicy;
-pub use smtp::{Class, EnhancedCode, Reply, SendError, SmtpClient, Stage, TargetError};
+pub use smtp::{
+    BareLineEnd, Class, EnhancedCode, Reply, SendError, SmtpClient, Stage, TargetError,
+};
 pub use throttle::Throttle;
 pub use transport::{Attempt, SmtpSettings, Transport, TransportError};
 pub use worker::{

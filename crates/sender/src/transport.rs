@@ -223,5 +223,6 @@ fn happened(e: &SendError) -> Happened {
         SendError::Timeout { .. } => Happened::NoReply(NoReply::Timeout),
         // Deferred, as it always was.
         SendError::Unsupported(_) => Happened::Unavailable,
+        SendError::BareLineEnd(_) => Happened::Refused,
     }
 }

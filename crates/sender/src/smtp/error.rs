@@ -7,6 +7,7 @@ use std::time::Duration;
 use lettre::transport::smtp::Error as SmtpError;
 
 use super::reply::{EnhancedCode, Reply, Stage};
+use super::wire::BareLineEnd;
 
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,10 @@ pub enum SendError {
     /// 8BITMIME). Found before anything of the message was sent.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A line of the message does not end in CRLF (see [`BareLineEnd`]).
+    /// Found before anything of the message was sent.
+    #[error(transparent)]
+    BareLineEnd(#[from] BareLineEnd),
 }
 
 /// Whether the same message may succeed later.
@@ -90,6 +95,7 @@ impl SendError {
     pub fn class(&self) -> Class {
         match self {
             Self::Refused(r) if r.code / 100 == 5 => Class::Permanent,
+            Self::BareLineEnd(_) => Class::Permanent,
             _ => Class::Transient,
         }
     }
@@ -109,7 +115,7 @@ impl SendError {
             | Self::Client { stage, .. }
             | Self::Timeout { stage, .. } => Some(*stage),
             Self::Connect(_) => Some(Stage::Session),
-            Self::Unsupported(_) => None,
+            Self::Unsupported(_) | Self::BareLineEnd(_) => None,
         }
     }
 

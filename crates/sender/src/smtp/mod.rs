@@ -47,3 +47,4 @@ pub use error::{Class, SendError};
 pub use pool::SmtpClient;
 pub use reply::{EnhancedCode, Reply, Stage};
 pub use target::{Target, TargetError};
+pub use wire::BareLineEnd;

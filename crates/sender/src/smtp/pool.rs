@@ -86,6 +86,12 @@ impl SmtpClient {
                     tracing::debug!(error = %e, "pooled connection unusable; reconnecting");
                     conn.close().await;
                 }
+                // Refused here before the first command: the connection
+                // is as good as it was.
+                Err(e @ SendError::BareLineEnd(_)) => {
+                    self.park(conn);
+                    return Ok(Err(e));
+                }
                 Err(e) => return Ok(Err(discard(conn, e).await)),
             }
         }
@@ -101,6 +107,10 @@ impl SmtpClient {
             Ok(Step::Stopped { why }) => {
                 drop(conn); // see Step::Stopped
                 Err(why)
+            }
+            Err(e @ SendError::BareLineEnd(_)) => {
+                self.park(conn);
+                Ok(Err(e))
             }
             Err(e) => Ok(Err(discard(conn, e).await)),
         }
@@ -144,7 +154,10 @@ fn stale(e: &SendError) -> bool {
     match e {
         SendError::Refused(r) => r.code / 100 != 5,
         SendError::Broken { .. } | SendError::Tls { .. } | SendError::Client { .. } => true,
-        SendError::Timeout { .. } | SendError::Connect(_) | SendError::Unsupported(_) => false,
+        SendError::Timeout { .. }
+        | SendError::Connect(_)
+        | SendError::Unsupported(_)
+        | SendError::BareLineEnd(_) => false,
     }
 }
 

@@ -62,6 +62,9 @@ where
         }
         options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
+    // Made (and checked: CRLF line ends only) before anything is sent, so
+    // a message that cannot go leaves the connection as clean as it was.
+    let block = data_block(message)?;
     let rcpts: Vec<String> = envelope
         .to()
         .iter()
@@ -103,7 +106,7 @@ where
         // new connection does not matter.
         return Ok(Step::Stopped { why });
     }
-    let sent = match data_block(message) {
+    let sent = match block {
         Some(block) => timed(timeout, Stage::EndOfData, conn.command(block)).await,
         None => timed(timeout, Stage::EndOfData, conn.message(message)).await,
     };
