@@ -221,8 +221,8 @@ fn happened(e: &SendError) -> Happened {
         }
         SendError::Tls { .. } => Happened::NoReply(NoReply::Tls),
         SendError::Timeout { .. } => Happened::NoReply(NoReply::Timeout),
-        // Deferred, as it always was.
-        SendError::Unsupported(_) => Happened::Unavailable,
-        SendError::BareLineEnd(_) => Happened::Refused,
+        // Refused here for good: retrying sends the same bytes to the
+        // same relay.
+        SendError::Unsupported(_) | SendError::BareLineEnd(_) => Happened::Refused,
     }
 }

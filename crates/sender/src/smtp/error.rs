@@ -53,8 +53,9 @@ pub enum SendError {
     /// The TCP connection could not be made.
     #[error("cannot connect to the server: {0}")]
     Connect(std::io::Error),
-    /// The message cannot go to this server (e.g. 8-bit content and no
-    /// 8BITMIME). Found before anything of the message was sent.
+    /// The message cannot go to this server: it (or an address) is not
+    /// ASCII and the server offers no 8BITMIME (or SMTPUTF8). Found before
+    /// anything of the message was sent.
     #[error("{0}")]
     Unsupported(&'static str),
     /// A line of the message does not end in CRLF (see [`BareLineEnd`]).
@@ -95,7 +96,9 @@ impl SendError {
     pub fn class(&self) -> Class {
         match self {
             Self::Refused(r) if r.code / 100 == 5 => Class::Permanent,
-            Self::BareLineEnd(_) => Class::Permanent,
+            // Permanent for this relay: it will not learn 8BITMIME or
+            // SMTPUTF8 in the next four days of retries.
+            Self::Unsupported(_) | Self::BareLineEnd(_) => Class::Permanent,
             _ => Class::Transient,
         }
     }

@@ -88,7 +88,7 @@ impl SmtpClient {
                 }
                 // Refused here before the first command: the connection
                 // is as good as it was.
-                Err(e @ SendError::BareLineEnd(_)) => {
+                Err(e) if untouched(&e) => {
                     self.park(conn);
                     return Ok(Err(e));
                 }
@@ -108,7 +108,7 @@ impl SmtpClient {
                 drop(conn); // see Step::Stopped
                 Err(why)
             }
-            Err(e @ SendError::BareLineEnd(_)) => {
+            Err(e) if untouched(&e) => {
                 self.park(conn);
                 Ok(Err(e))
             }
@@ -159,6 +159,12 @@ fn stale(e: &SendError) -> bool {
         | SendError::Unsupported(_)
         | SendError::BareLineEnd(_) => false,
     }
+}
+
+/// Whether the message was refused here before its first command: the
+/// connection is then as good as it was.
+fn untouched(e: &SendError) -> bool {
+    matches!(e, SendError::Unsupported(_) | SendError::BareLineEnd(_))
 }
 
 /// After a failed transaction the connection is closed, as lettre does:
