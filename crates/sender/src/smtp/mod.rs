@@ -11,8 +11,9 @@
 //!   made here set `TCP_NODELAY`.
 //! - It sends a `NOOP` before every reuse of a pooled connection, one more
 //!   round trip per message. Here a reused connection that turns out to be
-//!   dead fails at `MAIL FROM`, before anything of the message was sent, and
-//!   the message goes out on a fresh connection instead.
+//!   dead fails at `MAIL FROM` with no reply, before anything of the
+//!   message was sent, and the message goes out on a fresh connection
+//!   instead. A reply there (a 421) is an answer, and is obeyed.
 //! - It applies its timeout to connecting only; here every command and the
 //!   message itself are bounded by `delivery.timeout`, so a stalled server
 //!   is a deferral, not a stuck worker.

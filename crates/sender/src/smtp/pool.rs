@@ -79,9 +79,12 @@ impl SmtpClient {
                     drop(conn); // see Step::Stopped
                     return Err(why);
                 }
-                // Refused at MAIL FROM on a connection that sat in the pool:
-                // most likely the server closed it meanwhile. Nothing of
-                // the message was sent, so a fresh connection may try it.
+                // No reply at all to MAIL FROM on a connection that sat in
+                // the pool: most likely the server closed it meanwhile.
+                // Nothing of the message was sent, so a fresh connection
+                // may try it. A reply (a 421 included) is the server's
+                // answer, not a stale connection: it goes to the policy,
+                // which defers and brakes on it.
                 Err(e) if e.stage() == Some(Stage::Mail) && stale(&e) => {
                     tracing::debug!(error = %e, "pooled connection unusable; reconnecting");
                     conn.close().await;
@@ -149,12 +152,16 @@ impl SmtpClient {
 }
 
 /// Whether a failure at MAIL FROM on a reused connection says the
-/// connection went stale in the pool.
+/// connection went stale in the pool: it closed, was reset, or gave
+/// nothing readable. Not a reply, and not a timeout (a server that
+/// stalls is no better on a new connection).
 fn stale(e: &SendError) -> bool {
     match e {
-        SendError::Refused(r) => r.code / 100 != 5,
-        SendError::Broken { .. } | SendError::Tls { .. } | SendError::Client { .. } => true,
-        SendError::Timeout { .. }
+        SendError::Broken { .. } => true,
+        SendError::Refused(_)
+        | SendError::Tls { .. }
+        | SendError::Client { .. }
+        | SendError::Timeout { .. }
         | SendError::Connect(_)
         | SendError::Unsupported(_)
         | SendError::BareLineEnd(_) => false,
