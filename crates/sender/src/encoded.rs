@@ -175,6 +175,9 @@ pub(crate) fn encode(text: &[u8], last: bool, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

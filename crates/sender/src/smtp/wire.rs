@@ -147,4 +147,87 @@ mod tests {
             "the message has a bare LF at byte 5: only CRLF may end a line on the wire"
         );
     }
+
+    use proptest::prelude::*;
+
+    /// What a server makes of a DATA block (RFC 5321 4.5.2): lines up to
+    /// the first that is a single `.`, each with one leading `.` removed,
+    /// each ended by CRLF; and whether anything followed that line.
+    fn unstuff(block: &str) -> (String, bool) {
+        let mut data = String::new();
+        let mut rest = block;
+        while let Some((line, after)) = rest.split_once("\r\n") {
+            if line == "." {
+                return (data, !after.is_empty());
+            }
+            data.push_str(line.strip_prefix('.').unwrap_or(line));
+            data.push_str("\r\n");
+            rest = after;
+        }
+        panic!("the block never ends: {block:?}");
+    }
+
+    /// A message of CRLF lines rich in dots: lines that are `.`, `..`,
+    /// start or end with dots, are empty, or hold anything but CR and LF.
+    fn crlf_message() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            proptest::sample::select(vec![".", "..", "...", ".a", "a.", "", " .", "\t", "é."])
+                .prop_map(str::to_string),
+            "[^\r\n]{0,20}",
+        ];
+        (proptest::collection::vec(line, 0..12), any::<bool>()).prop_map(|(lines, crlf_end)| {
+            let mut m = lines.join("\r\n");
+            if crlf_end {
+                m.push_str("\r\n");
+            }
+            m
+        })
+    }
+
+    /// Where the first CR or LF outside a CRLF pair is, found the slow way.
+    fn first_bare(m: &[u8]) -> Option<usize> {
+        (0..m.len()).find(|&i| match m[i] {
+            b'\n' => i == 0 || m[i - 1] != b'\r',
+            b'\r' => m.get(i + 1) != Some(&b'\n'),
+            _ => false,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The server gets back exactly the message (its last line ended
+        /// by the terminator's CRLF), and the only line that is a single
+        /// `.` is the terminator, at the very end.
+        #[test]
+        fn unstuffing_the_block_gives_back_the_message(m in crlf_message()) {
+            let block = data_block(m.as_bytes())
+                .expect("CRLF-only")
+                .expect("UTF-8");
+            let (data, more) = unstuff(&block);
+            prop_assert!(!more, "the data ended early: {:?}", block);
+            prop_assert_eq!(data, format!("{m}\r\n"));
+        }
+
+        /// A bare CR or LF anywhere is refused, at the first one.
+        #[test]
+        fn a_bare_line_end_anywhere_is_refused(
+            m in crlf_message(),
+            bare in proptest::sample::select(vec!["\n", "\r", "\n.\n", "\r\r\n", "\n\r"]),
+            at in any::<proptest::sample::Index>(),
+        ) {
+            // Anywhere, even inside a CRLF pair (which leaves its CR bare).
+            let places: Vec<usize> = (0..=m.len()).filter(|&i| m.is_char_boundary(i)).collect();
+            let i = places[at.index(places.len())];
+            let broken = format!("{}{bare}{}", &m[..i], &m[i..]);
+            // Only "\n\r" inside a CRLF pair makes two pairs of it.
+            let offset = first_bare(broken.as_bytes());
+            prop_assume!(offset.is_some());
+            let offset = offset.expect("assumed");
+            prop_assert_eq!(
+                data_block(broken.as_bytes()),
+                Err(BareLineEnd { offset, byte: broken.as_bytes()[offset] })
+            );
+        }
+    }
 }
