@@ -1,6 +1,7 @@
 //! Where messages go: `.eml` files (the embedded default) or an SMTP relay.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -173,8 +174,10 @@ impl Transport {
             {
                 Ok(response) => {
                     let code = u16::from(response.code());
-                    let mut reply = code.to_string();
-                    reply.push(' ');
+                    // One buffer, sized for a usual reply ("250 2.0.0 Ok:
+                    // queued as 4Xyz…"), where a Vec and a join made three.
+                    let mut reply = String::with_capacity(64);
+                    let _ = write!(reply, "{code} ");
                     for (i, line) in response.message().enumerate() {
                         if i > 0 {
                             reply.push(' ');
