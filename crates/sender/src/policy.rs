@@ -152,7 +152,7 @@ pub(crate) fn decide(
 }
 
 /// What `happened` means, before the retry schedule.
-pub fn verdict(happened: Happened) -> Verdict {
+pub(crate) fn verdict(happened: Happened) -> Verdict {
     match happened {
         Happened::Reply {
             stage,

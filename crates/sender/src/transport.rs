@@ -229,3 +229,48 @@ fn happened(e: &SendError) -> Happened {
         SendError::Unsupported(_) | SendError::BareLineEnd(_) => Happened::Refused,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::{BareLineEnd, Reply};
+
+    /// `SendError`'s own transient/permanent split and the policy agree:
+    /// what it calls permanent is never retried, what it calls transient
+    /// always is.
+    #[test]
+    fn the_error_class_and_the_policy_agree() {
+        let refused = |stage, code, text: &str| {
+            SendError::Refused(Reply {
+                stage,
+                code,
+                enhanced: crate::smtp::EnhancedCode::find(text),
+                text: text.to_string(),
+            })
+        };
+        let errors = [
+            refused(Stage::Rcpt, 550, "5.1.1 user unknown"),
+            refused(Stage::EndOfData, 554, "5.7.1 spam"),
+            refused(Stage::Mail, 553, "5.1.8 sender domain"),
+            refused(Stage::Rcpt, 421, "4.7.0 slow down"),
+            refused(Stage::Mail, 451, "4.3.0 try later"),
+            SendError::Timeout {
+                stage: Stage::Data,
+                after: Duration::from_secs(30),
+            },
+            SendError::Connect(std::io::ErrorKind::ConnectionRefused.into()),
+            SendError::Unsupported("no 8BITMIME"),
+            SendError::BareLineEnd(BareLineEnd {
+                offset: 3,
+                byte: b'\n',
+            }),
+        ];
+        for e in errors {
+            let retried = matches!(
+                policy::verdict(happened(&e)),
+                Verdict::Deferred | Verdict::DeferredSlowDown
+            );
+            assert_eq!(e.is_permanent(), !retried, "{e}");
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lettre::transport::smtp::Error as SmtpError;
 
-use super::reply::{EnhancedCode, Reply, Stage};
+use super::reply::{Reply, Stage};
 use super::wire::BareLineEnd;
 
 /// Why a message was not accepted.
@@ -122,21 +122,12 @@ impl SendError {
         }
     }
 
-    /// The server's reply, when one came.
+    /// The server's reply (stage, basic and enhanced code, text), when
+    /// one came.
     pub fn reply(&self) -> Option<&Reply> {
         match self {
             Self::Refused(r) => Some(r),
             _ => None,
         }
-    }
-
-    /// The basic reply code, when a reply came.
-    pub fn code(&self) -> Option<u16> {
-        self.reply().map(|r| r.code)
-    }
-
-    /// The enhanced status code, when the reply had one.
-    pub fn enhanced(&self) -> Option<EnhancedCode> {
-        self.reply().and_then(|r| r.enhanced)
     }
 }

@@ -47,7 +47,7 @@ impl EnhancedCode {
     ///
     /// Written by hand: it is a few lines and no maintained crate parses
     /// just this out of free reply text.
-    pub fn find(text: &str) -> Option<EnhancedCode> {
+    pub(crate) fn find(text: &str) -> Option<EnhancedCode> {
         text.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ':' || c == ',')
             .find_map(|word| {
                 let mut parts = word.split('.');
@@ -88,7 +88,7 @@ pub struct Reply {
 impl Reply {
     /// The reply to `stage` with `code` and `text`; the enhanced code is
     /// read from the text.
-    pub fn new(stage: Stage, code: u16, text: String) -> Reply {
+    pub(crate) fn new(stage: Stage, code: u16, text: String) -> Reply {
         Reply {
             stage,
             code,
