@@ -144,3 +144,18 @@ fn check_body(body: &Personalizable, r: &Recipient<'_>) -> Result<(), TestCaseEr
     );
     Ok(())
 }
+
+/// The case the body property found: a CR, a name slot that renders
+/// empty, an LF. Such a body keeps lettre's path.
+#[test]
+fn a_crlf_split_by_a_name_slot_keeps_lettres_path() {
+    for source in ["Grüße \r%%lp-name%%\n", "Grüße %%lp-name:a\r\nb%%"] {
+        let stored = serde_json::json!({
+            "version": 1, "slug": "s", "title": "t", "subject": "t", "preheader": "",
+            "issue_url": "https://example.com/s/", "content_hash": "h",
+            "html": source, "text": source,
+        });
+        let issue = SendableIssue::from_stored(&stored.to_string()).expect("a stored issue");
+        assert!(EncodedBody::prepare(&issue.text).is_none(), "{source:?}");
+    }
+}
