@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use letterpress_composer::{Composer, ComposerSettings, Newsletter, SendableIssue};
 use letterpress_sender::{
-    BoxFuture, IssueLoader, IssueMessages, MessageSettings, RetryPolicy, SmtpSettings, Throttle,
-    Transport, Worker, WorkerSettings, dkim_signed_headers,
+    BoxFuture, IssueLoader, IssueMessages, LoadError, MessageSettings, RetryPolicy, SmtpSettings,
+    Throttle, Transport, Worker, WorkerSettings, dkim_signed_headers,
 };
 use letterpress_signing::Keyring;
 use letterpress_store::Store;
@@ -231,15 +231,16 @@ struct StoredIssues {
 }
 
 impl IssueLoader for StoredIssues {
-    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>> {
+    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, LoadError>> {
         Box::pin(async move {
             let stored = self
                 .store
                 .issue_body(issue_id)
                 .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("issue {issue_id} has no stored content"))?;
-            let issue = SendableIssue::from_stored(&stored).map_err(|e| e.to_string())?;
+                .map_err(|source| LoadError::Store { issue_id, source })?
+                .ok_or(LoadError::NoContent(issue_id))?;
+            let issue = SendableIssue::from_stored(&stored)
+                .map_err(|source| LoadError::Unreadable { issue_id, source })?;
             Ok(issue_messages(Arc::new(issue), Arc::clone(&self.settings)))
         })
     }

@@ -13,7 +13,9 @@ use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use letterpress_composer::SendableIssue;
 use letterpress_publish::{Action, PublishError};
-use letterpress_sender::{BoxFuture, IssueLoader, IssueMessages, MessageSettings, To, Until};
+use letterpress_sender::{
+    BoxFuture, IssueLoader, IssueMessages, LoadError, MessageSettings, To, Until,
+};
 use letterpress_store::{IssueCounts, Store};
 use tracing::Instrument;
 
@@ -247,13 +249,14 @@ async fn send_test_copies(
                 &email.key(),
             )
             .await;
-        if attempt.verdict == letterpress_sender::Verdict::Delivered {
+        if attempt.verdict() == letterpress_sender::Verdict::Delivered {
             eprintln!("test copy to {email}: {}", attempt.reply);
         } else {
             failed += 1;
             eprintln!(
                 "test copy to {email} not delivered ({:?}): {}",
-                attempt.verdict, attempt.reply
+                attempt.verdict(),
+                attempt.reply
             );
         }
     }
@@ -272,12 +275,15 @@ struct OneIssue {
 }
 
 impl IssueLoader for OneIssue {
-    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>> {
+    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, LoadError>> {
         Box::pin(async move {
             if issue_id == self.id {
                 Ok(Arc::clone(&self.messages))
             } else {
-                Err(format!("this sender only carries issue {}", self.id))
+                Err(LoadError::NotCarried {
+                    issue_id,
+                    carries: self.id,
+                })
             }
         })
     }

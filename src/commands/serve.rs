@@ -99,7 +99,7 @@ impl ConfirmationMailer for Mailer {
                 rand::random::<u32>()
             );
             let attempt = self.transport.send(&message, "confirmations", &stem).await;
-            match attempt.verdict {
+            match attempt.verdict() {
                 letterpress_sender::Verdict::Delivered => Ok(()),
                 _ => Err(attempt.reply),
             }

@@ -28,3 +28,38 @@ async fn an_internationalised_address_is_delivered() {
     assert_eq!(to.name(), Some("Jürgen"));
     assert_eq!(counts(&s.lp, "eai").await, expect(0, 0, 2, 0, 0));
 }
+
+/// A relay that offers neither SMTPUTF8 nor 8BITMIME cannot carry a
+/// message to a non-ASCII address however often it is tried: the delivery
+/// fails at once, before MAIL FROM, blaming no one, and the others go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internationalised_address_to_a_seven_bit_relay_fails_at_once() {
+    let s = Setup::sqlite().await;
+    s.smtp.without_8bitmime_and_smtputf8();
+    let all = ["jürgen@x.example", "ann@x.example"];
+    import(
+        &s.lp,
+        &[(all[0], "Jürgen", "active"), (all[1], "", "active")],
+    )
+    .await;
+    let issue = s.lp.write_issue("content", "eai7", "");
+    // A short wait: settled at once, it needs none; were it deferred, it
+    // would still be after this.
+    let out = s.lp.ok(&["send", arg(&issue), "--yes", "--wait=10s"]).await;
+    assert_eq!(copies(&s.smtp), one_each(&["ann@x.example"]), "{out}");
+    assert_eq!(
+        counts(&s.lp, "eai7").await,
+        expect(0, 0, 1, 1, 0),
+        "failed, not deferred: {out}"
+    );
+    assert_eq!(
+        s.smtp.attempts(all[0]),
+        0,
+        "nothing of it reached the relay"
+    );
+    assert_eq!(
+        s.lp.status_of(all[0]).await.as_deref(),
+        Some("active"),
+        "the relay's limits blame no subscriber"
+    );
+}

@@ -62,6 +62,50 @@ async fn bounces_failures_and_slow_down() {
     assert_eq!(statuses["fine@x.example"], "active");
 }
 
+/// A 421 to MAIL FROM on a pooled connection is the relay's answer, not a
+/// connection gone stale: the delivery is deferred, the brake engages, and
+/// the message goes on the retry (not at once on a fresh connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_421_on_a_pooled_connection_defers_and_brakes() {
+    let mut s = Setup::sqlite().await;
+    // One connection: the second message goes on the first one's.
+    s.lp.set("LETTERPRESS_DELIVERY__CONCURRENCY", "1");
+    s.smtp
+        .reply_to_mail_on_a_reused_connection("421 4.7.0 too many messages, slow down", 1);
+    let all = ["ann@x.example", "bob@x.example"];
+    import(&s.lp, &[(all[0], "", "active"), (all[1], "", "active")]).await;
+    let issue = s.lp.write_issue("content", "pooled421", "");
+    let out = send(&s.lp, &issue, &[]).await;
+    assert_eq!(s.smtp.reused_mail_replies(), 1, "{out}");
+    assert_eq!(copies(&s.smtp), one_each(&all), "{out}");
+    assert_eq!(counts(&s.lp, "pooled421").await, expect(0, 0, 2, 0, 0));
+
+    // What was recorded: one attempt deferred on the 421, one sent each.
+    let db = format!("sqlite://{}", s.lp.path("lp.db").display());
+    let store = letterpress_store::Store::connect(&db)
+        .await
+        .expect("the store");
+    let mut attempts = Vec::new();
+    for delivery_id in 1..=2 {
+        attempts.extend(store.attempts(delivery_id).await.expect("attempts"));
+    }
+    let outcomes: Vec<(&str, &str)> = attempts
+        .iter()
+        .map(|a| (a.outcome.as_str(), a.reply.as_str()))
+        .collect();
+    let deferred: Vec<_> = outcomes.iter().filter(|(o, _)| *o == "deferred").collect();
+    assert_eq!(deferred.len(), 1, "one deferral: {outcomes:?}\n{out}");
+    assert!(
+        deferred[0].1.starts_with("421 4.7.0"),
+        "deferred on the 421: {outcomes:?}"
+    );
+    assert_eq!(outcomes.iter().filter(|(o, _)| *o == "sent").count(), 2);
+    assert!(
+        out.contains("server asked to slow down"),
+        "the brake engaged (a warning): {out}"
+    );
+}
+
 /// The client asks a second EHLO to learn whether it may pipeline; a relay
 /// that refuses it is sent to one command at a time, not given up on.
 #[tokio::test]

@@ -3,13 +3,14 @@
 //! A [`Worker`] claims due deliveries from the store under a lease, builds
 //! each recipient's message from the once-composed issue
 //! ([`IssueMessages`]), waits for the [`Throttle`], hands the message to the
-//! [`Transport`] and records what the server said ([`classify`]) as an
-//! outcome: sent, deferred on the [`RetryPolicy`], bounced, failed or
-//! skipped. Policy lives here; the store only runs the queries.
+//! [`Transport`] and records what happened as the outcome the policy
+//! (`policy.rs`, a pure function) decides: sent, deferred on the
+//! [`RetryPolicy`], bounced, failed or skipped. Policy lives here; the
+//! store only runs the queries.
 
-pub mod classify;
 mod encoded;
 mod message;
+mod policy;
 mod retry;
 mod smtp;
 mod status_gate;
@@ -17,12 +18,16 @@ mod throttle;
 mod transport;
 mod worker;
 
-pub use classify::Verdict;
 pub use message::{
     Built, IssueMessages, MessageError, MessageSettings, To, dkim_signed_headers, header_safe,
 };
+pub use policy::{Happened, NoReply, Verdict};
 pub use retry::RetryPolicy;
-pub use smtp::{SendError, SmtpClient};
+pub use smtp::{
+    BareLineEnd, Class, EnhancedCode, Reply, SendError, SmtpClient, Stage, TargetError,
+};
 pub use throttle::Throttle;
 pub use transport::{Attempt, SmtpSettings, Transport, TransportError};
-pub use worker::{BoxFuture, IssueLoader, Progress, Until, Worker, WorkerError, WorkerSettings};
+pub use worker::{
+    BoxFuture, IssueLoader, LoadError, Progress, Until, Worker, WorkerError, WorkerSettings,
+};

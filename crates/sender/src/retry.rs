@@ -1,5 +1,6 @@
 //! When to try a deferred delivery again, and when to give up.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use rand::Rng;
@@ -29,13 +30,22 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The range of the jitter factor: ±20 %, so that a list deferred at
+    /// once by one server does not come back in one burst.
+    pub const JITTER: RangeInclusive<f64> = 0.8..=1.2;
+
+    /// A jitter factor drawn from [`RetryPolicy::JITTER`].
+    pub fn random_jitter() -> f64 {
+        rand::rng().random_range(Self::JITTER)
+    }
+
     /// The delay before the next try after `attempts` attempts (1 = the
-    /// first one just failed), with up to ±20 % jitter so that a list
-    /// deferred at once by one server does not come back in one burst.
-    pub fn delay_after(&self, attempts: u32) -> Duration {
+    /// first one just failed), scaled by `jitter` (see
+    /// [`RetryPolicy::JITTER`]).
+    pub fn delay_after(&self, attempts: u32, jitter: f64) -> Duration {
         let base = self.base_delay(attempts);
-        let jitter = rand::rng().random_range(0.8..=1.2);
-        base.mul_f64(jitter).min(self.max_delay.mul_f64(1.2))
+        base.mul_f64(jitter)
+            .min(self.max_delay.mul_f64(*Self::JITTER.end()))
     }
 
     /// The delay without jitter.
@@ -66,7 +76,7 @@ mod tests {
         assert_eq!(p.base_delay(7), Duration::from_secs(4 * 3600));
         assert_eq!(p.base_delay(1000), Duration::from_secs(4 * 3600));
         for n in 1..20 {
-            let d = p.delay_after(n);
+            let d = p.delay_after(n, RetryPolicy::random_jitter());
             let b = p.base_delay(n);
             assert!(
                 d >= b.mul_f64(0.79) && d <= b.mul_f64(1.21),

@@ -1,14 +1,15 @@
 //! Where messages go: `.eml` files (the embedded default) or an SMTP relay.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
-use crate::classify::{Verdict, classify_reply};
-use crate::smtp::{SendError, SmtpClient, Target};
+use crate::policy::{self, Happened, NoReply, Verdict};
+use crate::smtp::{SendError, SmtpClient, Stage, Target, TargetError};
 
 /// Why a transport cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +23,12 @@ pub enum TransportError {
         source: lettre::transport::smtp::Error,
     },
     /// `delivery.smtp_url` parsed but cannot be used (e.g. no TLS for the host name).
-    #[error("delivery.smtp_url {url:?} cannot be used: {why}")]
+    #[error("delivery.smtp_url {url:?} cannot be used: {source}")]
     Unusable {
         /// The URL as configured (without a password).
         url: String,
         /// Why.
-        why: String,
+        source: TargetError,
     },
     /// The outbox folder cannot be created.
     #[error("cannot create delivery.outbox_dir {path}: {source}")]
@@ -42,10 +43,17 @@ pub enum TransportError {
 /// The result of handing one message to the transport.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    /// What the reply means.
-    pub verdict: Verdict,
+    /// What happened, as the outcome policy reads it.
+    pub happened: Happened,
     /// The reply (or error) text, kept with the delivery.
     pub reply: String,
+}
+
+impl Attempt {
+    /// What the attempt means (delivered, deferred, bounced, ...).
+    pub fn verdict(&self) -> Verdict {
+        policy::verdict(self.happened)
+    }
 }
 
 /// A configured transport.
@@ -96,10 +104,10 @@ impl Transport {
         // The password never belongs in the config file; it comes from the
         // environment and is used with the URL's user name.
         let target =
-            Target::from_url(&settings.url, settings.password.as_deref()).map_err(|why| {
+            Target::from_url(&settings.url, settings.password.as_deref()).map_err(|source| {
                 TransportError::Unusable {
                     url: settings.url.clone(),
-                    why,
+                    source,
                 }
             })?;
         Ok(Self::Smtp(SmtpClient::new(
@@ -151,11 +159,11 @@ impl Transport {
                 .await;
                 match result {
                     Ok(()) => Attempt {
-                        verdict: Verdict::Delivered,
+                        happened: Happened::Written,
                         reply: format!("written to {}", path.display()),
                     },
                     Err(e) => Attempt {
-                        verdict: Verdict::Deferred,
+                        happened: Happened::Unavailable,
                         reply: format!("cannot write {}: {e}", path.display()),
                     },
                 }
@@ -165,28 +173,32 @@ impl Transport {
                 .await?
             {
                 Ok(response) => {
-                    let text = response.message().collect::<Vec<_>>().join(" ");
                     let code = u16::from(response.code());
+                    // One buffer, sized for a usual reply ("250 2.0.0 Ok:
+                    // queued as 4Xyz…"), where a Vec and a join made three.
+                    let mut reply = String::with_capacity(64);
+                    let _ = write!(reply, "{code} ");
+                    for (i, line) in response.message().enumerate() {
+                        if i > 0 {
+                            reply.push(' ');
+                        }
+                        reply.push_str(line);
+                    }
                     Attempt {
-                        verdict: classify_reply(code, &text),
-                        reply: format!("{code} {text}"),
+                        // A positive reply: its enhanced code (2.0.0) adds
+                        // nothing, so its text is not searched for one.
+                        happened: Happened::Reply {
+                            stage: Stage::EndOfData,
+                            code,
+                            enhanced: None,
+                        },
+                        reply,
                     }
                 }
-                Err(e) => {
-                    let reply = e.to_string();
-                    let verdict = match &e {
-                        SendError::Smtp(e) => match e.status() {
-                            Some(code) => classify_reply(u16::from(code), &reply),
-                            // Network, TLS, dropped connection: the broken
-                            // connection is closed; retry later.
-                            None => Verdict::Deferred,
-                        },
-                        SendError::Timeout(_)
-                        | SendError::Connect(_)
-                        | SendError::Unsupported(_) => Verdict::Deferred,
-                    };
-                    Attempt { verdict, reply }
-                }
+                Err(e) => Attempt {
+                    happened: happened(&e),
+                    reply: e.to_string(),
+                },
             },
         })
     }
@@ -195,6 +207,70 @@ impl Transport {
     pub async fn shutdown(&self) {
         if let Self::Smtp(smtp) = self {
             smtp.shutdown().await;
+        }
+    }
+}
+
+/// What a failed send means to the outcome policy.
+fn happened(e: &SendError) -> Happened {
+    match e {
+        SendError::Refused(r) => Happened::Reply {
+            stage: r.stage,
+            code: r.code,
+            enhanced: r.enhanced,
+        },
+        SendError::Broken { .. } | SendError::Client { .. } | SendError::Connect(_) => {
+            Happened::NoReply(NoReply::Network)
+        }
+        SendError::Tls { .. } => Happened::NoReply(NoReply::Tls),
+        SendError::Timeout { .. } => Happened::NoReply(NoReply::Timeout),
+        // Refused here for good: retrying sends the same bytes to the
+        // same relay.
+        SendError::Unsupported(_) | SendError::BareLineEnd(_) => Happened::Refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::{BareLineEnd, Reply};
+
+    /// `SendError`'s own transient/permanent split and the policy agree:
+    /// what it calls permanent is never retried, what it calls transient
+    /// always is.
+    #[test]
+    fn the_error_class_and_the_policy_agree() {
+        let refused = |stage, code, text: &str| {
+            SendError::Refused(Reply {
+                stage,
+                code,
+                enhanced: crate::smtp::EnhancedCode::find(text),
+                text: text.to_string(),
+            })
+        };
+        let errors = [
+            refused(Stage::Rcpt, 550, "5.1.1 user unknown"),
+            refused(Stage::EndOfData, 554, "5.7.1 spam"),
+            refused(Stage::Mail, 553, "5.1.8 sender domain"),
+            refused(Stage::Rcpt, 421, "4.7.0 slow down"),
+            refused(Stage::Mail, 451, "4.3.0 try later"),
+            SendError::Timeout {
+                stage: Stage::Data,
+                after: Duration::from_secs(30),
+            },
+            SendError::Connect(std::io::ErrorKind::ConnectionRefused.into()),
+            SendError::Unsupported("no 8BITMIME"),
+            SendError::BareLineEnd(BareLineEnd {
+                offset: 3,
+                byte: b'\n',
+            }),
+        ];
+        for e in errors {
+            let retried = matches!(
+                policy::verdict(happened(&e)),
+                Verdict::Deferred | Verdict::DeferredSlowDown
+            );
+            assert_eq!(e.is_permanent(), !retried, "{e}");
         }
     }
 }

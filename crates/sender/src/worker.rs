@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use letterpress_composer::StoredIssueError;
 use letterpress_core::SubscriberStatus;
 use letterpress_store::{Claim, Outcome, OutcomeKind, Store, StoreError};
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
@@ -24,8 +25,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::classify::Verdict;
 use crate::message::{IssueMessages, To};
+use crate::policy::{self, Decided, Facts, Happened};
 use crate::retry::RetryPolicy;
 use crate::status_gate::StatusGate;
 use crate::throttle::Throttle;
@@ -39,6 +40,40 @@ pub enum WorkerError {
     Store(#[from] StoreError),
 }
 
+/// Why an [`IssueLoader`] cannot give the worker an issue. The worker
+/// defers the delivery: another worker, or this one later, may have it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The store could not be read.
+    #[error("cannot read issue {issue_id}: {source}")]
+    Store {
+        /// The issue.
+        issue_id: i64,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// The store has no content for the issue.
+    #[error("issue {0} has no stored content")]
+    NoContent(i64),
+    /// The stored content cannot be read, e.g. it was stored by a newer
+    /// version.
+    #[error("issue {issue_id}'s stored content cannot be read: {source}")]
+    Unreadable {
+        /// The issue.
+        issue_id: i64,
+        /// Why.
+        source: StoredIssueError,
+    },
+    /// This loader carries one issue only (`send`), and not this one.
+    #[error("this sender only carries issue {carries}, not issue {issue_id}")]
+    NotCarried {
+        /// The issue asked for.
+        issue_id: i64,
+        /// The one it carries.
+        carries: i64,
+    },
+}
+
 /// A boxed future, for [`IssueLoader`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -48,7 +83,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// an issue from the store the first time they meet it.
 pub trait IssueLoader: Send + Sync {
     /// The issue with this id, or why it cannot be had.
-    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, String>>;
+    fn load(&self, issue_id: i64) -> BoxFuture<'_, Result<Arc<IssueMessages>, LoadError>>;
 }
 
 /// Tuning of one worker.
@@ -400,7 +435,7 @@ impl Worker {
         }
     }
 
-    async fn issue(&self, issue_id: i64) -> Result<Arc<IssueMessages>, String> {
+    async fn issue(&self, issue_id: i64) -> Result<Arc<IssueMessages>, LoadError> {
         let mut cache = self.issues.lock().await;
         if let Some(i) = cache.get(&issue_id) {
             return Ok(Arc::clone(i));
@@ -415,30 +450,16 @@ impl Worker {
     /// `None` when the worker stopped before the message could go: nothing
     /// was attempted, and the lease is given back with the others.
     async fn deliver(&self, claim: Claim, stop: &CancellationToken) -> Option<Outcome> {
-        let outcome = |kind, reply: String| Outcome {
-            delivery_id: claim.delivery_id,
-            at: Utc::now(),
-            reply,
-            kind,
-        };
         let issue = match self.issue(claim.issue_id).await {
             Ok(i) => i,
             Err(e) => {
-                let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
-                return Some(outcome(
-                    OutcomeKind::Deferred {
-                        next_attempt_at: next,
-                    },
-                    format!("issue content unavailable: {e}"),
-                ));
+                let why = format!("issue content unavailable: {e}");
+                return Some(self.settle(&claim, Happened::Unavailable, why, None));
             }
         };
         if claim.subscriber_status != SubscriberStatus::Active {
-            self.progress.skipped.fetch_add(1, Ordering::Relaxed);
-            return Some(outcome(
-                OutcomeKind::Skipped,
-                format!("subscriber is {}", claim.subscriber_status),
-            ));
+            let why = format!("subscriber is {}", claim.subscriber_status);
+            return Some(self.settle(&claim, Happened::Inactive, why, None));
         }
         let built = match issue.build(To {
             subscriber_id: claim.subscriber_id,
@@ -446,10 +467,7 @@ impl Worker {
             name: claim.name.as_deref(),
         }) {
             Ok(b) => b,
-            Err(e) => {
-                self.progress.failed.fetch_add(1, Ordering::Relaxed);
-                return Some(outcome(OutcomeKind::Failed, e.to_string()));
-            }
+            Err(e) => return Some(self.settle(&claim, Happened::Refused, e.to_string(), None)),
         };
         // Built ahead of its turn (see `claim_loop`); now it waits for the
         // rate limit and a free connection, unless the worker stops first.
@@ -480,91 +498,115 @@ impl Worker {
             .await;
         let attempt = match sent {
             Ok(attempt) => attempt,
-            Err((kind, reply)) => return Some(outcome(kind, reply)),
+            Err(Withheld::Inactive(status)) => {
+                let why = status.map_or("gone".to_string(), |s| s.to_string());
+                let why = format!("subscriber is {why}");
+                return Some(self.settle(&claim, Happened::Inactive, why, None));
+            }
+            Err(Withheld::Unknown(why)) => {
+                return Some(self.settle(&claim, Happened::Unavailable, why, None));
+            }
         };
-        self.count_reply(&attempt.reply, attempt.verdict);
-        tracing::debug!(delivery = claim.delivery_id, verdict = ?attempt.verdict, reply = %attempt.reply, "attempt");
-        Some(match attempt.verdict {
-            Verdict::Delivered => {
-                self.progress.sent.fetch_add(1, Ordering::Relaxed);
-                outcome(
-                    OutcomeKind::Sent {
-                        message_id: built.message_id,
-                    },
-                    attempt.reply,
-                )
-            }
-            Verdict::Deferred | Verdict::DeferredSlowDown => {
-                if attempt.verdict == Verdict::DeferredSlowDown {
-                    self.throttle.slow_down();
-                }
-                let attempts = claim.attempts + 1;
-                let delay = self.settings.retry.delay_after(attempts);
-                let age = (Utc::now() - claim.created_at).to_std().unwrap_or_default();
-                if self.settings.retry.gives_up(age, delay) {
-                    self.progress.failed.fetch_add(1, Ordering::Relaxed);
-                    outcome(
-                        OutcomeKind::Failed,
-                        format!("gave up after {attempts} attempts: {}", attempt.reply),
-                    )
-                } else {
-                    self.progress.deferred.fetch_add(1, Ordering::Relaxed);
-                    outcome(
-                        OutcomeKind::Deferred {
-                            next_attempt_at: Utc::now() + delay,
-                        },
-                        attempt.reply,
-                    )
-                }
-            }
-            Verdict::HardBounce => {
-                self.progress.bounced.fetch_add(1, Ordering::Relaxed);
-                outcome(OutcomeKind::Bounced, attempt.reply)
-            }
-            Verdict::Failed => {
-                self.progress.failed.fetch_add(1, Ordering::Relaxed);
-                outcome(OutcomeKind::Failed, attempt.reply)
-            }
-        })
+        self.progress.replies[reply_class(attempt.happened)].fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(delivery = claim.delivery_id, happened = ?attempt.happened, reply = %attempt.reply, "attempt");
+        Some(self.settle(
+            &claim,
+            attempt.happened,
+            attempt.reply,
+            Some(built.message_id),
+        ))
     }
 
-    /// `Ok` while the subscriber is active; otherwise the outcome to
-    /// record instead of sending (skipped, counted here, or deferred when
-    /// the store cannot say).
-    async fn still_active(&self, claim: &Claim) -> Result<(), (OutcomeKind, String)> {
+    /// The outcome of `claim`'s attempt, which came to `happened`, as the
+    /// policy decides it; brakes the transport and counts the outcome.
+    /// `message_id` is the message's, once it was built.
+    fn settle(
+        &self,
+        claim: &Claim,
+        happened: Happened,
+        reply: String,
+        message_id: Option<String>,
+    ) -> Outcome {
+        let now = Utc::now();
+        let facts = Facts {
+            attempts: claim.attempts,
+            queued_at: claim.created_at,
+        };
+        let jitter = RetryPolicy::random_jitter();
+        let decision = policy::decide(facts, happened, &self.settings.retry, now, jitter);
+        if decision.brake {
+            self.throttle.slow_down();
+        }
+        let p = &self.progress;
+        let (counter, kind, reply) = match decision.outcome {
+            Decided::Sent => (
+                &p.sent,
+                OutcomeKind::Sent {
+                    // Only what the transport accepted is sent, and only a
+                    // built message reaches the transport.
+                    message_id: message_id.unwrap_or_default(),
+                },
+                reply,
+            ),
+            Decided::Deferred { until } => (
+                &p.deferred,
+                OutcomeKind::Deferred {
+                    next_attempt_at: until,
+                },
+                reply,
+            ),
+            Decided::Failed => (&p.failed, OutcomeKind::Failed, reply),
+            Decided::GaveUp { attempts } => (
+                &p.failed,
+                OutcomeKind::Failed,
+                format!("gave up after {attempts} attempts: {reply}"),
+            ),
+            Decided::Bounced => (&p.bounced, OutcomeKind::Bounced, reply),
+            Decided::Skipped => (&p.skipped, OutcomeKind::Skipped, reply),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Outcome {
+            delivery_id: claim.delivery_id,
+            at: now,
+            reply,
+            kind,
+        }
+    }
+
+    /// `Ok` while the subscriber is active; otherwise why the message is
+    /// withheld.
+    async fn still_active(&self, claim: &Claim) -> Result<(), Withheld> {
         let gate = self
             .gate
             .get_or_init(|| StatusGate::start(self.store.clone()));
         match gate.status(claim.subscriber_id).await {
             Ok(Some(SubscriberStatus::Active)) => Ok(()),
-            Ok(status) => {
-                self.progress.skipped.fetch_add(1, Ordering::Relaxed);
-                let why = status.map_or("gone".to_string(), |s| s.to_string());
-                Err((OutcomeKind::Skipped, format!("subscriber is {why}")))
-            }
-            Err(e) => {
-                let next = Utc::now() + self.settings.retry.delay_after(claim.attempts + 1);
-                Err((
-                    OutcomeKind::Deferred {
-                        next_attempt_at: next,
-                    },
-                    e,
-                ))
-            }
+            Ok(status) => Err(Withheld::Inactive(status)),
+            Err(e) => Err(Withheld::Unknown(e)),
         }
     }
+}
 
-    fn count_reply(&self, reply: &str, verdict: Verdict) {
-        let class = match reply.as_bytes().first() {
-            Some(b'2') => 0,
-            Some(b'4') => 1,
-            Some(b'5') => 2,
-            _ if verdict == Verdict::Delivered => 0,
-            _ if reply.contains("transient error") => 1,
-            _ if reply.contains("permanent error") => 2,
+/// Why the last look at a subscriber's status stopped a message.
+enum Withheld {
+    /// The subscriber is no longer active (`None`: the row is gone).
+    Inactive(Option<SubscriberStatus>),
+    /// The store could not say.
+    Unknown(String),
+}
+
+/// The index in [`Progress::replies`] of what happened: the class of the
+/// reply's code; a file written counts as accepted.
+fn reply_class(happened: Happened) -> usize {
+    match happened {
+        Happened::Reply { code, .. } => match code / 100 {
+            2 => 0,
+            4 => 1,
+            5 => 2,
             _ => 3,
-        };
-        self.progress.replies[class].fetch_add(1, Ordering::Relaxed);
+        },
+        Happened::Written => 0,
+        Happened::NoReply(_) | Happened::Refused | Happened::Unavailable | Happened::Inactive => 3,
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -84,6 +84,13 @@ struct State {
     /// Connections opened, and those the client closed with QUIT.
     sessions: usize,
     quits: usize,
+    /// Leave 8BITMIME and SMTPUTF8 out of the EHLO reply (a 7-bit relay).
+    seven_bit_only: bool,
+    /// The reply to MAIL FROM in a connection's second or later
+    /// transaction, and how many more times to give it.
+    reused_mail_reply: Option<(String, u32)>,
+    /// How many times that reply was given.
+    reused_mail_replies: usize,
 }
 
 /// A running server; dropped with the test's runtime.
@@ -159,6 +166,26 @@ impl SmtpServer {
     /// each reply before the next command.
     pub fn without_pipelining(&self) {
         self.state.lock().unwrap().no_pipelining = true;
+    }
+
+    /// From now on, EHLO offers neither 8BITMIME nor SMTPUTF8: a relay
+    /// that takes only 7-bit messages and ASCII addresses.
+    pub fn without_8bitmime_and_smtputf8(&self) {
+        self.state.lock().unwrap().seven_bit_only = true;
+    }
+
+    /// The next `times` MAIL FROM commands that come on a connection that
+    /// already carried a transaction (a client's pooled connection) are
+    /// answered with `reply`, e.g. "421 4.7.0 too many messages"; after a
+    /// 421 the relay closes the connection, as RFC 5321 3.8 says.
+    pub fn reply_to_mail_on_a_reused_connection(&self, reply: &str, times: u32) {
+        self.state.lock().unwrap().reused_mail_reply = Some((reply.to_string(), times));
+    }
+
+    /// How many times the reply of
+    /// [`SmtpServer::reply_to_mail_on_a_reused_connection`] was given.
+    pub fn reused_mail_replies(&self) -> usize {
+        self.state.lock().unwrap().reused_mail_replies
     }
 
     /// From now on, a session's second EHLO is refused with 503.
@@ -267,6 +294,8 @@ impl SmtpServer {
         let mut data_delay: Option<Duration> = None;
         let mut line = String::new();
         let mut ehlos = 0;
+        // MAIL FROM commands seen on this connection.
+        let mut transactions = 0;
         loop {
             line.clear();
             if lines.read_line(&mut line).await? == 0 {
@@ -282,14 +311,23 @@ impl SmtpServer {
                 ehlos += 1;
                 // Commands are read line by line, so pipelined ones (RFC
                 // 2920) are simply answered in turn.
-                let pipelining = if self.state.lock().unwrap().no_pipelining {
+                let (no_pipelining, seven_bit_only) = {
+                    let st = self.state.lock().unwrap();
+                    (st.no_pipelining, st.seven_bit_only)
+                };
+                let pipelining = if no_pipelining {
                     ""
                 } else {
                     "250-PIPELINING\r\n"
                 };
+                let eight_bit = if seven_bit_only {
+                    ""
+                } else {
+                    "250-8BITMIME\r\n250-SMTPUTF8\r\n"
+                };
                 write
                     .write_all(
-                        format!("250-test.local\r\n{pipelining}250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n")
+                        format!("250-test.local\r\n{pipelining}{eight_bit}250 SIZE 10485760\r\n")
                             .as_bytes(),
                     )
                     .await?;
@@ -297,8 +335,36 @@ impl SmtpServer {
                 write.write_all(b"250 test.local\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {
                 started = std::time::Instant::now();
+                transactions += 1;
                 if !lines.buffer().is_empty() {
                     self.state.lock().unwrap().pipelined += 1;
+                }
+                let scripted = {
+                    let mut st = self.state.lock().unwrap();
+                    match &mut st.reused_mail_reply {
+                        Some((reply, times)) if transactions > 1 && *times > 0 => {
+                            *times -= 1;
+                            let reply = reply.clone();
+                            st.reused_mail_replies += 1;
+                            Some(reply)
+                        }
+                        _ => None,
+                    }
+                };
+                if let Some(reply) = scripted {
+                    write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                    self.changed.notify_waiters();
+                    if reply.starts_with("421") {
+                        // Closing with the pipelined RCPT and DATA unread
+                        // would reset the connection, and the client could
+                        // lose the 421 with it: end our side, then read
+                        // what the client still sends until it closes.
+                        write.shutdown().await?;
+                        let mut rest = Vec::new();
+                        let _ = lines.read_to_end(&mut rest).await;
+                        return Ok(());
+                    }
+                    continue;
                 }
                 mail_from = addr(&cmd[10..]);
                 rcpt_to.clear();
