@@ -290,6 +290,28 @@ mod tests {
     }
 
     #[test]
+    fn rsa_loads_from_pkcs1_pem() {
+        // PKCS#8 wraps the PKCS#1 RSAPrivateKey in an OCTET STRING: take
+        // it out and write it as `openssl genrsa -traditional` would.
+        let key = RsaKey::generate().expect("generate");
+        let (_, pkcs8) = pem_decode(&key.to_pkcs8_pem().expect("export")).expect("pem");
+        let (_, outer, _) = der_item(&pkcs8, 0x30).expect("PrivateKeyInfo");
+        let (_, _, rest) = der_item(outer, 0x02).expect("version");
+        let (_, _, rest) = der_item(rest, 0x30).expect("algorithm");
+        let (_, pkcs1, _) = der_item(rest, 0x04).expect("privateKey");
+        let pem = pem_encode("RSA PRIVATE KEY", pkcs1);
+        let again = RsaKey::from_pem(&pem).expect("PKCS#1");
+        assert_eq!(again.bits(), 2048);
+        assert_eq!(
+            again.dns_public_key().expect("spki"),
+            key.dns_public_key().expect("spki")
+        );
+        // CRLF line ends and text around the block, as files may have.
+        let crlf = format!("a comment\r\n{}\r\n", pem.replace('\n', "\r\n"));
+        assert!(RsaKey::from_pem(&crlf).is_ok());
+    }
+
+    #[test]
     fn ed25519_round_trips_through_pkcs8_pem() {
         let key = Ed25519Key::generate().expect("generate");
         let pem = key.to_pkcs8_pem().expect("export");
