@@ -14,6 +14,12 @@
 //!
 //! Target (issue #11): per message ≤ 1.3 × `openssl speed rsa2048`'s sign
 //! time, plus the few µs of hashing 35 KB.
+//!
+//! Every figure is CPU time of the benchmarking thread
+//! (`CLOCK_THREAD_CPUTIME_ID`), not wall time: `openssl speed` divides by
+//! user CPU time unless given `-elapsed`, and the contract's target is CPU
+//! per message. On this shared 2-core machine wall time also counts the
+//! time other processes hold the core, which openssl's figure leaves out.
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
@@ -21,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Bencher, Criterion, criterion_group, criterion_main};
 use letterpress_dkim::{Ed25519Key, RsaKey, Signer};
 
 const HEADERS: &[&str] = &[
@@ -98,6 +104,37 @@ fn message() -> Vec<u8> {
     m.into_bytes()
 }
 
+/// CPU time used by this thread so far.
+#[cfg(unix)]
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to write into.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall time where there is no thread CPU clock.
+#[cfg(not(unix))]
+fn cpu_time() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
+/// `f` timed in CPU time of this thread.
+fn cpu<O>(b: &mut Bencher<'_>, mut f: impl FnMut() -> O) {
+    b.iter_custom(|iters| {
+        let start = cpu_time();
+        for _ in 0..iters {
+            black_box(f());
+        }
+        cpu_time() - start
+    });
+}
+
 fn benches(c: &mut Criterion) {
     let message = message();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
@@ -114,29 +151,25 @@ fn benches(c: &mut Criterion) {
     let hashed = digest(&SHA256, b"the header data of one message");
     let mut signature = vec![0u8; bare.public_modulus_len()];
 
-    let mut g = c.benchmark_group("dkim");
-    g.bench_function(
-        format!("sign {} KB, rsa-sha256", message.len() / 1000),
-        |b| b.iter(|| rsa_only.sign(black_box(&message), now).expect("sign")),
-    );
-    g.bench_function(
-        format!(
-            "sign {} KB, rsa-sha256 + ed25519-sha256",
-            message.len() / 1000
-        ),
-        |b| b.iter(|| both.sign(black_box(&message), now).expect("sign")),
-    );
+    let kb = message.len() / 1000;
+    let mut g = c.benchmark_group("dkim (CPU time)");
+    g.bench_function(format!("sign {kb} KB, rsa-sha256"), |b| {
+        cpu(b, || rsa_only.sign(black_box(&message), now).expect("sign"))
+    });
+    g.bench_function(format!("sign {kb} KB, rsa-sha256 + ed25519-sha256"), |b| {
+        cpu(b, || both.sign(black_box(&message), now).expect("sign"))
+    });
     g.bench_function(
         "bare RSA-2048 signature (PKCS#1 v1.5, SHA-256 digest)",
         |b| {
-            b.iter(|| {
+            cpu(b, || {
                 bare.sign_digest(&RSA_PKCS1_SHA256, black_box(&hashed), &mut signature)
-                    .expect("sign");
+                    .expect("sign")
             })
         },
     );
-    g.bench_function(format!("SHA-256 of {} KB", message.len() / 1000), |b| {
-        b.iter(|| digest(&SHA256, black_box(&message)))
+    g.bench_function(format!("SHA-256 of {kb} KB"), |b| {
+        cpu(b, || digest(&SHA256, black_box(&message)))
     });
     g.finish();
 }
