@@ -97,7 +97,7 @@ impl Ed25519Key {
             },
             reason => DkimError::InvalidKey {
                 kind: "Ed25519",
-                reason,
+                reason: in_words(reason),
             },
         })?;
         Ok(Self { pair })
@@ -167,8 +167,20 @@ fn rsa_rejected(e: &KeyRejected, der: &[u8], pkcs8: bool) -> DkimError {
         "WrongAlgorithm" => DkimError::WrongKeyType { expected: "RSA" },
         reason => DkimError::InvalidKey {
             kind: "RSA",
-            reason,
+            reason: in_words(reason),
         },
+    }
+}
+
+/// aws-lc-rs's `KeyRejected` reasons, for an operator.
+fn in_words(reason: &'static str) -> &'static str {
+    match reason {
+        "InconsistentComponents" => "its parts do not belong to one key",
+        "InvalidComponent" => "one of its numbers is out of range",
+        "InvalidEncoding" | "UnexpectedError" | "Unspecified" => {
+            "the data inside the PEM block is not such a key (damaged, or another format)"
+        }
+        other => other,
     }
 }
 

@@ -78,7 +78,7 @@ pub enum DkimError {
     /// RFC 8301 allows 1024 bits for verifiers, but mailbox providers
     /// treat such keys as weak and aws-lc-rs does not sign with them.
     #[error(
-        "the RSA key has {} bits; DKIM signing needs at least 2048 (RFC 8301; generate one with `letterpress dkim keygen`)",
+        "the RSA key has {} bits; DKIM signing needs at least 2048 (RFC 8301): generate a 2048-bit key",
         bits.map_or_else(|| "fewer than 2048".to_string(), |b| b.to_string())
     )]
     RsaTooSmall {
@@ -89,11 +89,11 @@ pub enum DkimError {
     #[error("the RSA key has more than 8192 bits")]
     RsaTooLarge,
     /// The DER inside the PEM is not a key of the expected kind.
-    #[error("not a valid {kind} private key ({reason})")]
+    #[error("not a valid {kind} private key: {reason}")]
     InvalidKey {
         /// `RSA` or `Ed25519`.
         kind: &'static str,
-        /// aws-lc-rs's reason, e.g. `InvalidEncoding`.
+        /// What aws-lc-rs found wrong, in words.
         reason: &'static str,
     },
     /// The random generator or the key generation failed.
