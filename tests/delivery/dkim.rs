@@ -27,6 +27,16 @@ fn rsa_key(s: &Setup) -> DkimKey {
     }
 }
 
+fn ed25519_key(s: &Setup) -> DkimKey {
+    let key = letterpress_dkim::Ed25519Key::generate().expect("Ed25519 key");
+    let path = s.lp.path("dkim-ed25519.pem");
+    std::fs::write(&path, key.to_pkcs8_pem().expect("PEM")).unwrap();
+    DkimKey {
+        path,
+        record: key.dns_record(),
+    }
+}
+
 /// Sends a signed issue with long, non-ASCII headers and trailing spaces
 /// in the body to two subscribers; returns the messages as received.
 async fn send_signed(s: &mut Setup, rsa: &DkimKey) -> Vec<String> {
@@ -139,6 +149,69 @@ async fn dkim_signature_verifies_independently() {
         assert!(
             dkimpy.verify(tampered.as_bytes(), &rsa.record).is_err(),
             "dkimpy fails message {i} once changed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_ed25519_key_two_signatures_rsa_first_both_verify() {
+    let mut s = Setup::sqlite().await;
+    let rsa = rsa_key(&s);
+    let ed25519 = ed25519_key(&s);
+    // dkim.ed25519_selector is left to its default, `<selector>-ed25519`.
+    s.lp.set(
+        "LETTERPRESS_DKIM__ED25519_PRIVATE_KEY_PATH",
+        arg(&ed25519.path),
+    );
+    let received = send_signed(&mut s, &rsa).await;
+
+    for message in &received {
+        let sigs = dkim_signatures(message);
+        assert_eq!(sigs.len(), 2, "two DKIM-Signatures:\n{message}");
+        assert_eq!(dkim_tag(&sigs[0], "a").as_deref(), Some("rsa-sha256"));
+        assert_eq!(dkim_tag(&sigs[0], "s").as_deref(), Some("lp2026"));
+        assert_eq!(dkim_tag(&sigs[1], "a").as_deref(), Some("ed25519-sha256"));
+        assert_eq!(dkim_tag(&sigs[1], "s").as_deref(), Some("lp2026-ed25519"));
+        // One header list and one body hash, two keys.
+        assert_eq!(dkim_tag(&sigs[0], "h"), dkim_tag(&sigs[1], "h"));
+        assert_eq!(dkim_tag(&sigs[0], "bh"), dkim_tag(&sigs[1], "bh"));
+    }
+
+    let Some(dkimpy) = Dkimpy::find_with_ed25519() else {
+        return;
+    };
+    let records = [
+        (
+            format!("lp2026._domainkey.{FROM_DOMAIN}"),
+            rsa.record.as_str(),
+        ),
+        (
+            format!("lp2026-ed25519._domainkey.{FROM_DOMAIN}"),
+            ed25519.record.as_str(),
+        ),
+    ];
+    let records: Vec<(&str, &str)> = records.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+    let both = |ok: bool| {
+        vec![
+            ("rsa-sha256".to_string(), ok),
+            ("ed25519-sha256".to_string(), ok),
+        ]
+    };
+    for (i, message) in received.iter().enumerate() {
+        let v = dkimpy.verify_each(message.as_bytes(), &records);
+        assert_eq!(
+            v.signatures,
+            both(true),
+            "dkimpy verifies both signatures of message {i}, rsa-sha256 topmost:\n{}\n--- message ---\n{message}",
+            v.log
+        );
+        let tampered = message.replacen("Done.", "Dona.", 1);
+        let v = dkimpy.verify_each(tampered.as_bytes(), &records);
+        assert_eq!(
+            v.signatures,
+            both(false),
+            "dkimpy fails both once message {i} is changed:\n{}",
+            v.log
         );
     }
 }
