@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR, as cargo does.
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/letterpress
 
-.PHONY: all build run test bench bench-e2e lint serve screenshots clean
+.PHONY: all build run test bench bench-e2e bench-dkim lint serve screenshots clean
 
 all: build
 
@@ -37,7 +37,15 @@ test:
 bench:
 	$(CARGO) bench -p letterpress-composer
 	$(CARGO) bench -p letterpress-store
+	$(MAKE) bench-dkim
 	$(MAKE) bench-e2e
+
+## DKIM signing of a 35 KB message next to a bare RSA-2048 signature, then
+## `openssl speed rsa2048` right after, for the physical reference.
+bench-dkim:
+	$(CARGO) bench -p letterpress-dkim
+	@if command -v openssl >/dev/null; then openssl speed -seconds 3 rsa2048 2>/dev/null | tail -2; \
+	else echo "skipped: openssl speed (no openssl on PATH)"; fi
 
 ## Delivery to postfix's smtp-sink vs smtp-source (apt-get install postfix):
 ## msgs/s, the ratio, peak RSS at 100k and 1M subscribers. Quick run:

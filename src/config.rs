@@ -202,16 +202,28 @@ impl Default for Retry {
     }
 }
 
-/// `[dkim]`: signing is on when all three are set.
+/// `[dkim]`: signing is on when `domain`, `selector` and
+/// `private_key_path` are set; every message then carries an rsa-sha256
+/// signature, and with `ed25519_private_key_path` an ed25519-sha256 one
+/// below it (RFC 8463; verifiers that do not know it ignore it).
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Dkim {
     /// The signing domain (d=).
     pub domain: Option<String>,
-    /// The selector (s=).
+    /// The selector (s=) of the RSA key: its public key is published at
+    /// `SELECTOR._domainkey.DOMAIN`.
     pub selector: Option<String>,
-    /// PEM file with the RSA (PKCS#1) private key.
+    /// PEM file with the RSA private key, at least 2048 bits: PKCS#1
+    /// (`BEGIN RSA PRIVATE KEY`) or PKCS#8 (`BEGIN PRIVATE KEY`), unencrypted.
     pub private_key_path: Option<PathBuf>,
+    /// PEM file with an Ed25519 private key (PKCS#8, `BEGIN PRIVATE KEY`,
+    /// as `openssl genpkey -algorithm ed25519` writes it) for a second
+    /// signature.
+    pub ed25519_private_key_path: Option<PathBuf>,
+    /// The selector of the Ed25519 key (a selector names one key, so it
+    /// differs from `selector`); default `<selector>-ed25519`.
+    pub ed25519_selector: Option<String>,
 }
 
 /// `[server]`

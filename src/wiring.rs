@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use letterpress_composer::{Composer, ComposerSettings, Newsletter, SendableIssue};
+use letterpress_dkim::{DkimError, Ed25519Key, RsaKey, Signer};
 use letterpress_sender::{
     BoxFuture, IssueLoader, IssueMessages, LoadError, MessageSettings, RetryPolicy, SmtpSettings,
     Throttle, Transport, Worker, WorkerSettings, dkim_signed_headers,
@@ -12,10 +13,6 @@ use letterpress_sender::{
 use letterpress_signing::Keyring;
 use letterpress_store::Store;
 use lettre::message::Mailbox;
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
 
 use crate::config::{Config, TransportKind};
 
@@ -94,39 +91,60 @@ pub(crate) fn message_settings(
         public_url: config.server.public_url.trim_end_matches('/').to_string(),
         unsubscribe_mailto: n.unsubscribe_mailto.clone().filter(|s| !s.is_empty()),
         keyring,
-        dkim: dkim(config)?.map(Arc::new),
+        dkim: dkim(config)?,
     })
 }
 
-fn dkim(config: &Config) -> anyhow::Result<Option<DkimConfig>> {
+/// The DKIM signer of `[dkim]`: RSA, plus Ed25519 when
+/// `ed25519_private_key_path` is set. relaxed/relaxed (the signer's only
+/// canonicalisation) survives the header refolding and trailing-space
+/// trimming that relays commonly do.
+fn dkim(config: &Config) -> anyhow::Result<Option<Signer>> {
     let d = &config.dkim;
     let (Some(domain), Some(selector), Some(path)) = (&d.domain, &d.selector, &d.private_key_path)
     else {
-        if d.domain.is_some() || d.selector.is_some() || d.private_key_path.is_some() {
+        let any = d.domain.is_some()
+            || d.selector.is_some()
+            || d.private_key_path.is_some()
+            || d.ed25519_private_key_path.is_some()
+            || d.ed25519_selector.is_some();
+        if any {
             anyhow::bail!("dkim: domain, selector and private_key_path must all be set to sign");
         }
         return Ok(None);
     };
+    let rsa = key(path, "dkim.private_key_path", RsaKey::from_pem)?;
+    let name_error = |e: DkimError, selector_key: &str| match e {
+        DkimError::InvalidName { tag: "d", .. } => anyhow!("dkim.domain: {e}"),
+        DkimError::InvalidName { .. } | DkimError::SameSelector(_) => {
+            anyhow!("{selector_key}: {e}")
+        }
+        e => anyhow!("dkim: {e}"),
+    };
+    let mut signer = Signer::new(domain, selector, rsa, dkim_signed_headers())
+        .map_err(|e| name_error(e, "dkim.selector"))?;
+    if let Some(path) = &d.ed25519_private_key_path {
+        let ed25519 = key(path, "dkim.ed25519_private_key_path", Ed25519Key::from_pem)?;
+        let selector = d
+            .ed25519_selector
+            .clone()
+            .unwrap_or_else(|| format!("{selector}-ed25519"));
+        signer = signer
+            .co_sign(&selector, ed25519)
+            .map_err(|e| name_error(e, "dkim.ed25519_selector"))?;
+    }
+    Ok(Some(signer))
+}
+
+/// Reads and parses the key file of config key `name`.
+fn key<K>(
+    path: &std::path::Path,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<K, DkimError>,
+) -> anyhow::Result<K> {
     let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("dkim.private_key_path: cannot read {}", path.display()))?;
-    let key = DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|e| {
-        anyhow!(
-            "dkim.private_key_path {}: not an RSA (PKCS#1 PEM) key: {e:?}",
-            path.display()
-        )
-    })?;
-    Ok(Some(DkimConfig::new(
-        selector.clone(),
-        domain.clone(),
-        key,
-        dkim_signed_headers(),
-        // relaxed/relaxed survives the header refolding and trailing-space
-        // trimming that relays commonly do.
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    )))
+        .with_context(|| format!("{name}: cannot read {}", path.display()))?;
+    parse(&pem).map_err(|e| anyhow!("{name} {}: {e}", path.display()))
 }
 
 /// The configured transport.

@@ -10,7 +10,8 @@
 //! - [`PgDb`]: a PostgreSQL database of its own per test, and [`sql`] to
 //!   run statements on a test database from outside letterpress.
 //! - [`quoted_printable::decode`]: a strict RFC 2045 decoder.
-//! - [`Dkimpy`]: an independent DKIM verifier (Python's dkimpy).
+//! - [`Dkimpy`]: an independent DKIM verifier (Python's dkimpy, with PyNaCl
+//!   for ed25519-sha256), one verdict per signature with [`Verdicts`].
 //! - [`client`], [`eventually`], and the header and token helpers of [`mail`].
 //! - [`require`]: the `LP_TEST_REQUIRE` switch. When something a test needs
 //!   is missing, [`require::missing`] decides, for every test alike, whether
@@ -31,7 +32,7 @@ mod smtp;
 pub mod sql;
 mod wait;
 
-pub use dkim::Dkimpy;
+pub use dkim::{Dkimpy, Verdicts};
 pub use install::{Lp, NEWSLETTER, PUBLIC_URL, SECRET, Served, WEBHOOK_SECRET};
 pub use mail::{header, list_unsubscribe_token, text_body, token_after};
 pub use postgres::PgDb;

@@ -77,7 +77,7 @@ impl Dependency {
                  e.g. TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"
             }
             Dependency::Dkim => {
-                "python3 -m pip install dkimpy (into the user site, or with \
+                "python3 -m pip install dkimpy pynacl (into the user site, or with \
                  --target <cargo target dir>/pydeps)"
             }
             Dependency::Corpus => "put the corpus at ../shared/corpus, beside the checkout",
