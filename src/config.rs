@@ -249,8 +249,25 @@ pub struct Server {
     pub webhook_secret_file: Option<PathBuf>,
     /// Soft bounces in a row that suppress a subscriber.
     pub soft_bounce_limit: u32,
-    /// Signups accepted per client address per minute.
+    /// Signups accepted per visitor (IPv4 address or IPv6 /64) per minute.
     pub signup_per_minute: u32,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
+    /// names the visitor; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// How long a client may take to send a request's head, and how long
+    /// an idle kept-alive connection stays open.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// How long a request may take, its body included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// HTTP connections open at once.
+    pub max_connections: usize,
+    /// Never read from the TOML: `LETTERPRESS_SERVER__METRICS_TOKEN`, the
+    /// bearer token `/metrics` asks for (without one, `/metrics` is off).
+    pub metrics_token: Option<String>,
+    /// A file holding the metrics token.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -265,6 +282,12 @@ impl Default for Server {
             webhook_secret_file: None,
             soft_bounce_limit: 3,
             signup_per_minute: 5,
+            trusted_proxies: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            metrics_token: None,
+            metrics_token_file: None,
         }
     }
 }
@@ -292,11 +315,12 @@ impl Default for Schedule {
 }
 
 /// Keys that hold secrets and so must not come from the config file.
-const SECRET_KEYS: [&str; 4] = [
+const SECRET_KEYS: [&str; 5] = [
     "delivery.smtp_password",
     "server.secret",
     "server.previous_secrets",
     "server.webhook_secret",
+    "server.metrics_token",
 ];
 
 impl Config {
@@ -375,6 +399,15 @@ impl Config {
             self.server.webhook_secret.as_deref(),
             self.server.webhook_secret_file.as_deref(),
             "server.webhook_secret_file",
+        )
+    }
+
+    /// The `/metrics` bearer token, from the environment or its file.
+    pub fn metrics_token(&self) -> anyhow::Result<Option<String>> {
+        secret_value(
+            self.server.metrics_token.as_deref(),
+            self.server.metrics_token_file.as_deref(),
+            "server.metrics_token_file",
         )
     }
 

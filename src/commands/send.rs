@@ -239,6 +239,7 @@ async fn send_test_copies(
         // verifies but unsubscribes nobody.
         let built = messages.build(To {
             subscriber_id: 0,
+            token_salt: 0,
             email: email.as_str(),
             name: None,
         })?;

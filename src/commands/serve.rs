@@ -12,9 +12,10 @@ use chrono::Utc;
 use letterpress_publish::schedule::{self, Schedule, TickStats};
 use letterpress_sender::{Progress, Transport, Until, header_safe};
 use letterpress_server::{
-    AppState, BoxFuture, ConfirmationMailer, SchedulerSnapshot, SchedulerStats, ServerSettings,
-    WorkerSnapshot, WorkerStats,
+    AppState, BoxFuture, ConfirmationMailer, HttpLimits, MailerError, SchedulerSnapshot,
+    SchedulerStats, ServerSettings, TrustedProxies, WorkerSnapshot, WorkerStats,
 };
+use letterpress_store::SignupLimits;
 use lettre::Message;
 use lettre::message::Mailbox;
 
@@ -72,12 +73,9 @@ impl ConfirmationMailer for Mailer {
         email: &'a str,
         name: Option<&'a str>,
         confirm_url: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), MailerError>> {
         Box::pin(async move {
-            let to = Mailbox::new(
-                name.map(header_safe),
-                email.parse().map_err(|e| format!("{email:?}: {e}"))?,
-            );
+            let to = Mailbox::new(name.map(header_safe), email.parse()?);
             let body = format!(
                 "Hello,\n\nplease confirm that you want to receive {}:\n\n{confirm_url}\n\n\
                  If you did not sign up, ignore this message and nothing will happen.\n",
@@ -91,8 +89,7 @@ impl ConfirmationMailer for Mailer {
                     self.newsletter
                 )))
                 .date_now()
-                .body(body)
-                .map_err(|e| e.to_string())?;
+                .body(body)?;
             let stem = format!(
                 "{}-{}",
                 Utc::now().format("%Y%m%dT%H%M%S%.6f"),
@@ -101,7 +98,7 @@ impl ConfirmationMailer for Mailer {
             let attempt = self.transport.send(&message, "confirmations", &stem).await;
             match attempt.verdict() {
                 letterpress_sender::Verdict::Delivered => Ok(()),
-                _ => Err(attempt.reply),
+                _ => Err(attempt.reply.into()),
             }
         })
     }
@@ -113,8 +110,11 @@ impl ConfirmationMailer for Mailer {
 pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(config).await?;
     let keyring = wiring::keyring(config)?;
-    let webhook_secret = config.webhook_secret()?.map(String::into_bytes);
-    if webhook_secret.is_none() {
+    let webhook_key = config
+        .webhook_secret()?
+        .map(|s| letterpress_signing::WebhookKey::new(s.as_bytes()))
+        .transpose()?;
+    if webhook_key.is_none() {
         crate::logging::notice(
             "note: LETTERPRESS_SERVER__WEBHOOK_SECRET is not set; webhooks will answer 401",
         );
@@ -140,10 +140,19 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             newsletter_name: config.newsletter.name.clone(),
             public_url: config.server.public_url.clone(),
             keyring,
-            webhook_secret,
+            webhook_key,
             soft_bounce_limit: config.server.soft_bounce_limit,
             signup_per_minute: config.server.signup_per_minute,
+            signup_limits: SignupLimits::default(),
             confirm_ttl: Duration::from_secs(7 * 86400),
+            trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies)
+                .context("server.trusted_proxies")?,
+            http: HttpLimits {
+                header_timeout: config.server.header_timeout,
+                request_timeout: config.server.request_timeout,
+                max_connections: config.server.max_connections,
+            },
+            metrics_token: config.metrics_token()?,
         },
         Arc::clone(&mailer) as Arc<dyn ConfirmationMailer>,
         Some(Arc::new(ProgressStats(worker.progress()))),

@@ -42,16 +42,12 @@ async fn one_click_unsubscribes_under_load_win_against_a_running_send() {
     lp.ok(&["subscribers", "import", "list.csv"]).await;
     // The tokens the messages carry, minted as the server mints them: the
     // POSTs must be ready before the messages that would carry them arrive.
-    let tokens: Vec<(String, String)> = lp
-        .subscribers()
-        .await
-        .into_iter()
-        .map(|s| {
-            let email = s["email"].as_str().unwrap().to_string();
-            let id = s["id"].as_i64().unwrap();
-            (email, lp.token(Purpose::Unsubscribe, id))
-        })
-        .collect();
+    let mut tokens: Vec<(String, String)> = Vec::new();
+    for s in lp.subscribers().await {
+        let email = s["email"].as_str().unwrap().to_string();
+        let id = s["id"].as_i64().unwrap();
+        tokens.push((email, lp.token(Purpose::Unsubscribe, id).await));
+    }
     assert_eq!(tokens.len(), SUBSCRIBERS);
 
     let served = lp.serve().await;

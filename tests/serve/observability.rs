@@ -7,6 +7,9 @@ use reqwest::header::CONTENT_TYPE;
 use crate::lp;
 
 /// The value of one sample line (`name{labels} value`) of a Prometheus text.
+/// The bearer token `/metrics` is configured with here.
+const METRICS_TOKEN: &str = "metrics-test-token-0123456789abcdef";
+
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| {
         let (name, value) = l.rsplit_once(' ')?;
@@ -17,7 +20,8 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_prometheus_metrics() {
     let smtp = SmtpServer::start().await;
-    let lp = lp().with_smtp(smtp.port);
+    let mut lp = lp().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_SERVER__METRICS_TOKEN", METRICS_TOKEN);
     lp.add(&["a@example.com", "b@example.com"]).await;
     // Due already: the server's own worker sends it at start-up.
     lp.write_issue("issues", "metrics", "send_at = \"2020-01-01T00:00:00Z\"");
@@ -32,9 +36,32 @@ async fn health_and_prometheus_metrics() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     smtp.wait_until("both copies", |s| s.received().len() == 2)
         .await;
+    // Recorded as sent before the first scrape: the database's figures are
+    // cached for a few seconds once read.
+    eventually("both recorded as sent", async || {
+        let c = lp.issue_status("metrics").await?;
+        (c["sent"] == 2).then_some(())
+    })
+    .await;
+
+    // Not public: without the bearer token, or with a wrong one, 404.
+    let r = http.get(served.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = http
+        .get(served.url("/metrics"))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     let metrics = eventually("the deliveries settled in /metrics", async || {
-        let r = http.get(served.url("/metrics")).send().await.ok()?;
+        let r = http
+            .get(served.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .ok()?;
         let ctype = r.headers().get(CONTENT_TYPE)?.to_str().ok()?.to_string();
         assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
         let text = r.text().await.ok()?;

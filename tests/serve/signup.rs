@@ -141,7 +141,7 @@ async fn double_opt_in_signup() {
     // A token that is not a confirmation token, or not ours.
     let active_id = lp.id_of("active@example.com").await;
     for bad in [
-        lp.token(Purpose::Unsubscribe, active_id),
+        lp.token(Purpose::Unsubscribe, active_id).await,
         "garbage".to_string(),
     ] {
         let u = served.url(&format!("/confirm/{bad}"));

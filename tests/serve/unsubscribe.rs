@@ -116,13 +116,13 @@ async fn one_click_unsubscribe_as_mailbox_providers_send_it() {
     let carol_id = lp.id_of("carol@example.com").await;
     let forged = Keyring::new(b"another-secret-0123456789abcdef0123", &[])
         .unwrap()
-        .token(Purpose::Unsubscribe, carol_id, None);
+        .token(Purpose::Unsubscribe, carol_id, 0, None);
     let truncated = carol[..carol.len() - 2].to_string();
-    // Alice's token pointed at carol: byte 8 is the low byte of the id.
-    let retargeted = with_byte(&alice, 8, |_| carol_id as u8);
+    // Alice's token pointed at carol: byte 9 is the low byte of the id.
+    let retargeted = with_byte(&alice, 9, |_| carol_id as u8);
     // Carol's own token with one byte of its MAC changed.
     let bad_mac = with_byte(&carol, 20, |b| b ^ 1);
-    let confirm = lp.token(Purpose::Confirm, carol_id);
+    let confirm = lp.token(Purpose::Confirm, carol_id).await;
     for bad in [&forged, &truncated, &retargeted, &bad_mac, &confirm] {
         let r = http
             .post(u(bad))
@@ -164,7 +164,10 @@ async fn an_unsubscribe_answered_before_data_stops_the_message_in_its_transactio
         .await
         .expect("held@'s transaction begins");
     let r = client()
-        .post(served.url(&format!("/u/{}", lp.token(Purpose::Unsubscribe, held_id))))
+        .post(served.url(&format!(
+            "/u/{}",
+            lp.token(Purpose::Unsubscribe, held_id).await
+        )))
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body("List-Unsubscribe=One-Click")
         .send()

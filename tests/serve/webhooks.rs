@@ -10,19 +10,21 @@ use reqwest::header::CONTENT_TYPE;
 
 use crate::lp;
 
-/// POSTs `body` to a webhook with an optional signature.
+/// POSTs `body` to a webhook with an optional timestamp and signature.
 async fn webhook(
     served: &Served,
     path: &str,
     body: impl Into<Vec<u8>>,
-    signature: Option<&str>,
+    signed: Option<(i64, &str)>,
 ) -> (StatusCode, serde_json::Value) {
     let mut r = client()
         .post(served.url(path))
         .header(CONTENT_TYPE, "application/json")
         .body(body.into());
-    if let Some(s) = signature {
-        r = r.header("X-Letterpress-Signature", s);
+    if let Some((timestamp, signature)) = signed {
+        r = r
+            .header("X-Letterpress-Timestamp", timestamp.to_string())
+            .header("X-Letterpress-Signature", signature);
     }
     let r = r.send().await.unwrap();
     let status = r.status();
@@ -30,10 +32,15 @@ async fn webhook(
     (status, json)
 }
 
-/// A signed webhook call.
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A webhook call signed now.
 async fn signed(served: &Served, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
-    let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
-    webhook(served, path, body, Some(&sig)).await
+    let at = now();
+    let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), at, body.as_bytes());
+    webhook(served, path, body, Some((at, &sig))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,16 +67,30 @@ async fn webhooks_are_authenticated_and_suppress_addresses() {
     ] {
         let (s, _) = webhook(&served, path, body, None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: missing signature");
-        let wrong = sign_webhook(b"not-the-webhook-secret", body.as_bytes());
-        let (s, _) = webhook(&served, path, body, Some(&wrong)).await;
+        let wrong = sign_webhook(
+            b"not-the-webhook-secret-0123456789abcdef",
+            now(),
+            body.as_bytes(),
+        );
+        let (s, _) = webhook(&served, path, body, Some((now(), &wrong))).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: wrong key");
-        let (s, _) = webhook(&served, path, body, Some("sha256=zz")).await;
+        let (s, _) = webhook(&served, path, body, Some((now(), "sha256=zz"))).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: garbage signature");
         // A captured, validly signed call replayed with another address.
-        let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+        let at = now();
+        let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), at, body.as_bytes());
         let altered = body.replace("keep@", "hard@");
-        let (s, _) = webhook(&served, path, altered, Some(&sig)).await;
+        let (s, _) = webhook(&served, path, altered, Some((at, &sig))).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: altered body");
+        // ... or with a later timestamp, to pass the freshness check.
+        let (s, _) = webhook(&served, path, body, Some((at + 60, &sig))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: timestamp moved");
+        // Signed, but more than five minutes ago (or ahead).
+        for skewed in [now() - 301, now() + 301] {
+            let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), skewed, body.as_bytes());
+            let (s, _) = webhook(&served, path, body, Some((skewed, &sig))).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: signed at {skewed}");
+        }
         let (s, _) = signed(&served, path, r#"{"email": "keep@example.com""#).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: malformed JSON");
         // More than 64 KB, signed: refused for its size before anything else.
@@ -108,14 +129,31 @@ async fn webhooks_are_authenticated_and_suppress_addresses() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    // Soft bounces suppress only at the limit (3 in a row).
+    // Soft bounces suppress only at the limit (3 in a row): three reports,
+    // each its own request (a reason apart), and each replay of one of them
+    // changes nothing, however soon it comes.
     for n in 1..=3 {
-        let (s, json) = signed(
-            &served,
-            "/webhooks/bounce",
-            &bounce("soft@example.com", "soft"),
-        )
-        .await;
+        let body =
+            format!(r#"{{"email": "soft@example.com", "type": "soft", "reason": "report {n}"}}"#);
+        let at = now();
+        let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), at, body.as_bytes());
+        let (s, json) = webhook(&served, "/webhooks/bounce", body.clone(), Some((at, &sig))).await;
+        if n == 1 {
+            for _ in 0..3 {
+                let (s, replayed) =
+                    webhook(&served, "/webhooks/bounce", body.clone(), Some((at, &sig))).await;
+                assert_eq!(s, StatusCode::OK, "a replay is answered like a retry");
+                assert_eq!(
+                    (replayed["changed"].as_u64(), &replayed["duplicate"]),
+                    (Some(0), &serde_json::json!(true))
+                );
+            }
+            assert_eq!(
+                lp.status_of("soft@example.com").await.unwrap(),
+                "active",
+                "replays counted nothing"
+            );
+        }
         assert_eq!(s, StatusCode::OK);
         let expected = if n < 3 { "active" } else { "bounced" };
         assert_eq!(

@@ -58,13 +58,14 @@ pub struct MessageSettings {
 }
 
 impl MessageSettings {
-    /// The one-click unsubscribe address of a subscriber.
-    pub fn unsubscribe_url(&self, subscriber_id: i64) -> String {
+    /// The one-click unsubscribe address of a subscriber. The token is bound to the subscriber's `token_salt`, so it acts
+    /// only on the row it was made for.
+    pub fn unsubscribe_url(&self, subscriber_id: i64, token_salt: u64) -> String {
         format!(
             "{}/u/{}",
             self.public_url.trim_end_matches('/'),
             self.keyring
-                .token(Purpose::Unsubscribe, subscriber_id, None)
+                .token(Purpose::Unsubscribe, subscriber_id, token_salt, None)
         )
     }
 }
@@ -74,6 +75,9 @@ impl MessageSettings {
 pub struct To<'a> {
     /// The subscriber's id, bound into the unsubscribe token (0 for test copies).
     pub subscriber_id: i64,
+    /// The subscriber's token salt, bound into the unsubscribe token (0
+    /// for test copies).
+    pub token_salt: u64,
     /// The address.
     pub email: &'a str,
     /// The display name, if any.
@@ -207,7 +211,9 @@ impl IssueMessages {
             .parse()
             .map_err(|e| MessageError::Recipient(to.email.to_string(), e))?;
         let name = to.name.map(header_safe).filter(|n| !n.is_empty());
-        let unsubscribe_url = self.settings.unsubscribe_url(to.subscriber_id);
+        let unsubscribe_url = self
+            .settings
+            .unsubscribe_url(to.subscriber_id, to.token_salt);
         let recipient = Recipient {
             email: to.email,
             name: name.as_deref(),

@@ -463,6 +463,7 @@ impl Worker {
         }
         let built = match issue.build(To {
             subscriber_id: claim.subscriber_id,
+            token_salt: claim.token_salt,
             email: &claim.email,
             name: claim.name.as_deref(),
         }) {

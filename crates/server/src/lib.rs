@@ -11,41 +11,61 @@
 //! | `POST /u/{token}` | unsubscribes (RFC 8058 one-click or the page's form); 200, no redirect |
 //! | `POST /webhooks/unsubscribe`, `POST /webhooks/bounce` | signed JSON from the systems around a newsletter |
 //! | `POST /subscribe`, `GET`/`POST /confirm/{token}` | double opt-in signup |
-//! | `GET /healthz`, `GET /metrics` | operations |
+//! | `GET /healthz` | the database answers |
+//! | `GET /metrics` | Prometheus text, with `Authorization: Bearer <server.metrics_token>` only |
 //!
 //! GET never changes anything: mail security scanners fetch every link in
 //! a message, and an unsubscribe or confirmation on GET would fire for them.
+//!
+//! Every response carries headers that keep the pages from being framed,
+//! sniffed, cached or leaking their (token-bearing) address as a referrer;
+//! the listener bounds what a client may hold (see `listen.rs`).
 
+mod client;
+mod listen;
 mod metrics;
 mod pages;
 mod signup;
 mod unsubscribe;
 mod webhooks;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use letterpress_signing::Keyring;
-use letterpress_store::Store;
+use letterpress_signing::{Keyring, WebhookKey};
+use letterpress_store::{SignupLimits, Store};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
+pub use client::{BadProxy, TrustedProxies};
+pub use listen::HttpLimits;
 use metrics::Metrics;
 pub use metrics::{SchedulerSnapshot, SchedulerStats, WorkerSnapshot, WorkerStats};
-pub use signup::{BoxFuture, ConfirmationMailer};
+pub use signup::{BoxFuture, ConfirmationMailer, MailerError};
 
 /// Webhook bodies larger than this are refused with 413.
 pub const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
+
+/// Confirmation mails waiting to be sent at most; a signup beyond that is
+/// answered like any other and its mail dropped (and logged).
+const CONFIRMATION_QUEUE: usize = 1024;
+
+/// Visitors the signup limiter tracks at most. Pruned every minute; if a
+/// flood of distinct addresses fills it anyway, signups are refused until
+/// the next pruning rather than let the map grow without bound.
+const MAX_TRACKED_VISITORS: usize = 100_000;
 
 /// What the server needs to know about the newsletter and its keys.
 #[derive(Clone)]
@@ -57,13 +77,28 @@ pub struct ServerSettings {
     /// Verifies unsubscribe and confirmation tokens (and makes the latter).
     pub keyring: Keyring,
     /// Verifies webhook signatures; webhooks answer 401 while it is unset.
-    pub webhook_secret: Option<Vec<u8>>,
+    pub webhook_key: Option<WebhookKey>,
     /// Soft bounces in a row that suppress a subscriber.
     pub soft_bounce_limit: u32,
-    /// Signups accepted per client address per minute.
+    /// Signups accepted per visitor (IPv4 address or IPv6 /64) per minute.
     pub signup_per_minute: u32,
+    /// Confirmations sent per address.
+    pub signup_limits: SignupLimits,
     /// How long a confirmation link stays valid.
     pub confirm_ttl: Duration,
+    /// Peers whose `X-Forwarded-For` names the visitor.
+    pub trusted_proxies: TrustedProxies,
+    /// Timeouts and the connection cap of the listener.
+    pub http: HttpLimits,
+    /// The bearer token `/metrics` asks for; without one it answers 404.
+    pub metrics_token: Option<String>,
+}
+
+/// A confirmation to send, queued by a signup.
+struct ConfirmationJob {
+    email: String,
+    name: Option<String>,
+    confirm_url: String,
 }
 
 /// Shared by every request.
@@ -71,9 +106,11 @@ pub struct ServerSettings {
 pub struct AppState {
     store: Store,
     settings: Arc<ServerSettings>,
-    mailer: Arc<dyn ConfirmationMailer>,
     metrics: Arc<Metrics>,
-    signup_limiter: Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    signup_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    confirmations: mpsc::Sender<ConfirmationJob>,
+    /// Taken by [`serve`], which sends what signups queue.
+    mailer: Arc<Mutex<Option<(mpsc::Receiver<ConfirmationJob>, Arc<dyn ConfirmationMailer>)>>>,
 }
 
 impl AppState {
@@ -88,12 +125,14 @@ impl AppState {
         scheduler: Option<Arc<dyn SchedulerStats>>,
     ) -> Self {
         let per_minute = NonZeroU32::new(settings.signup_per_minute).unwrap_or(NonZeroU32::MIN);
+        let (confirmations, queued) = mpsc::channel(CONFIRMATION_QUEUE);
         Self {
             store,
             settings: Arc::new(settings),
-            mailer,
             metrics: Arc::new(Metrics::new(worker, scheduler)),
             signup_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+            confirmations,
+            mailer: Arc::new(Mutex::new(Some((queued, mailer)))),
         }
     }
 }
@@ -119,8 +158,38 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks)
         // Forms and one-click bodies are tiny; refuse anything large early.
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+        // Reading the body is part of the request: one that declares a
+        // body and sends it a byte at a time is cut off here.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.settings.http.request_timeout,
+        ))
+        .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The headers every answer carries. The pages need nothing but their own
+/// inline style and forms that post back to us; they name a subscriber
+/// (masked) and carry a token in their address, so they are never framed,
+/// cached, or named in a Referer.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::CACHE_CONTROL, "no-store");
+    response
 }
 
 /// A span per request, and the request counter by route and status.
@@ -158,14 +227,77 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Serves on `listener` until `stop` is cancelled, then stops accepting and
-/// finishes the requests in progress.
+/// finishes the requests in progress and the confirmations queued.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    let limits = state.settings.http;
+    let mailer = state
+        .mailer
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let mailing = mailer.map(|(queued, mailer)| tokio::spawn(send_confirmations(queued, mailer)));
+    let pruning = tokio::spawn(prune_visitors(
+        Arc::clone(&state.signup_limiter),
+        stop.clone(),
+    ));
+    let app = router(state);
+    let served = listen::serve(listener, app, limits, stop).await;
+    // The router (and with it every sender of the queue) is gone: the
+    // mailer finishes what was queued and ends.
+    pruning.abort();
+    if let Some(m) = mailing {
+        let _ = m.await;
+    }
+    served
+}
+
+/// Sends the confirmations signups queued, one at a time, outside any
+/// request: the answer to a signup never waits for SMTP.
+async fn send_confirmations(
+    mut queued: mpsc::Receiver<ConfirmationJob>,
+    mailer: Arc<dyn ConfirmationMailer>,
+) {
+    while let Some(job) = queued.recv().await {
+        let span = tracing::info_span!("confirmation_mail");
+        if let Err(e) = mailer
+            .send_confirmation(&job.email, job.name.as_deref(), &job.confirm_url)
+            .instrument(span)
+            .await
+        {
+            tracing::error!(error = %e, "signup: confirmation email not sent");
+        }
+    }
+}
+
+/// Forgets visitors whose limit has refilled, every minute, so that the
+/// limiter's memory follows the visitors of the last minute, not of all time.
+async fn prune_visitors(limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The visitor a request comes from (behind trusted proxies, the one they
+/// name), as per-visitor limits key it.
+fn visitor(state: &AppState, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    client::rate_key(client::client_ip(
+        peer.ip(),
+        forwarded,
+        &state.settings.trusted_proxies,
+    ))
 }

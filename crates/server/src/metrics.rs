@@ -3,12 +3,23 @@
 //! HTTP requests are counted as they happen; delivery figures are read at
 //! scrape time from the in-process worker (if any) and from the store, so
 //! several workers sharing one database still give a true queue depth.
+//!
+//! The endpoint is not public: it answers only a request that carries
+//! `Authorization: Bearer <server.metrics_token>` (404 for anyone else,
+//! and for everyone while no token is set), since queue depths and request
+//! counts tell an outsider more than they should. The figures read from the
+//! database count every delivery; they are cached for [`DB_FIGURES_TTL`]
+//! and refreshed by one scrape at a time, so that scrapes cannot hold the
+//! connections unsubscribes need.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use letterpress_core::SubscriberStatus;
+use letterpress_store::IssueCounts;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -75,6 +86,19 @@ pub(crate) struct Metrics {
     scheduler_last_tick: Gauge,
     worker: Option<Arc<dyn WorkerStats>>,
     scheduler: Option<Arc<dyn SchedulerStats>>,
+    /// The database figures of the last refresh, and when it was made.
+    db_figures: tokio::sync::Mutex<Option<(Instant, DbFigures)>>,
+}
+
+/// How long the figures read from the database are served before a scrape
+/// reads them again.
+pub(crate) const DB_FIGURES_TTL: Duration = Duration::from_secs(5);
+
+/// What the database says, read together.
+#[derive(Debug, Clone, Default)]
+struct DbFigures {
+    issues: Vec<IssueCounts>,
+    subscribers: Vec<(SubscriberStatus, u64)>,
 }
 
 impl Metrics {
@@ -145,6 +169,7 @@ impl Metrics {
             scheduler_last_tick,
             worker,
             scheduler,
+            db_figures: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -171,7 +196,23 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
-pub(crate) async fn render(State(state): State<AppState>) -> Response {
+pub(crate) async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let authorised = state
+        .settings
+        .metrics_token
+        .as_deref()
+        .is_some_and(|token| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|given| {
+                    letterpress_signing::same_secret(token.as_bytes(), given.trim().as_bytes())
+                })
+        });
+    if !authorised {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let m = &state.metrics;
     if let Some(w) = &m.worker {
         let s = w.snapshot();
@@ -196,26 +237,16 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             .set(i64::try_from(s.published).unwrap_or(i64::MAX));
         m.scheduler_last_tick.set(s.last_tick_unix);
     }
-    match state.store.issue_counts(None).await {
-        Ok(counts) => {
-            let sum =
-                |f: fn(&letterpress_store::IssueCounts) -> u64| counts.iter().map(f).sum::<u64>();
-            Metrics::set(&m.queue, "status", "queued", sum(|c| c.queued));
-            Metrics::set(&m.queue, "status", "deferred", sum(|c| c.deferred));
-            Metrics::set(&m.queue, "status", "sending", sum(|c| c.sending));
-            Metrics::set(&m.queue, "status", "sent", sum(|c| c.sent));
-            Metrics::set(&m.queue, "status", "failed", sum(|c| c.failed));
-            Metrics::set(&m.queue, "status", "skipped", sum(|c| c.skipped));
-        }
-        Err(e) => tracing::warn!(error = %e, "metrics: issue counts"),
-    }
-    match state.store.count_by_status().await {
-        Ok(counts) => {
-            for (status, n) in counts {
-                Metrics::set(&m.subscribers, "status", status.as_str(), n);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "metrics: subscriber counts"),
+    let figures = db_figures(&state).await;
+    let sum = |f: fn(&IssueCounts) -> u64| figures.issues.iter().map(f).sum::<u64>();
+    Metrics::set(&m.queue, "status", "queued", sum(|c| c.queued));
+    Metrics::set(&m.queue, "status", "deferred", sum(|c| c.deferred));
+    Metrics::set(&m.queue, "status", "sending", sum(|c| c.sending));
+    Metrics::set(&m.queue, "status", "sent", sum(|c| c.sent));
+    Metrics::set(&m.queue, "status", "failed", sum(|c| c.failed));
+    Metrics::set(&m.queue, "status", "skipped", sum(|c| c.skipped));
+    for (status, n) in &figures.subscribers {
+        Metrics::set(&m.subscribers, "status", status.as_str(), *n);
     }
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &m.registry) {
@@ -230,4 +261,27 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The database figures, read at most once per [`DB_FIGURES_TTL`]: the lock
+/// makes concurrent scrapes wait for one refresh instead of each running
+/// the counts. A failed read keeps the last figures (logged).
+async fn db_figures(state: &AppState) -> DbFigures {
+    let mut cached = state.metrics.db_figures.lock().await;
+    if let Some((at, figures)) = cached.as_ref()
+        && at.elapsed() < DB_FIGURES_TTL
+    {
+        return figures.clone();
+    }
+    let mut figures = cached.as_ref().map(|(_, f)| f.clone()).unwrap_or_default();
+    match state.store.issue_counts(None).await {
+        Ok(counts) => figures.issues = counts,
+        Err(e) => tracing::warn!(error = %e, "metrics: issue counts"),
+    }
+    match state.store.count_by_status().await {
+        Ok(counts) => figures.subscribers = counts,
+        Err(e) => tracing::warn!(error = %e, "metrics: subscriber counts"),
+    }
+    *cached = Some((Instant::now(), figures.clone()));
+    figures
 }

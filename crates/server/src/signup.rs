@@ -1,8 +1,13 @@
 //! Double opt-in: `POST /subscribe`, then `GET /confirm/{token}` (a page)
-//! and `POST /confirm/{token}` (activates).
+//! and `POST /confirm/{token}` (activates, once).
 //!
-//! Every signup gets the same answer whatever the address's state, so the
-//! form cannot be used to learn who is subscribed.
+//! Every signup gets the same answer whatever the address's state, and in
+//! about the same time: the store runs the same statements for every
+//! address (`Store::request_confirmation`), and the mail, when there is
+//! one, is queued and sent after the answer. So the form tells a visitor
+//! nothing about who is subscribed, and cannot be used to mail-bomb an
+//! address: the store allows one confirmation per address every ten
+//! minutes and three a day, on top of the per-visitor limit here.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,29 +18,33 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use letterpress_core::SubscriberEmail;
-use letterpress_signing::Purpose;
-use letterpress_store::PendingOutcome;
+use letterpress_signing::{Binding, Purpose};
+use letterpress_store::{ConfirmOutcome, RowBinding};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::AppState;
 use crate::pages::{button_form, esc, not_found, page};
+use crate::{AppState, ConfirmationJob, MAX_TRACKED_VISITORS};
 
 /// A boxed future, for [`ConfirmationMailer`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Sends the confirmation email of a signup through the same transport
-/// that delivers issues. The binary provides it; the server knows nothing
-/// of SMTP.
+/// Why a confirmation mail could not be sent (the mailer's own error).
+pub type MailerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends the confirmation email of a signup through the same message code
+/// and transport that deliver issues. The binary provides it; the server
+/// knows nothing of SMTP.
 pub trait ConfirmationMailer: Send + Sync {
-    /// Sends `confirm_url` to `email`.
+    /// Sends `confirm_url` to `email` (the address as stored).
     fn send_confirmation<'a>(
         &'a self,
         email: &'a str,
         name: Option<&'a str>,
         confirm_url: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), MailerError>>;
 }
 
 #[derive(Deserialize)]
@@ -75,7 +84,10 @@ pub(crate) async fn subscribe(
             )
         }
     };
-    if state.signup_limiter.check_key(&peer.ip()).is_err() {
+    let visitor = crate::visitor(&state, peer, &headers);
+    if state.signup_limiter.len() > MAX_TRACKED_VISITORS
+        || state.signup_limiter.check_key(&visitor).is_err()
+    {
         return reply(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many signups",
@@ -116,12 +128,18 @@ pub(crate) async fn subscribe(
                 .take(200)
                 .collect::<String>()
         });
-    let outcome = match state
+    let signup = match state
         .store
-        .create_pending(&email, name.as_deref(), "signup")
+        .request_confirmation(
+            &email,
+            name.as_deref(),
+            "signup",
+            state.settings.signup_limits,
+            Utc::now(),
+        )
         .await
     {
-        Ok(o) => o,
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "signup: store");
             return reply(
@@ -131,30 +149,24 @@ pub(crate) async fn subscribe(
             );
         }
     };
-    let to_confirm = match outcome {
-        PendingOutcome::Created { id } | PendingOutcome::StillPending { id } => Some(id),
-        // A suppressed address may come back, but only by confirming from
-        // its own mailbox.
-        PendingOutcome::Suppressed { id } => id,
-        PendingOutcome::AlreadyActive { .. } => None,
-    };
-    if let Some(id) = to_confirm {
-        let expires =
-            chrono::Utc::now().timestamp().max(0) as u64 + state.settings.confirm_ttl.as_secs();
-        let token = state
-            .settings
-            .keyring
-            .token(Purpose::Confirm, id, Some(expires));
-        let url = format!(
-            "{}/confirm/{token}",
-            state.settings.public_url.trim_end_matches('/')
+    if let Some(mail) = signup.confirmation {
+        let expires = Utc::now().timestamp().max(0) as u64 + state.settings.confirm_ttl.as_secs();
+        let token = state.settings.keyring.token(
+            Purpose::Confirm,
+            mail.subscriber_id,
+            mail.nonce,
+            Some(expires),
         );
-        if let Err(e) = state
-            .mailer
-            .send_confirmation(email.as_str(), name.as_deref(), &url)
-            .await
-        {
-            tracing::error!(error = %e, "signup: confirmation email not sent");
+        let job = ConfirmationJob {
+            email: mail.email,
+            name: mail.name,
+            confirm_url: format!(
+                "{}/confirm/{token}",
+                state.settings.public_url.trim_end_matches('/')
+            ),
+        };
+        if state.confirmations.try_send(job).is_err() {
+            tracing::warn!("signup: the confirmation queue is full; a confirmation was dropped");
         }
     }
     reply(
@@ -182,13 +194,18 @@ fn serde_urlencoded_form(body: &[u8]) -> Result<SignupForm, String> {
     })
 }
 
-fn verify(state: &AppState, token: &str) -> Option<i64> {
-    let now = chrono::Utc::now().timestamp().max(0) as u64;
-    state
+/// The subscriber and binding a confirmation token names, if it verifies.
+fn verify(state: &AppState, token: &str) -> Option<(i64, RowBinding)> {
+    let now = Utc::now().timestamp().max(0) as u64;
+    let claims = state
         .settings
         .keyring
-        .verify(token, Purpose::Confirm, now)
-        .map(|c| c.subscriber_id)
+        .verify(token, Purpose::Confirm, now)?;
+    let binding = match claims.binding {
+        Binding::Row(nonce) => RowBinding::Row(nonce),
+        Binding::Legacy => RowBinding::Legacy,
+    };
+    Some((claims.subscriber_id, binding))
 }
 
 /// `GET /confirm/{token}`: one button; changes nothing.
@@ -208,14 +225,14 @@ pub(crate) async fn confirm_page(
     page(StatusCode::OK, name, "Confirm your subscription", &body)
 }
 
-/// `POST /confirm/{token}`: activates the subscriber.
+/// `POST /confirm/{token}`: activates the subscriber, once.
 pub(crate) async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let name = &state.settings.newsletter_name;
-    let Some(id) = verify(&state, &token) else {
+    let Some((id, binding)) = verify(&state, &token) else {
         return not_found(name);
     };
-    match state.store.confirm(id).await {
-        Ok(_) => page(
+    match state.store.confirm_signup(id, binding, Utc::now()).await {
+        Ok(ConfirmOutcome::Confirmed) => page(
             StatusCode::OK,
             name,
             "You are subscribed",
@@ -223,6 +240,13 @@ pub(crate) async fn confirm(State(state): State<AppState>, Path(token): Path<Str
                 "<p>Thank you. The next issue of {} will reach you.</p>",
                 esc(name)
             ),
+        ),
+        Ok(ConfirmOutcome::NotConfirmable) => page(
+            StatusCode::GONE,
+            name,
+            "This link cannot be used any more",
+            "<p>It was used already, or the subscription changed since it was sent. \
+             To subscribe, sign up again and use the link in the new email.</p>",
         ),
         Err(e) => {
             tracing::error!(error = %e, "confirm: store");

@@ -1,10 +1,14 @@
 //! `POST /webhooks/unsubscribe` and `POST /webhooks/bounce`: JSON bodies
-//! signed with `X-Letterpress-Signature: sha256=<hex HMAC-SHA256(body)>`.
+//! signed with `X-Letterpress-Signature: sha256=<hex HMAC-SHA256 of
+//! "TIMESTAMP.BODY">`, the Unix time in `X-Letterpress-Timestamp`.
 //!
 //! The signature is checked over the raw bytes before anything is parsed,
-//! so an unsigned body never reaches the JSON parser. Unknown addresses
-//! answer 200 like known ones (with `changed: 0`): a webhook must not
-//! become a way to find out who is on the list.
+//! so an unsigned body never reaches the JSON parser. A request signed more
+//! than five minutes from now is refused, and one already acted on (its
+//! signature seen before) changes nothing again: a captured request cannot
+//! be replayed, and a sender's retry is harmless. Unknown addresses answer
+//! 200 like known ones (with `changed: 0`): a webhook must not become a way
+//! to find out who is on the list.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,29 +23,96 @@ use crate::AppState;
 
 /// The header that carries the signature.
 pub(crate) const SIGNATURE_HEADER: &str = "x-letterpress-signature";
+/// The header that carries the Unix time the request was signed at.
+pub(crate) const TIMESTAMP_HEADER: &str = "x-letterpress-timestamp";
+
+/// What a request that was acted on before answers.
+fn already_done() -> Response {
+    (
+        StatusCode::OK,
+        Json(json!({ "changed": 0, "duplicate": true })),
+    )
+        .into_response()
+}
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// Checks the signature; `Err` is the status and message to answer with.
-fn authenticate(
+/// What a request is remembered by once acted on.
+fn sighting(route: &str, signature: &str) -> String {
+    format!("{route} {}", signature.trim())
+}
+
+/// The store failed after the request was admitted: it was not acted on,
+/// so its signature is forgotten again and the sender's retry will count.
+async fn not_done(state: &AppState, route: &str, headers: &HeaderMap) -> Response {
+    if let Some(signature) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok())
+        && let Err(e) = state
+            .store
+            .forget_sighting(&sighting(route, signature))
+            .await
+    {
+        tracing::error!(error = %e, "webhook: cannot forget a request that was not acted on");
+    }
+    error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+}
+
+/// How a request was let in.
+enum Admitted {
+    /// First time: act on it.
+    Fresh,
+    /// Seen before: answer as done, change nothing.
+    Repeat,
+}
+
+/// Checks the timestamp and signature, then whether the request was acted
+/// on before; `Err` is the answer to give.
+async fn admit(
     state: &AppState,
+    route: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), (StatusCode, &'static str)> {
-    let Some(secret) = &state.settings.webhook_secret else {
+) -> Result<Admitted, Response> {
+    let Some(key) = &state.settings.webhook_key else {
         tracing::warn!("webhook refused: server.webhook_secret is not configured");
-        return Err((StatusCode::UNAUTHORIZED, "webhooks are not configured"));
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "webhooks are not configured",
+        ));
     };
-    let signature = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or((StatusCode::UNAUTHORIZED, "missing X-Letterpress-Signature"))?;
-    if letterpress_signing::verify_webhook(secret, body, signature) {
-        Ok(())
-    } else {
-        Err((StatusCode::UNAUTHORIZED, "bad signature"))
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(timestamp), Some(signature)) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER))
+    else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing X-Letterpress-Timestamp or X-Letterpress-Signature",
+        ));
+    };
+    let now = chrono::Utc::now();
+    if let Err(refusal) = key.verify(timestamp, body, signature, now.timestamp()) {
+        tracing::warn!(%refusal, "webhook refused");
+        return Err(error(StatusCode::UNAUTHORIZED, &refusal.to_string()));
+    }
+    // The signature names the request (timestamp and body) exactly; with
+    // the route, one request to one endpoint.
+    match state
+        .store
+        .first_sighting(&sighting(route, signature), now)
+        .await
+    {
+        Ok(true) => Ok(Admitted::Fresh),
+        Ok(false) => {
+            tracing::info!("webhook seen before; nothing changed");
+            Ok(Admitted::Repeat)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "webhook: store");
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable",
+            ))
+        }
     }
 }
 
@@ -59,8 +130,11 @@ pub(crate) async fn unsubscribe(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err((status, message)) = authenticate(&state, &headers, &body) {
-        return error(status, message);
+    const ROUTE: &str = "/webhooks/unsubscribe";
+    match admit(&state, ROUTE, &headers, &body).await {
+        Ok(Admitted::Fresh) => {}
+        Ok(Admitted::Repeat) => return already_done(),
+        Err(answer) => return answer,
     }
     let parsed: UnsubscribeBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -77,7 +151,7 @@ pub(crate) async fn unsubscribe(
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "webhook unsubscribe");
-                return error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+                return not_done(&state, ROUTE, &headers).await;
             }
         }
     }
@@ -108,8 +182,11 @@ pub(crate) async fn bounce(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err((status, message)) = authenticate(&state, &headers, &body) {
-        return error(status, message);
+    const ROUTE: &str = "/webhooks/bounce";
+    match admit(&state, ROUTE, &headers, &body).await {
+        Ok(Admitted::Fresh) => {}
+        Ok(Admitted::Repeat) => return already_done(),
+        Err(answer) => return answer,
     }
     let parsed: BounceBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -143,7 +220,7 @@ pub(crate) async fn bounce(
         }
         Err(e) => {
             tracing::error!(error = %e, "bounce webhook");
-            error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            not_done(&state, ROUTE, &headers).await
         }
     }
 }

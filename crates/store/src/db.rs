@@ -35,8 +35,8 @@ pub(crate) mod types {
 /// The SQLite driver.
 pub(crate) mod sqlite {
     pub(crate) use sqlx_sqlite::{
-        Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-        SqliteSynchronous,
+        Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+        SqlitePoolOptions, SqliteRow, SqliteSynchronous,
     };
 }
 

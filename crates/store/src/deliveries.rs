@@ -152,8 +152,7 @@ impl<'a> From<&'a Outcome> for OutcomeRow<'a> {
     }
 }
 
-const CLAIM_COLUMNS: &str =
-    "d.id, d.issue_id, d.subscriber_id, s.email, s.name, s.status, d.attempts, d.created_at";
+const CLAIM_COLUMNS: &str = "d.id, d.issue_id, d.subscriber_id, s.email, s.name, s.status, s.token_salt, d.attempts, d.created_at";
 
 impl Store {
     /// Leases up to `limit` due deliveries (of one issue, or of any) to
@@ -199,7 +198,7 @@ impl Store {
                     " FOR UPDATE SKIP LOCKED), claimed AS (UPDATE deliveries d SET lease_owner = $1, lease_until = $2, updated_at = $3 \
                      FROM picked WHERE d.id = picked.id \
                      RETURNING d.id, d.issue_id, d.subscriber_id, d.attempts, d.created_at) \
-                     SELECT d.id, d.issue_id, d.subscriber_id, s.email, s.name, s.status, d.attempts, d.created_at \
+                     SELECT d.id, d.issue_id, d.subscriber_id, s.email, s.name, s.status, s.token_salt, d.attempts, d.created_at \
                      FROM claimed d JOIN subscribers s ON s.id = d.subscriber_id ORDER BY d.id"
                 ))
                 .bind(worker)

@@ -34,10 +34,15 @@ mod issue_body;
 mod issues;
 mod migrate;
 mod model;
+mod seen;
 mod subscribers;
+mod tokens;
 
 pub use connect::{Backend, Store};
 pub use error::StoreError;
 pub use issues::{IssueToPublish, PublishOutcome};
 pub use letterpress_core::{SubscriberEmail, SubscriberStatus};
 pub use model::*;
+pub use tokens::{
+    ConfirmOutcome, ConfirmationMail, RowBinding, Signup, SignupLimits, TokenUnsubscribe,
+};

@@ -33,14 +33,23 @@ struct Migration {
     description: &'static str,
     /// The file's text, run as it is.
     sql: &'static str,
+    /// SQLite only: run with foreign keys off, as SQLite's procedure for
+    /// rebuilding a table requires (dropping the old table with them on
+    /// would apply `ON DELETE` to every row that refers to it). The
+    /// references are checked before the migration commits.
+    foreign_keys_off: bool,
 }
 
 macro_rules! migration {
     ($version:expr, $description:expr, $file:expr) => {
+        migration!($version, $description, $file, false)
+    };
+    ($version:expr, $description:expr, $file:expr, $foreign_keys_off:expr) => {
         Migration {
             version: $version,
             description: $description,
             sql: include_str!(concat!("../../../migrations/", $file)),
+            foreign_keys_off: $foreign_keys_off,
         }
     };
 }
@@ -48,11 +57,13 @@ macro_rules! migration {
 const SQLITE: &[Migration] = &[
     migration!(1, "initial", "sqlite/0001_initial.sql"),
     migration!(2, "issue body", "sqlite/0002_issue_body.sql"),
+    migration!(3, "token bindings", "sqlite/0003_token_bindings.sql", true),
 ];
 
 const POSTGRES: &[Migration] = &[
     migration!(1, "initial", "postgres/0001_initial.sql"),
     migration!(2, "issue body", "postgres/0002_issue_body.sql"),
+    migration!(3, "token bindings", "postgres/0003_token_bindings.sql"),
 ];
 
 /// The bookkeeping table, as sqlx creates it on each backend.
@@ -126,14 +137,16 @@ pub(crate) async fn run(pool: &Pool) -> Result<(), StoreError> {
             .fetch_all(&mut *conn)
             .await?;
             for m in pending(SQLITE, &applied)? {
-                let started = Instant::now();
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                db::raw_sql(db::AssertSqlSafe(m.sql))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed(m))?;
-                record(&mut *tx, m, started).await?;
-                tx.commit().await.map_err(failed(m))?;
+                if m.foreign_keys_off {
+                    // A no-op inside a transaction: it must come before BEGIN.
+                    conn.execute("PRAGMA foreign_keys = OFF").await?;
+                }
+                let applied = apply_sqlite(&mut conn, m).await;
+                if m.foreign_keys_off {
+                    // The pool's connections keep foreign keys on, whatever happened.
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                }
+                applied?;
                 tracing::info!(version = m.version, description = m.description, "migrated");
             }
         }
@@ -172,6 +185,40 @@ pub(crate) async fn run(pool: &Pool) -> Result<(), StoreError> {
             result?;
         }
     }
+    Ok(())
+}
+
+/// Applies one migration to SQLite in its own transaction, checking the
+/// foreign keys before it commits when they were off.
+async fn apply_sqlite(
+    conn: &mut db::sqlite::SqliteConnection,
+    m: &'static Migration,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    db::raw_sql(db::AssertSqlSafe(m.sql))
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(m))?;
+    if m.foreign_keys_off {
+        let broken: Vec<(String, i64)> =
+            db::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed(m))?;
+        if let Some((table, rowid)) = broken.first() {
+            return Err(StoreError::MigrationFailed {
+                version: m.version,
+                description: m.description,
+                source: db::Error::Protocol(format!(
+                    "{} rows would break a foreign key (first: {table} rowid {rowid})",
+                    broken.len()
+                )),
+            });
+        }
+    }
+    record(&mut *tx, m, started).await?;
+    tx.commit().await.map_err(failed(m))?;
     Ok(())
 }
 
@@ -230,9 +277,9 @@ mod tests {
     fn refuses_what_it_does_not_know_and_applies_only_the_rest() {
         let ok = |v: i64| (v, checksum(SQLITE[(v - 1) as usize].sql), true);
         let versions = |p: Vec<&Migration>| p.iter().map(|m| m.version).collect::<Vec<_>>();
-        assert_eq!(versions(pending(SQLITE, &[]).unwrap()), [1, 2]);
-        assert_eq!(versions(pending(SQLITE, &[ok(1)]).unwrap()), [2]);
-        assert!(pending(SQLITE, &[ok(1), ok(2)]).unwrap().is_empty());
+        assert_eq!(versions(pending(SQLITE, &[]).unwrap()), [1, 2, 3]);
+        assert_eq!(versions(pending(SQLITE, &[ok(1)]).unwrap()), [2, 3]);
+        assert!(pending(SQLITE, &[ok(1), ok(2), ok(3)]).unwrap().is_empty());
         assert!(matches!(
             pending(SQLITE, &[ok(1), (99, vec![0], true)]),
             Err(StoreError::NewerSchema(99))

@@ -184,6 +184,8 @@ pub struct Claim {
     pub name: Option<String>,
     /// The subscriber's status now (the sender skips suppressed ones).
     pub subscriber_status: SubscriberStatus,
+    /// The salt bound into the subscriber's unsubscribe token.
+    pub token_salt: u64,
     /// Attempts made so far.
     pub attempts: u32,
     /// When the delivery was queued (for the give-up age).
@@ -403,6 +405,7 @@ pub(crate) struct ClaimRow {
     pub email: String,
     pub name: Option<String>,
     pub status: String,
+    pub token_salt: i64,
     pub attempts: i64,
     pub created_at: i64,
 }
@@ -414,6 +417,7 @@ from_row!(ClaimRow {
     email,
     name,
     status,
+    token_salt,
     attempts,
     created_at
 });
@@ -428,6 +432,7 @@ impl TryFrom<ClaimRow> for Claim {
             email: r.email,
             name: r.name,
             subscriber_status: parse_status(&r.status)?,
+            token_salt: r.token_salt as u64,
             attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
             created_at: from_ms(r.created_at)?,
         })

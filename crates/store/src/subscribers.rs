@@ -4,15 +4,12 @@
 use chrono::Utc;
 use futures_core::Stream;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use letterpress_core::{SubscriberEmail, SubscriberStatus, normalize_key};
+use letterpress_core::{SubscriberStatus, normalize_key};
 
 use crate::connect::{BeginWrite, suppressed_hashes_in, with_pool};
 use crate::db;
 use crate::model::{SUBSCRIBER_COLUMNS, SubscriberRow, count, ms, parse_status};
-use crate::{
-    AddOutcome, BounceKind, NewSubscriber, PendingOutcome, Store, StoreError, Subscriber,
-    UpsertMode,
-};
+use crate::{AddOutcome, BounceKind, NewSubscriber, Store, StoreError, Subscriber, UpsertMode};
 
 /// Rows per page of [`Store::stream_subscribers`].
 const STREAM_PAGE: i64 = 1_000;
@@ -126,32 +123,10 @@ impl Store {
         rows.into_iter().map(Subscriber::try_from).collect()
     }
 
-    /// Unsubscribes a pending or active subscriber, recording the time and
-    /// `source`. Idempotent: returns whether anything changed (a bounced or
-    /// complained subscriber stays so).
-    pub async fn unsubscribe(&self, id: i64, source: &str) -> Result<bool, StoreError> {
-        let now = ms(Utc::now());
-        let done = with_pool!(self, |p| {
-            // One autocommit UPDATE: on SQLite a writing statement takes the
-            // write lock when it starts, so it waits in the busy handler
-            // instead of failing while an import batch holds the lock.
-            db::query(
-                "UPDATE subscribers SET status = 'unsubscribed', unsubscribed_at = $2, \
-                 unsubscribe_source = $3, updated_at = $2 \
-                 WHERE id = $1 AND status IN ('pending','active')",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(source)
-            .execute(p)
-            .await?
-            .rows_affected()
-        });
-        Ok(done > 0)
-    }
-
-    /// [`Store::unsubscribe`] by address, in any letter case. An unknown
-    /// address changes nothing and returns `false`.
+    /// Unsubscribes a pending or active subscriber by address, in any
+    /// letter case, recording the time and `source`. Idempotent: returns
+    /// whether anything changed (a bounced or complained subscriber stays
+    /// so, an unknown address changes nothing).
     pub async fn unsubscribe_email(&self, email: &str, source: &str) -> Result<bool, StoreError> {
         let now = ms(Utc::now());
         let key = normalize_key(email);
@@ -317,75 +292,6 @@ impl Store {
                 .await?
         });
         Ok(found.is_some())
-    }
-
-    /// Double opt-in signup: records a new address as pending. An existing
-    /// subscriber is left as it is and reported (active, still pending, or
-    /// suppressed: a suppressed one may come back through its own
-    /// confirmation, [`Store::confirm`]); a forgotten address is refused.
-    pub async fn create_pending(
-        &self,
-        email: &SubscriberEmail,
-        name: Option<&str>,
-        source: &str,
-    ) -> Result<PendingOutcome, StoreError> {
-        let key = email.key();
-        if self.is_forgotten(&key).await? {
-            return Ok(PendingOutcome::Suppressed { id: None });
-        }
-        let now = ms(Utc::now());
-        let found: Option<(i64, String)> = with_pool!(self, |p| {
-            // DO NOTHING on conflict, then read: two signups of one address at
-            // once both succeed, one of them as "still pending".
-            let inserted: Option<i64> = db::query_scalar(
-                "INSERT INTO subscribers (email, email_key, name, status, source, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'pending', $4, $5, $5) \
-                 ON CONFLICT (email_key) DO NOTHING RETURNING id",
-            )
-            .bind(email.as_str())
-            .bind(&key)
-            .bind(name)
-            .bind(source)
-            .bind(now)
-            .fetch_optional(p)
-            .await?;
-            if let Some(id) = inserted {
-                return Ok(PendingOutcome::Created { id });
-            }
-            db::query_as("SELECT id, status FROM subscribers WHERE email_key = $1")
-                .bind(&key)
-                .fetch_optional(p)
-                .await?
-        });
-        let Some((id, status)) = found else {
-            // Deleted between the two statements (forgotten meanwhile).
-            return Ok(PendingOutcome::Suppressed { id: None });
-        };
-        Ok(match parse_status(&status)? {
-            SubscriberStatus::Active => PendingOutcome::AlreadyActive { id },
-            SubscriberStatus::Pending => PendingOutcome::StillPending { id },
-            _ => PendingOutcome::Suppressed { id: Some(id) },
-        })
-    }
-
-    /// The subscriber confirmed (double opt-in): pending, or suppressed and now
-    /// asking to come back through its own confirmation, becomes active with
-    /// `confirmed_at` set. Returns whether anything changed.
-    pub async fn confirm(&self, id: i64) -> Result<bool, StoreError> {
-        let now = ms(Utc::now());
-        let done = with_pool!(self, |p| {
-            db::query(
-                "UPDATE subscribers SET status = 'active', confirmed_at = $2, updated_at = $2, \
-                 unsubscribed_at = NULL, unsubscribe_source = NULL, soft_bounces = 0 \
-                 WHERE id = $1 AND status <> 'active'",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(p)
-            .await?
-            .rows_affected()
-        });
-        Ok(done > 0)
     }
 
     /// How many subscribers have each status, every status listed (zeros

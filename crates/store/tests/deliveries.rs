@@ -177,10 +177,7 @@ async fn publishing_queues_active_subscribers_once() {
             .record_bounce("user2@example.com", BounceKind::Hard, 1)
             .await
             .unwrap();
-        store
-            .create_pending(&common::email("p@example.com"), None, "form")
-            .await
-            .unwrap();
+        common::signup(&store, &common::email("p@example.com"), None).await;
         assert_eq!(store.count_audience().await.unwrap(), 8);
         let issue = publish(&store, "one", t0()).await;
         assert_eq!(issue.queued, 8);

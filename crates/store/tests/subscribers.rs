@@ -5,8 +5,9 @@ mod common;
 use common::{each_backend, email, generated, seed, sub};
 use futures_util::TryStreamExt;
 use letterpress_store::{
-    AddOutcome, Backend, BounceKind, ImportRow, NewSubscriber, PendingOutcome, Store, StoreError,
-    SubscriberStatus, UpsertMode,
+    AddOutcome, Backend, BounceKind, ConfirmOutcome, ImportRow, NewSubscriber, PendingOutcome,
+    RowBinding, Signup, SignupLimits, Store, StoreError, SubscriberStatus, TokenUnsubscribe,
+    UpsertMode,
 };
 use serde_json::json;
 
@@ -92,8 +93,19 @@ async fn add_update_unchanged_suppressed() {
         assert_eq!(got.status, SubscriberStatus::Active);
         assert!(got.confirmed_at.is_some());
 
-        assert!(store.unsubscribe(id, "link").await.unwrap());
-        assert!(!store.unsubscribe(id, "link").await.unwrap(), "idempotent");
+        assert!(
+            store
+                .unsubscribe_email("ann@example.com", "link")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .unsubscribe_email("ann@example.com", "link")
+                .await
+                .unwrap(),
+            "idempotent"
+        );
         new.name = Some("Someone else".into());
         assert_eq!(
             store
@@ -146,7 +158,10 @@ async fn resubscribe_lifts_suppression() {
         assert_eq!(got.unsubscribed_at, None);
 
         // Import with --resubscribe as well.
-        store.unsubscribe(id, "test").await.unwrap();
+        store
+            .unsubscribe_email("bo@example.com", "test")
+            .await
+            .unwrap();
         let rows = vec![ImportRow {
             line: 2,
             result: Ok(sub("Bo@Example.com")),
@@ -233,10 +248,7 @@ async fn forget_erases_and_keeps_the_address_suppressed() {
             .unwrap();
         assert_eq!((s.added, s.suppressed), (0, 1));
         assert_eq!(
-            store
-                .create_pending(&email("gone@example.com"), None, "form")
-                .await
-                .unwrap(),
+            common::signup(&store, &email("gone@example.com"), None).await,
             PendingOutcome::Suppressed { id: None }
         );
         assert!(
@@ -325,10 +337,7 @@ async fn forgotten_addresses_stay_refused_after_a_key_rotation() {
             .unwrap();
         assert_eq!((s.added, s.suppressed), (1, 2), "{}", db.label);
         assert_eq!(
-            rotated
-                .create_pending(&email("three@EXAMPLE.com"), None, "form")
-                .await
-                .unwrap(),
+            common::signup(&rotated, &email("three@EXAMPLE.com"), None).await,
             PendingOutcome::Suppressed { id: None },
             "{}",
             db.label
@@ -351,10 +360,7 @@ async fn forgotten_addresses_stay_refused_after_a_key_rotation() {
             .unwrap();
         assert_eq!((s.added, s.suppressed), (1, 0), "{}", db.label);
         assert!(matches!(
-            dropped
-                .create_pending(&email("three@example.com"), None, "form")
-                .await
-                .unwrap(),
+            common::signup(&dropped, &email("three@example.com"), None).await,
             PendingOutcome::Created { .. }
         ));
         assert!(matches!(
@@ -376,10 +382,7 @@ async fn forgotten_addresses_stay_refused_after_a_key_rotation() {
             panic!("{}: resubscribe lifts the suppression", db.label)
         };
         assert_eq!(
-            rotated
-                .create_pending(&email("one@example.com"), None, "form")
-                .await
-                .unwrap(),
+            common::signup(&rotated, &email("one@example.com"), None).await,
             PendingOutcome::AlreadyActive { id },
             "{}",
             db.label
@@ -580,10 +583,7 @@ async fn export_then_import_reproduces_statuses() {
             .record_bounce("user5@example.com", BounceKind::Complaint, 1)
             .await
             .unwrap();
-        store
-            .create_pending(&email("pending@example.com"), Some("P"), "form")
-            .await
-            .unwrap();
+        common::signup(&store, &email("pending@example.com"), Some("P")).await;
 
         let exported: Vec<_> = store.stream_subscribers().try_collect().await.unwrap();
         assert_eq!(exported.len(), 1_501);
@@ -630,37 +630,78 @@ async fn export_then_import_reproduces_statuses() {
 }
 
 #[tokio::test]
-async fn double_opt_in() {
+async fn double_opt_in_confirms_each_signup_once() {
     each_backend(|db| async move {
         let store = db.store().await;
+        let now = chrono::Utc::now();
         let e = email("new@example.com");
-        let PendingOutcome::Created { id } =
-            store.create_pending(&e, Some("N"), "form").await.unwrap()
-        else {
-            panic!()
+        let first = common::signup_mail(&store, &e, Some("N")).await;
+        let PendingOutcome::Created { id } = first.outcome else {
+            panic!("{}: {first:?}", db.label)
         };
+        let mail = first
+            .confirmation
+            .expect("a new address gets a confirmation");
+        assert_eq!(
+            (mail.subscriber_id, mail.email.as_str()),
+            (id, "new@example.com")
+        );
         assert_eq!(
             store.count_audience().await.unwrap(),
             0,
             "pending is no audience"
         );
+        // Asking again while pending: the same link, so every mail works.
+        let again = common::signup_mail(&store, &email("NEW@example.com"), None).await;
+        assert_eq!(again.outcome, PendingOutcome::StillPending { id });
+        let again = again
+            .confirmation
+            .expect("a pending address may be asked again");
         assert_eq!(
-            store.create_pending(&e, None, "form").await.unwrap(),
-            PendingOutcome::StillPending { id }
+            (again.nonce, again.email.as_str()),
+            (mail.nonce, "new@example.com"),
+            "the stored address"
         );
-        assert!(store.confirm(id).await.unwrap());
-        assert!(!store.confirm(id).await.unwrap());
+
+        // A link for another signup, or made up, confirms nothing.
+        for wrong in [RowBinding::Row(mail.nonce ^ 1), RowBinding::Legacy] {
+            assert_eq!(
+                store.confirm_signup(id, wrong, now).await.unwrap(),
+                ConfirmOutcome::NotConfirmable,
+                "{}: {wrong:?}",
+                db.label
+            );
+        }
+        let link = RowBinding::Row(mail.nonce);
+        assert_eq!(
+            store.confirm_signup(id, link, now).await.unwrap(),
+            ConfirmOutcome::Confirmed
+        );
         let s = store.get_subscriber_by_id(id).await.unwrap().unwrap();
         assert_eq!(s.status, SubscriberStatus::Active);
         assert!(s.confirmed_at.is_some());
+        // Once: then unsubscribed, the old link does not bring it back.
         assert_eq!(
-            store.create_pending(&e, None, "form").await.unwrap(),
-            PendingOutcome::AlreadyActive { id }
+            store.confirm_signup(id, link, now).await.unwrap(),
+            ConfirmOutcome::NotConfirmable
         );
-        store.unsubscribe(id, "link").await.unwrap();
+        let active = common::signup_mail(&store, &e, None).await;
         assert_eq!(
-            store.create_pending(&e, None, "form").await.unwrap(),
-            PendingOutcome::Suppressed { id: Some(id) }
+            active,
+            Signup {
+                outcome: PendingOutcome::AlreadyActive { id },
+                confirmation: None
+            }
+        );
+        assert!(
+            store
+                .unsubscribe_email("new@example.com", "link")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.confirm_signup(id, link, now).await.unwrap(),
+            ConfirmOutcome::NotConfirmable
         );
         assert_eq!(
             store
@@ -670,15 +711,182 @@ async fn double_opt_in() {
                 .unwrap()
                 .status,
             SubscriberStatus::Unsubscribed,
-            "a signup alone does not lift suppression"
+            "{}: an old confirmation link does not lift suppression",
+            db.label
         );
-        assert!(
-            store.confirm(id).await.unwrap(),
+
+        // Coming back: a new signup, a new link, which lifts it.
+        let back = common::signup_mail(&store, &e, None).await;
+        assert_eq!(back.outcome, PendingOutcome::Suppressed { id: Some(id) });
+        let back = back
+            .confirmation
+            .expect("an unsubscribed address may come back");
+        assert_ne!(back.nonce, mail.nonce);
+        assert_eq!(
+            store.confirm_signup(id, link, now).await.unwrap(),
+            ConfirmOutcome::NotConfirmable
+        );
+        assert_eq!(
+            store
+                .confirm_signup(id, RowBinding::Row(back.nonce), now)
+                .await
+                .unwrap(),
+            ConfirmOutcome::Confirmed,
             "its own confirmation does"
         );
         assert_eq!(store.count_audience().await.unwrap(), 1);
+
+        // Bounced and complained addresses get no confirmation mail at all.
+        for (address, kind) in [
+            ("b@example.com", BounceKind::Hard),
+            ("c@example.com", BounceKind::Complaint),
+        ] {
+            store
+                .add_subscriber(&sub(address), UpsertMode::Normal)
+                .await
+                .unwrap();
+            store.record_bounce(address, kind, 1).await.unwrap();
+            let signup = common::signup_mail(&store, &email(address), None).await;
+            assert!(matches!(
+                signup.outcome,
+                PendingOutcome::Suppressed { id: Some(_) }
+            ));
+            assert_eq!(signup.confirmation, None, "{}: {address}", db.label);
+        }
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_address_gets_a_confirmation_at_most_every_ten_minutes_and_three_a_day() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let e = email("target@example.com");
+        let limits = SignupLimits::default();
+        let t0 = chrono::Utc::now();
+        let at = |minutes: i64| t0 + chrono::TimeDelta::minutes(minutes);
+        let mut sent = Vec::new();
+        // A signup every minute for a day and a half.
+        for minute in 0..(36 * 60) {
+            let signup = store
+                .request_confirmation(&e, None, "form", limits, at(minute))
+                .await
+                .unwrap();
+            if signup.confirmation.is_some() {
+                sent.push(minute);
+            }
+        }
+        assert_eq!(
+            sent,
+            [0, 10, 20, 24 * 60 + 1, 24 * 60 + 11, 24 * 60 + 21],
+            "{}",
+            db.label
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unsubscribe_links_act_only_on_the_row_they_were_made_for() {
+    each_backend(|db| async move {
+        let store = db.store().await.with_suppression_keys(KEY, &[]);
+        let now = chrono::Utc::now();
+        store
+            .add_subscriber(&sub("older@example.com"), UpsertMode::Normal)
+            .await
+            .unwrap();
+        let AddOutcome::Added(id) = store
+            .add_subscriber(&sub("newest@example.com"), UpsertMode::Normal)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let salt = token_salt(&db, id).await;
+        let link = RowBinding::Row(salt);
+        assert!(store.subscriber_by_token(id, link).await.unwrap().is_some());
+        assert_eq!(
+            store
+                .subscriber_by_token(id, RowBinding::Row(salt ^ 1))
+                .await
+                .unwrap(),
+            None
+        );
+        // Rows made after bindings existed do not honour id-only tokens.
+        assert_eq!(
+            store
+                .subscriber_by_token(id, RowBinding::Legacy)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .unsubscribe_by_token(id, RowBinding::Legacy, "one-click", now)
+                .await
+                .unwrap(),
+            TokenUnsubscribe::NoSuchSubscriber
+        );
+
+        // The newest subscriber is forgotten; the next one never gets its id,
+        // and its old link acts on nobody.
+        assert!(store.forget("newest@example.com").await.unwrap());
+        let AddOutcome::Added(next) = store
+            .add_subscriber(&sub("stranger@example.com"), UpsertMode::Normal)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            next > id,
+            "{}: id {id} handed out again as {next}",
+            db.label
+        );
+        assert_eq!(
+            store
+                .unsubscribe_by_token(id, link, "one-click", now)
+                .await
+                .unwrap(),
+            TokenUnsubscribe::NoSuchSubscriber
+        );
+        // Even if a restore brought the id back, the salt would differ.
+        assert_eq!(
+            store
+                .unsubscribe_by_token(next, link, "one-click", now)
+                .await
+                .unwrap(),
+            TokenUnsubscribe::NoSuchSubscriber
+        );
+        let stranger = RowBinding::Row(token_salt(&db, next).await);
+        assert_eq!(
+            store
+                .unsubscribe_by_token(next, stranger, "one-click", now)
+                .await
+                .unwrap(),
+            TokenUnsubscribe::Unsubscribed
+        );
+        assert_eq!(
+            store
+                .unsubscribe_by_token(next, stranger, "one-click", now)
+                .await
+                .unwrap(),
+            TokenUnsubscribe::AlreadyOff,
+            "idempotent"
+        );
+    })
+    .await;
+}
+
+/// A subscriber's token salt, read from outside the store.
+async fn token_salt(db: &common::TestDb, id: i64) -> u64 {
+    letterpress_testkit::sql::query_i64(
+        &db.url,
+        "SELECT token_salt FROM subscribers WHERE id = $1",
+        id,
+    )
+    .await
+    .expect("a salt") as u64
 }
 
 #[tokio::test]

@@ -239,11 +239,29 @@ impl Lp {
         path
     }
 
-    /// A token as the server would mint it.
-    pub fn token(&self, purpose: Purpose, subscriber_id: i64) -> String {
+    /// The installation's database URL.
+    pub fn database_url(&self) -> &str {
+        &self.vars["LETTERPRESS_DATABASE__URL"]
+    }
+
+    /// A token as the server would mint it for the subscriber `id`: an
+    /// unsubscribe token bound to the row's salt, a confirmation token
+    /// bound to its pending signup's nonce (read from the database).
+    pub async fn token(&self, purpose: Purpose, subscriber_id: i64) -> String {
+        let column = match purpose {
+            Purpose::Unsubscribe => "token_salt",
+            Purpose::Confirm => "confirm_nonce",
+        };
+        let binding = crate::sql::query_i64(
+            self.database_url(),
+            &format!("SELECT {column} FROM subscribers WHERE id = $1"),
+            subscriber_id,
+        )
+        .await
+        .unwrap_or(0);
         Keyring::new(SECRET.as_bytes(), &[])
             .expect("keyring")
-            .token(purpose, subscriber_id, None)
+            .token(purpose, subscriber_id, binding as u64, None)
     }
 
     /// Starts `letterpress serve` and waits until it listens.

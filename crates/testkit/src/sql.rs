@@ -39,6 +39,36 @@ pub async fn execute(url: &str, statements: &[&str]) {
     }
 }
 
+/// The first column of the first row `query` returns with `$1` bound to
+/// `arg`, as an integer (`None` for no row or NULL).
+pub async fn query_i64(url: &str, query: &str, arg: i64) -> Option<i64> {
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx_sqlite::SqliteConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        let v: Option<Option<i64>> =
+            sqlx_core::query_scalar::query_scalar(AssertSqlSafe(query.to_string()))
+                .bind(arg)
+                .fetch_optional(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let _ = conn.close().await;
+        v.flatten()
+    } else {
+        let mut conn = PgConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to the test database: {e}"));
+        let v: Option<Option<i64>> =
+            sqlx_core::query_scalar::query_scalar(AssertSqlSafe(query.to_string()))
+                .bind(arg)
+                .fetch_optional(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let _ = conn.close().await;
+        v.flatten()
+    }
+}
+
 /// One statement of the kit's own, on an open PostgreSQL connection.
 pub(crate) async fn pg(conn: &mut PgConnection, statement: String) -> Result<(), sqlx_core::Error> {
     sqlx_core::query::query(AssertSqlSafe(statement))

@@ -6,7 +6,8 @@
 use std::future::Future;
 
 use letterpress_store::{
-    ImportRow, IssueToPublish, NewSubscriber, PublishOutcome, Store, SubscriberEmail, UpsertMode,
+    ImportRow, IssueToPublish, NewSubscriber, PendingOutcome, PublishOutcome, SignupLimits, Store,
+    SubscriberEmail, UpsertMode,
 };
 use letterpress_testkit::PgDb;
 
@@ -122,4 +123,29 @@ pub(crate) async fn publish(
 /// a test makes to provoke a failure).
 pub(crate) async fn execute(db: &TestDb, statements: &[&str]) {
     letterpress_testkit::sql::execute(&db.url, statements).await;
+}
+
+/// A double opt-in signup with no per-address limit: what the store found.
+pub(crate) async fn signup(
+    store: &Store,
+    email: &SubscriberEmail,
+    name: Option<&str>,
+) -> PendingOutcome {
+    signup_mail(store, email, name).await.outcome
+}
+
+/// [`signup`], with the confirmation mail it asked for, if any.
+pub(crate) async fn signup_mail(
+    store: &Store,
+    email: &SubscriberEmail,
+    name: Option<&str>,
+) -> letterpress_store::Signup {
+    let unlimited = SignupLimits {
+        min_interval: std::time::Duration::ZERO,
+        per_day: u32::MAX,
+    };
+    store
+        .request_confirmation(email, name, "form", unlimited, chrono::Utc::now())
+        .await
+        .expect("signup")
 }
