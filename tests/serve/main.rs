@@ -9,6 +9,7 @@
 
 #![cfg(unix)]
 
+mod http_limits;
 mod load;
 mod observability;
 mod schedule;

@@ -182,3 +182,167 @@ async fn signups_are_rate_limited_per_client() {
     );
     served.stop_ok().await;
 }
+
+/// Confirmation messages the relay took for `to`.
+fn mails_to(smtp: &SmtpServer, to: &str) -> Vec<String> {
+    smtp.received()
+        .into_iter()
+        .filter(|r| r.rcpt_to.iter().any(|t| t == to))
+        .map(|r| r.data)
+        .collect()
+}
+
+/// A confirmation link confirms once: after an unsubscribe, the same link
+/// does not bring the subscriber back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_link_confirms_once() {
+    let smtp = SmtpServer::start().await;
+    let lp = lp().with_smtp(smtp.port);
+    let served = lp.serve().await;
+    let http = client();
+    let r = http
+        .post(served.url("/subscribe"))
+        .form(&[("email", "once@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    smtp.wait_until("the confirmation", |s| {
+        s.copies().contains_key("once@example.com")
+    })
+    .await;
+    let token = token_after(
+        &text_body(&mails_to(&smtp, "once@example.com")[0]),
+        "/confirm/",
+    )
+    .expect("a confirmation link");
+    let confirm = served.url(&format!("/confirm/{token}"));
+    assert_eq!(
+        http.post(&confirm).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(lp.status_of("once@example.com").await.unwrap(), "active");
+    lp.ok(&["subscribers", "remove", "once@example.com"]).await;
+    let again = http.post(&confirm).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::GONE);
+    assert!(again.text().await.unwrap().contains("sign up again"));
+    assert_eq!(
+        lp.status_of("once@example.com").await.unwrap(),
+        "unsubscribed"
+    );
+    served.stop_ok().await;
+}
+
+/// Behind a reverse proxy every request comes from the proxy's address:
+/// with `server.trusted_proxies` naming it, the per-visitor limit counts
+/// the visitor its `X-Forwarded-For` names; from anyone else the header is
+/// not believed. And however many visitors sign one address up, it gets
+/// one confirmation (the per-address limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_count_visitors_behind_a_trusted_proxy_and_mails_per_address() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = lp().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_SERVER__SIGNUP_PER_MINUTE", "2");
+    lp.set(
+        "LETTERPRESS_SERVER__TRUSTED_PROXIES",
+        "[127.0.0.1, \"::1\"]",
+    );
+    let served = lp.serve().await;
+    let http = client();
+    let from = |visitor: &str, email: &str| {
+        http.post(served.url("/subscribe"))
+            .header("X-Forwarded-For", visitor)
+            .form(&[("email", email)])
+            .send()
+    };
+    // Two per minute for each visitor, not for all of them together.
+    let mut codes = Vec::new();
+    for (visitor, email) in [
+        ("198.51.100.1", "a1@example.com"),
+        ("198.51.100.1", "a2@example.com"),
+        ("198.51.100.1", "a3@example.com"),
+        ("198.51.100.2", "b1@example.com"),
+        // One /64: one visitor.
+        ("2001:db8:1:1::1", "c1@example.com"),
+        ("2001:db8:1:1::2", "c2@example.com"),
+        ("2001:db8:1:1::3", "c3@example.com"),
+    ] {
+        codes.push(from(visitor, email).await.unwrap().status().as_u16());
+    }
+    assert_eq!(codes, [200, 200, 429, 200, 200, 200, 429]);
+
+    // Twenty visitors sign one address up: one confirmation mail.
+    for i in 0..20 {
+        let r = from(&format!("203.0.113.{i}"), "target@example.com")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "visitor {i}");
+    }
+    // The mails are sent in order: once this one is in, the target's are too.
+    let r = from("203.0.113.99", "marker@example.com").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    smtp.wait_until("the marker's confirmation", |s| {
+        s.copies().contains_key("marker@example.com")
+    })
+    .await;
+    assert_eq!(mails_to(&smtp, "target@example.com").len(), 1);
+    served.stop_ok().await;
+}
+
+/// Without `server.trusted_proxies`, `X-Forwarded-For` is anyone's to
+/// write: a client cannot dodge its limit by claiming other addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_for_header_from_an_untrusted_client_is_ignored() {
+    let mut lp = lp();
+    lp.set("LETTERPRESS_SERVER__SIGNUP_PER_MINUTE", "2");
+    let served = lp.serve().await;
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        let r = client()
+            .post(served.url("/subscribe"))
+            .header("X-Forwarded-For", format!("198.51.100.{i}"))
+            .form(&[("email", format!("spoof{i}@example.com"))])
+            .send()
+            .await
+            .unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(codes, [200, 200, 429]);
+    served.stop_ok().await;
+}
+
+/// The answer to a signup never waits for the mail: with the relay stuck
+/// on the confirmation's recipient, the visitor already has the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_is_answered_before_its_confirmation_is_sent() {
+    let smtp = SmtpServer::start().await;
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    smtp.on_rcpt(move |rcpt| {
+        if rcpt == "stuck@example.com" {
+            let _ = arrived_tx.send(());
+            let _ = release_rx.lock().unwrap().recv();
+        }
+    });
+    let lp = lp().with_smtp(smtp.port);
+    let served = lp.serve().await;
+    let r = client()
+        .post(served.url("/subscribe"))
+        .form(&[("email", "stuck@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The relay holds the confirmation now, and the answer came anyway.
+    tokio::time::timeout(letterpress_testkit::WAIT, arrived.recv())
+        .await
+        .expect("the confirmation reaches the relay");
+    assert!(smtp.received().is_empty());
+    release_tx.send(()).unwrap();
+    smtp.wait_until("the confirmation", |s| {
+        s.copies().contains_key("stuck@example.com")
+    })
+    .await;
+    served.stop_ok().await;
+}

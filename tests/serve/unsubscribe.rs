@@ -201,3 +201,207 @@ async fn an_unsubscribe_answered_before_data_stops_the_message_in_its_transactio
     );
     assert_eq!(smtp.attempts("held@example.com"), 1);
 }
+
+/// POSTs a one-click unsubscribe for `token` and returns the status.
+async fn one_click(served: &letterpress_testkit::Served, token: &str) -> StatusCode {
+    client()
+        .post(served.url(&format!("/u/{token}")))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The review's scenario: the newest subscriber is forgotten and someone
+/// else signs up; the forgotten reader's unsubscribe and confirmation
+/// links (one from an issue, one from their own signup) act on nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_readers_links_do_not_act_on_the_next_subscriber() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = lp().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_SERVER__SIGNUP_PER_MINUTE", "100");
+    let served = lp.serve().await;
+    let http = client();
+    let signup = |email: &'static str| {
+        http.post(served.url("/subscribe"))
+            .form(&[("email", email)])
+            .send()
+    };
+    // The first reader signs up, confirms, and gets an issue.
+    assert_eq!(
+        signup("first@example.com").await.unwrap().status(),
+        StatusCode::OK
+    );
+    smtp.wait_until("first@'s confirmation", |s| {
+        s.copies().contains_key("first@example.com")
+    })
+    .await;
+    let confirm_first = letterpress_testkit::token_after(
+        &letterpress_testkit::text_body(&by_recipient(&smtp)["first@example.com"]),
+        "/confirm/",
+    )
+    .expect("a confirmation link");
+    let r = http
+        .post(served.url(&format!("/confirm/{confirm_first}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let issue = lp.write_issue("drafts", "for-first", "");
+    lp.ok(&["send", issue.to_str().unwrap(), "--yes"]).await;
+    let unsubscribe_first = list_unsubscribe_token(
+        &smtp
+            .received()
+            .into_iter()
+            .rev()
+            .find(|r| r.rcpt_to == ["first@example.com"])
+            .expect("the issue")
+            .data,
+    );
+
+    // Forgotten, as the newest subscriber; then a stranger signs up.
+    let first_id = lp.id_of("first@example.com").await;
+    lp.ok(&["subscribers", "remove", "first@example.com", "--forget"])
+        .await;
+    assert_eq!(
+        signup("stranger@example.com").await.unwrap().status(),
+        StatusCode::OK
+    );
+    smtp.wait_until("stranger@'s confirmation", |s| {
+        s.copies().contains_key("stranger@example.com")
+    })
+    .await;
+    let stranger_id = lp.id_of("stranger@example.com").await;
+    assert_ne!(stranger_id, first_id, "an id is never handed out twice");
+
+    // The old links: 404, and the stranger is untouched (still pending,
+    // neither confirmed by the old confirmation link nor unsubscribed).
+    assert_eq!(
+        one_click(&served, &unsubscribe_first).await,
+        StatusCode::NOT_FOUND
+    );
+    let r = http
+        .get(served.url(&format!("/u/{unsubscribe_first}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = http
+        .post(served.url(&format!("/confirm/{confirm_first}")))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        r.status(),
+        StatusCode::OK,
+        "the old confirmation confirms nobody"
+    );
+    assert_eq!(
+        lp.statuses().await,
+        [("stranger@example.com".to_string(), "pending".to_string())].into()
+    );
+    served.stop_ok().await;
+}
+
+/// A database from before token bindings (made by that build; see
+/// tests/fixtures/before-bindings): after the upgrade, the links its
+/// subscribers were sent keep working for them, and the forgotten reader's
+/// link does not act on whoever is added next, even under the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_sent_before_token_bindings_keep_working_for_their_subscribers_only() {
+    let fixture = letterpress_testkit::repo().join("tests/fixtures/before-bindings");
+    let mut lp = lp();
+    std::fs::copy(fixture.join("letterpress.db"), lp.path("lp.db")).expect("copy the old database");
+    lp.set(
+        "LETTERPRESS_SERVER__SECRET",
+        "legacy-fixture-secret-0123456789abcdef",
+    );
+    let links: HashMap<String, String> = std::fs::read_to_string(fixture.join("links.txt"))
+        .expect("links.txt")
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(stem, token)| {
+            (
+                stem.split_once('-').unwrap().1.to_string(),
+                token.to_string(),
+            )
+        })
+        .collect();
+    lp.ok(&["migrate"]).await;
+    // Every row, id and delivery survived the rebuild of the table.
+    assert_eq!(lp.id_of("ada@example.com").await, 1);
+    assert_eq!(lp.id_of("bob@example.com").await, 2);
+    let status = lp
+        .issue_status("before-bindings")
+        .await
+        .expect("the old issue");
+    assert_eq!(
+        (status["total"].as_u64(), status["sent"].as_u64()),
+        (Some(3), Some(3))
+    );
+    // Someone new may get the forgotten reader's old id; never its links.
+    lp.add(&["dan@example.com"]).await;
+
+    let served = lp.serve().await;
+    assert_eq!(
+        one_click(&served, &links["cy@example.com"]).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        one_click(&served, &links["ada@example.com"]).await,
+        StatusCode::OK
+    );
+    served.stop_ok().await;
+    let statuses = lp.statuses().await;
+    assert_eq!(
+        statuses["ada@example.com"], "unsubscribed",
+        "an old link works for its reader"
+    );
+    assert_eq!(statuses["bob@example.com"], "active");
+    assert_eq!(statuses["dan@example.com"], "active", "and for nobody else");
+}
+
+/// A test copy's link is a real, signed link that names no subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_copys_unsubscribe_link_says_it_changed_nothing() {
+    let smtp = SmtpServer::start().await;
+    let lp = lp().with_smtp(smtp.port);
+    lp.add(&["reader@example.com"]).await;
+    let issue = lp.write_issue("drafts", "proof", "");
+    lp.ok(&[
+        "send",
+        issue.to_str().unwrap(),
+        "--to",
+        "editor@example.com",
+    ])
+    .await;
+    let token = list_unsubscribe_token(&by_recipient(&smtp)["editor@example.com"]);
+    let served = lp.serve().await;
+    let page = client()
+        .get(served.url(&format!("/u/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("test copy"));
+    let r = client()
+        .post(served.url(&format!("/u/{token}")))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("test copy") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert!(!text.contains("You are unsubscribed"), "{text}");
+    served.stop_ok().await;
+    assert_eq!(
+        lp.status_of("reader@example.com").await.as_deref(),
+        Some("active")
+    );
+}

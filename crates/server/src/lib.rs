@@ -46,6 +46,7 @@ use letterpress_store::{SignupLimits, Store};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
@@ -101,6 +102,9 @@ struct ConfirmationJob {
     confirm_url: String,
 }
 
+/// The queue of confirmations and the mailer that empties it.
+type QueuedMail = (mpsc::Receiver<ConfirmationJob>, Arc<dyn ConfirmationMailer>);
+
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
@@ -110,7 +114,7 @@ pub struct AppState {
     signup_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     confirmations: mpsc::Sender<ConfirmationJob>,
     /// Taken by [`serve`], which sends what signups queue.
-    mailer: Arc<Mutex<Option<(mpsc::Receiver<ConfirmationJob>, Arc<dyn ConfirmationMailer>)>>>,
+    mailer: Arc<Mutex<Option<QueuedMail>>>,
 }
 
 impl AppState {
@@ -156,8 +160,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .merge(webhooks)
-        // Forms and one-click bodies are tiny; refuse anything large early.
+        // Forms and one-click bodies are tiny; refuse anything large early:
+        // a declared length over the limit before the body is read, a body
+        // without one as soon as it passes it.
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(WEBHOOK_BODY_LIMIT))
         // Reading the body is part of the request: one that declares a
         // body and sends it a byte at a time is cut off here.
         .layer(TimeoutLayer::with_status_code(

@@ -101,6 +101,10 @@ pub struct Signup {
     pub confirmation: Option<ConfirmationMail>,
 }
 
+/// What a signup reads of an existing row: id, stored address, name,
+/// status and confirmation nonce.
+type SignupRow = (i64, String, Option<String>, String, Option<i64>);
+
 impl Store {
     /// The subscriber a token names, if its row holds the binding.
     pub async fn subscriber_by_token(
@@ -246,11 +250,10 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?
             };
-            let row: Option<(i64, String, Option<String>, String, Option<i64>)> =
-                db::query_as(select)
-                    .bind(&key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let row: Option<SignupRow> = db::query_as(select)
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
             let signup = match row {
                 // Forgotten (only a hash is left), or forgotten meanwhile.
                 None => Signup {
