@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use futures_util::TryStreamExt;
-use letterpress_core::{SubscriberEmail, SubscriberStatus};
+use letterpress_core::{SubscriberEmail, SubscriberName, SubscriberStatus, terminal_safe};
 use letterpress_store::{AddOutcome, ImportRow, NewSubscriber, Subscriber, UpsertMode};
 use serde_json::{Map, Value};
 
@@ -29,9 +29,13 @@ pub(crate) async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Res
             resubscribe,
         } => {
             let email = SubscriberEmail::parse(&email)?;
+            let name = match name.as_deref().map(SubscriberName::parse).transpose() {
+                Ok(name) => name.flatten(),
+                Err(e) => bail!("--name: {e}"),
+            };
             let new = NewSubscriber {
                 email: email.clone(),
-                name: name.filter(|n| !n.trim().is_empty()),
+                name,
                 tags,
                 attributes: Map::new(),
                 status: None,
@@ -82,13 +86,16 @@ pub(crate) async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Res
             if json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {
+                // Names and tags are shown with their control characters
+                // escaped: one stored before names were normalised could
+                // otherwise retitle or clear the operator's terminal.
                 for s in &list {
                     eprintln!(
                         "{:<40} {:<12} {:<24} {}",
-                        s.email,
+                        terminal_safe(s.email.as_str()),
                         s.status.as_str(),
-                        s.name.as_deref().unwrap_or(""),
-                        s.tags.join(",")
+                        terminal_safe(s.name.as_deref().unwrap_or("")),
+                        terminal_safe(&s.tags.join(","))
                     );
                 }
                 eprintln!("{} subscriber(s)", list.len());
@@ -232,14 +239,18 @@ impl Columns {
         };
         let raw_email = record.get(self.email).unwrap_or("");
         let email = SubscriberEmail::parse(raw_email).map_err(|e| e.to_string())?;
-        let name = get(self.name).map(String::from).or_else(|| {
-            let full = [get(self.first_name), get(self.last_name)]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" ");
-            (!full.is_empty()).then_some(full)
-        });
+        let name = match get(self.name).map(SubscriberName::parse).transpose() {
+            Ok(Some(Some(name))) => Some(name),
+            Ok(_) => {
+                let full = [get(self.first_name), get(self.last_name)]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                SubscriberName::parse(&full).map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let tags = get(self.tags)
             .map(|t| {
                 t.split([',', ';'])

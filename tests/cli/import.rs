@@ -88,7 +88,8 @@ async fn import_keeps_every_valid_row_and_reports_bad_lines() {
         .iter()
         .find(|s| s["email"] == "user7@example.com")
         .unwrap();
-    assert_eq!(s["name"], "Smith, 7 Multi\r\nLine");
+    // A line break in a name is a space (the one name rule, as at signup).
+    assert_eq!(s["name"], "Smith, 7 Multi Line");
     assert_eq!(s["tags"], serde_json::json!(["rust", "news"]));
     assert_eq!(s["status"], "active");
 
@@ -178,4 +179,48 @@ async fn import_without_an_email_column_is_an_error_that_names_the_file() {
     let out = lp.run(&["subscribers", "import", "missing.csv"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("missing.csv"));
+}
+
+/// Issue #10, point 10: an imported name gets signup's rule (control
+/// characters out, at most 200 characters); a longer one is a rejection
+/// with its line number.
+#[tokio::test]
+async fn import_normalises_names_and_rejects_long_ones_by_line() {
+    let lp = lp();
+    let long = "x".repeat(201);
+    let longest = "é".repeat(200);
+    std::fs::write(
+        lp.path("l.csv"),
+        format!(
+            "email,name\n\
+             esc@example.com,\"\u{1b}]0;pwned\u{7}\u{1b}[2JEve\"\n\
+             long@example.com,{long}\n\
+             max@example.com,{longest}\n\
+             lines@example.com,\"Multi\r\nLine\"\n"
+        ),
+    )
+    .unwrap();
+    let err = lp.ok(&["subscribers", "import", "l.csv"]).await;
+    assert!(
+        err.contains("l.csv: line 3: ") && err.contains("201 characters"),
+        "{err}"
+    );
+    assert!(
+        err.contains("3 added") && err.contains("1 rejected"),
+        "{err}"
+    );
+    let list = lp.subscribers().await;
+    let name_of = |email: &str| {
+        list.iter()
+            .find(|s| s["email"] == email)
+            .and_then(|s| s["name"].as_str())
+            .map(String::from)
+    };
+    assert_eq!(
+        name_of("esc@example.com").as_deref(),
+        Some("]0;pwned[2JEve")
+    );
+    assert_eq!(name_of("max@example.com"), Some(longest));
+    assert_eq!(name_of("lines@example.com").as_deref(), Some("Multi Line"));
+    assert!(lp.status_of("long@example.com").await.is_none());
 }

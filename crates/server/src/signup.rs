@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use letterpress_core::SubscriberEmail;
+use letterpress_core::{SubscriberEmail, SubscriberName};
 use letterpress_signing::Purpose;
 use letterpress_store::PendingOutcome;
 use serde::Deserialize;
@@ -108,14 +108,8 @@ pub(crate) async fn subscribe(
     let name = form
         .name
         .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            n.chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect::<String>()
-        });
+        .and_then(SubscriberName::parse_truncated)
+        .map(SubscriberName::into_string);
     let outcome = match state
         .store
         .create_pending(&email, name.as_deref(), "signup")

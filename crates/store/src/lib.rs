@@ -39,5 +39,5 @@ mod subscribers;
 pub use connect::{Backend, Store};
 pub use error::StoreError;
 pub use issues::{IssueToPublish, PublishOutcome};
-pub use letterpress_core::{SubscriberEmail, SubscriberStatus};
+pub use letterpress_core::{SubscriberEmail, SubscriberName, SubscriberStatus};
 pub use model::*;

@@ -6,7 +6,7 @@ use common::{each_backend, email, generated, seed, sub};
 use futures_util::TryStreamExt;
 use letterpress_store::{
     AddOutcome, Backend, BounceKind, ImportRow, NewSubscriber, PendingOutcome, Store, StoreError,
-    SubscriberStatus, UpsertMode,
+    SubscriberName, SubscriberStatus, UpsertMode,
 };
 use serde_json::json;
 
@@ -63,7 +63,7 @@ async fn add_update_unchanged_suppressed() {
                 .unwrap(),
             AddOutcome::Unchanged(id)
         );
-        new.name = Some("Ann".into());
+        new.name = SubscriberName::parse("Ann").unwrap();
         new.tags = vec!["rust".into()];
         new.attributes.insert("city".into(), json!("Oslo"));
         assert_eq!(
@@ -94,7 +94,7 @@ async fn add_update_unchanged_suppressed() {
 
         assert!(store.unsubscribe(id, "link").await.unwrap());
         assert!(!store.unsubscribe(id, "link").await.unwrap(), "idempotent");
-        new.name = Some("Someone else".into());
+        new.name = SubscriberName::parse("Someone else").unwrap();
         assert_eq!(
             store
                 .add_subscriber(&new, UpsertMode::Normal)
@@ -179,7 +179,7 @@ async fn forget_erases_and_keeps_the_address_suppressed() {
     each_backend(|db| async move {
         let store = db.store().await.with_suppression_keys(KEY, &[]);
         let mut new = sub("Gone@Example.com");
-        new.name = Some("Private Person".into());
+        new.name = SubscriberName::parse("Private Person").unwrap();
         let AddOutcome::Added(id) = store
             .add_subscriber(&new, UpsertMode::Normal)
             .await
@@ -602,7 +602,10 @@ async fn export_then_import_reproduces_statuses() {
             line: i as u64 + 2,
             result: Ok(NewSubscriber {
                 email: email(&s.email),
-                name: s.name.clone(),
+                name: s
+                    .name
+                    .as_deref()
+                    .map(|n| SubscriberName::parse(n).unwrap().unwrap()),
                 tags: s.tags.clone(),
                 attributes: s.attributes.clone(),
                 status: Some(s.status),
