@@ -104,7 +104,9 @@ pub enum SubscribersCommand {
         #[arg(long)]
         resubscribe: bool,
     },
-    /// Export every subscriber as CSV (round-trips through import).
+    /// Export every subscriber as CSV (round-trips through import; cells a
+    /// spreadsheet would run as a formula get a leading `'`, which import
+    /// takes off again).
     Export {
         /// Write here instead of stdout.
         #[arg(long)]

@@ -1,5 +1,7 @@
 //! `letterpress subscribers add | import | export | list | remove`.
 
+mod csv_file;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -14,6 +16,7 @@ use letterpress_core::{SubscriberEmail, SubscriberName, SubscriberStatus, termin
 use letterpress_store::{AddOutcome, ImportRow, NewSubscriber, Subscriber, UpsertMode};
 use serde_json::{Map, Value};
 
+use self::csv_file::{neutralise, restore};
 use crate::cli::SubscribersCommand;
 use crate::config::Config;
 use crate::wiring;
@@ -223,7 +226,9 @@ impl Columns {
         })
     }
 
-    /// One record to a subscriber, or the reason it is rejected.
+    /// One record to a subscriber, or the reason it is rejected. Cells are
+    /// read as `export` wrote them: a spreadsheet formula's neutralising
+    /// `'` comes off ([`restore`]).
     fn parse(&self, record: &csv::StringRecord) -> Result<NewSubscriber, String> {
         if record.len() != self.width {
             return Err(format!(
@@ -234,10 +239,10 @@ impl Columns {
         }
         let get = |i: Option<usize>| {
             i.and_then(|i| record.get(i))
-                .map(str::trim)
+                .map(|s| restore(s.trim()))
                 .filter(|s| !s.is_empty())
         };
-        let raw_email = record.get(self.email).unwrap_or("");
+        let raw_email = restore(record.get(self.email).unwrap_or("").trim());
         let email = SubscriberEmail::parse(raw_email).map_err(|e| e.to_string())?;
         let name = match get(self.name).map(SubscriberName::parse).transpose() {
             Ok(Some(Some(name))) => Some(name),
@@ -417,7 +422,9 @@ impl<R: io::Read> io::Read for NewlineCounter<R> {
     }
 }
 
-/// Writes every subscriber as CSV in a form `import` reads back.
+/// Writes every subscriber as CSV in a form `import` reads back. A cell a
+/// spreadsheet would take for a formula is neutralised ([`neutralise`]):
+/// opening an export must not run what a signup typed as its name.
 async fn export(store: &letterpress_store::Store, writer: Box<dyn Write>) -> anyhow::Result<u64> {
     let mut csv = csv::Writer::from_writer(writer);
     csv.write_record([
@@ -444,20 +451,28 @@ async fn export(store: &letterpress_store::Store, writer: Box<dyn Write>) -> any
 fn write_row<W: Write>(csv: &mut csv::Writer<W>, s: &Subscriber) -> anyhow::Result<()> {
     let time =
         |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
-    csv.write_record([
+    let attributes = if s.attributes.is_empty() {
+        String::new()
+    } else {
+        Value::Object(s.attributes.clone()).to_string()
+    };
+    let tags = s.tags.join(",");
+    let (created, confirmed, unsubscribed) = (
+        s.created_at.to_rfc3339(),
+        time(s.confirmed_at),
+        time(s.unsubscribed_at),
+    );
+    let cells: [&str; 9] = [
         s.email.as_str(),
         s.name.as_deref().unwrap_or(""),
         s.status.as_str(),
-        &s.tags.join(","),
-        &if s.attributes.is_empty() {
-            String::new()
-        } else {
-            Value::Object(s.attributes.clone()).to_string()
-        },
+        &tags,
+        &attributes,
         &s.source,
-        &s.created_at.to_rfc3339(),
-        &time(s.confirmed_at),
-        &time(s.unsubscribed_at),
-    ])?;
+        &created,
+        &confirmed,
+        &unsubscribed,
+    ];
+    csv.write_record(cells.map(neutralise).iter().map(|c| c.as_bytes()))?;
     Ok(())
 }

