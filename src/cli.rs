@@ -100,6 +100,10 @@ pub enum SubscribersCommand {
         /// Validate and count without writing.
         #[arg(long)]
         dry_run: bool,
+        /// Any rejected row fails the import (exit 1) and nothing is
+        /// written; with --dry-run, a check of the file.
+        #[arg(long)]
+        strict: bool,
         /// Reactivate suppressed addresses found in the file.
         #[arg(long)]
         resubscribe: bool,

@@ -181,50 +181,6 @@ async fn import_without_an_email_column_is_an_error_that_names_the_file() {
     assert!(stderr(&out).contains("missing.csv"));
 }
 
-/// Issue #10, point 10: an imported name gets signup's rule (control
-/// characters out, at most 200 characters); a longer one is a rejection
-/// with its line number.
-#[tokio::test]
-async fn import_normalises_names_and_rejects_long_ones_by_line() {
-    let lp = lp();
-    let long = "x".repeat(201);
-    let longest = "é".repeat(200);
-    std::fs::write(
-        lp.path("l.csv"),
-        format!(
-            "email,name\n\
-             esc@example.com,\"\u{1b}]0;pwned\u{7}\u{1b}[2JEve\"\n\
-             long@example.com,{long}\n\
-             max@example.com,{longest}\n\
-             lines@example.com,\"Multi\r\nLine\"\n"
-        ),
-    )
-    .unwrap();
-    let err = lp.ok(&["subscribers", "import", "l.csv"]).await;
-    assert!(
-        err.contains("l.csv: line 3: ") && err.contains("201 characters"),
-        "{err}"
-    );
-    assert!(
-        err.contains("3 added") && err.contains("1 rejected"),
-        "{err}"
-    );
-    let list = lp.subscribers().await;
-    let name_of = |email: &str| {
-        list.iter()
-            .find(|s| s["email"] == email)
-            .and_then(|s| s["name"].as_str())
-            .map(String::from)
-    };
-    assert_eq!(
-        name_of("esc@example.com").as_deref(),
-        Some("]0;pwned[2JEve")
-    );
-    assert_eq!(name_of("max@example.com"), Some(longest));
-    assert_eq!(name_of("lines@example.com").as_deref(), Some("Multi Line"));
-    assert!(lp.status_of("long@example.com").await.is_none());
-}
-
 /// Issue #10, point 9: a cell a spreadsheet would evaluate (`=`, `+`, `-`,
 /// `@`, tab, CR first) is written with a leading `'`, and import takes
 /// exactly that `'` off again, so the round trip is exact.
@@ -304,4 +260,137 @@ async fn export_neutralises_formulas_and_import_undoes_it() {
     assert_eq!(f1["tags"], serde_json::json!(["=tag", "x"]));
     assert_eq!(f1["attributes"]["city"], "\t@city".trim());
     assert!(b.status_of("-dash@example.com").await.is_some());
+}
+
+/// Issue #10, point 10: an imported name gets signup's rule (control
+/// characters out, at most 200 characters); a longer one is a rejection
+/// with its line number.
+#[tokio::test]
+async fn import_normalises_names_and_rejects_long_ones_by_line() {
+    let lp = lp();
+    let long = "x".repeat(201);
+    let longest = "é".repeat(200);
+    std::fs::write(
+        lp.path("l.csv"),
+        format!(
+            "email,name\n\
+             esc@example.com,\"\u{1b}]0;pwned\u{7}\u{1b}[2JEve\"\n\
+             long@example.com,{long}\n\
+             max@example.com,{longest}\n\
+             lines@example.com,\"Multi\r\nLine\"\n"
+        ),
+    )
+    .unwrap();
+    let err = lp.ok(&["subscribers", "import", "l.csv"]).await;
+    assert!(
+        err.contains("l.csv: line 3: ") && err.contains("201 characters"),
+        "{err}"
+    );
+    assert!(
+        err.contains("3 added") && err.contains("1 rejected"),
+        "{err}"
+    );
+    let list = lp.subscribers().await;
+    let name_of = |email: &str| {
+        list.iter()
+            .find(|s| s["email"] == email)
+            .and_then(|s| s["name"].as_str())
+            .map(String::from)
+    };
+    assert_eq!(
+        name_of("esc@example.com").as_deref(),
+        Some("]0;pwned[2JEve")
+    );
+    assert_eq!(name_of("max@example.com"), Some(longest));
+    assert_eq!(name_of("lines@example.com").as_deref(), Some("Multi Line"));
+    assert!(lp.status_of("long@example.com").await.is_none());
+}
+
+/// Issue #10, point 13: a quote that is never closed swallows every row
+/// after it; the record is rejected naming every line it took, instead
+/// of importing one subscriber with the other rows as its name.
+#[tokio::test]
+async fn an_unterminated_quote_is_rejected_naming_every_line_it_swallowed() {
+    let lp = lp();
+    std::fs::write(
+        lp.path("l.csv"),
+        "email,name\n\
+         ok@example.com,Ok\n\
+         ann@example.com,\"Ann\n\
+         bob@example.com,Bob\n\
+         cy@example.com,Cy\n",
+    )
+    .unwrap();
+    let err = lp.ok(&["subscribers", "import", "l.csv"]).await;
+    assert!(err.contains("l.csv: lines 3-5: "), "{err}");
+    assert!(err.contains("quote"), "{err}");
+    assert!(
+        err.contains("1 added") && err.contains("1 rejected"),
+        "{err}"
+    );
+    assert!(lp.status_of("ann@example.com").await.is_none());
+    assert!(lp.status_of("ok@example.com").await.is_some());
+
+    // A rejected record over several lines names them all.
+    std::fs::write(
+        lp.path("m.csv"),
+        "email,name\n\
+         \"two\nlines@example.com\",Two\n",
+    )
+    .unwrap();
+    let err = lp.ok(&["subscribers", "import", "m.csv"]).await;
+    assert!(err.contains("m.csv: lines 2-3: "), "{err}");
+}
+
+/// Issue #10, point 13: a header that names a column twice is an error at
+/// line 1; nothing is imported.
+#[tokio::test]
+async fn a_duplicate_header_column_is_an_error_at_line_1() {
+    let lp = lp();
+    for header in ["email,name,Name", "email,E-Mail,name", "email,city,City"] {
+        std::fs::write(lp.path("d.csv"), format!("{header}\na@example.com,x,y\n")).unwrap();
+        let out = lp.run(&["subscribers", "import", "d.csv"]).await;
+        assert_eq!(out.status.code(), Some(1), "{header}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("d.csv: line 1: ") && stderr(&out).contains("twice"),
+            "{header}: {}",
+            stderr(&out)
+        );
+        assert!(lp.subscribers().await.is_empty(), "{header}");
+    }
+}
+
+/// Issue #10, point 13: with `--strict`, any rejected row fails the import
+/// (exit 1) and nothing is written; with `--dry-run` too it is a check.
+#[tokio::test]
+async fn strict_import_fails_on_any_rejected_row_and_writes_nothing() {
+    let lp = lp();
+    let bad = "email,name\ngood@example.com,Good\nbob@,Broken\n";
+    std::fs::write(lp.path("bad.csv"), bad).unwrap();
+    for extra in [&["--dry-run"][..], &[]] {
+        let mut args = vec!["subscribers", "import", "bad.csv", "--strict"];
+        args.extend_from_slice(extra);
+        let out = lp.run(&args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("bad.csv: line 3: "),
+            "{}",
+            stderr(&out)
+        );
+        assert!(lp.subscribers().await.is_empty(), "{args:?} wrote nothing");
+    }
+    std::fs::write(lp.path("good.csv"), "email,name\ngood@example.com,Good\n").unwrap();
+    let out = lp
+        .run(&["subscribers", "import", "good.csv", "--strict", "--dry-run"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        lp.subscribers().await.is_empty(),
+        "a dry run writes nothing"
+    );
+    lp.ok(&["subscribers", "import", "good.csv", "--strict"])
+        .await;
+    assert_eq!(lp.subscribers().await.len(), 1);
+    // Without --strict a rejected row is reported and the rest imported.
+    lp.ok(&["subscribers", "import", "bad.csv"]).await;
 }
