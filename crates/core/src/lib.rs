@@ -13,5 +13,5 @@ mod status;
 
 pub use email::{InvalidEmail, SubscriberEmail, normalize_key};
 pub use name::{NameTooLong, SubscriberName, terminal_safe};
-pub use redact::redact_url;
+pub use redact::{redact_url, url_has_password};
 pub use status::{SubscriberStatus, UnknownStatus};

@@ -17,7 +17,7 @@ pub enum TransportError {
     /// `delivery.smtp_url` did not parse.
     #[error("delivery.smtp_url {url:?} is not a usable SMTP address: {source}")]
     BadUrl {
-        /// The URL as configured (without a password).
+        /// The URL as configured, its password redacted.
         url: String,
         /// lettre's reason.
         source: lettre::transport::smtp::Error,
@@ -25,7 +25,7 @@ pub enum TransportError {
     /// `delivery.smtp_url` parsed but cannot be used (e.g. no TLS for the host name).
     #[error("delivery.smtp_url {url:?} cannot be used: {source}")]
     Unusable {
-        /// The URL as configured (without a password).
+        /// The URL as configured, its password redacted.
         url: String,
         /// Why.
         source: TargetError,
@@ -94,22 +94,16 @@ impl Transport {
 
     /// An SMTP transport from `settings`.
     pub fn smtp(settings: &SmtpSettings) -> Result<Self, TransportError> {
-        let bad = |source| TransportError::BadUrl {
-            url: settings.url.clone(),
-            source,
-        };
+        // Errors print the URL, which may carry the AUTH password.
+        let url = || letterpress_core::redact_url(&settings.url);
+        let bad = |source| TransportError::BadUrl { url: url(), source };
         // lettre's parser decides which URLs are valid (and words the
         // error); the client below reads the same parts from the URL.
         AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url).map_err(bad)?;
         // The password never belongs in the config file; it comes from the
         // environment and is used with the URL's user name.
-        let target =
-            Target::from_url(&settings.url, settings.password.as_deref()).map_err(|source| {
-                TransportError::Unusable {
-                    url: settings.url.clone(),
-                    source,
-                }
-            })?;
+        let target = Target::from_url(&settings.url, settings.password.as_deref())
+            .map_err(|source| TransportError::Unusable { url: url(), source })?;
         Ok(Self::Smtp(SmtpClient::new(
             target,
             settings.timeout,
