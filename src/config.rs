@@ -411,7 +411,7 @@ impl Config {
         if let Ok(s) = std::fs::read_to_string(&path) {
             return Ok(s.trim().to_string());
         }
-        std::fs::create_dir_all(self.data_dir())
+        create_private_dir(&self.data_dir())
             .with_context(|| format!("creating {}", self.data_dir().display()))?;
         let secret: String = {
             use rand::Rng;
@@ -452,6 +452,16 @@ fn secret_value(
         }
         None => Ok(None),
     }
+}
+
+/// Creates `dir` and its missing parents 0700 (the data directory holds
+/// the secret and the subscriber list); an existing one is left as it is.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 #[cfg(unix)]

@@ -82,13 +82,20 @@ pub struct SmtpSettings {
 }
 
 impl Transport {
-    /// A file transport writing under `dir` (created if missing).
+    /// A file transport writing under `dir` (created 0700 if missing: the
+    /// messages carry addresses, names and unsubscribe links).
     pub fn file(dir: impl Into<PathBuf>) -> Result<Self, TransportError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|source| TransportError::Outbox {
-            path: dir.clone(),
-            source,
-        })?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|source| TransportError::Outbox {
+                path: dir.clone(),
+                source,
+            })?;
         Ok(Self::File { dir })
     }
 
@@ -146,7 +153,12 @@ impl Transport {
                 // Write then rename, so a crash never leaves half a message
                 // that a reader (or a re-send) would mistake for a whole one.
                 let result = async {
-                    tokio::fs::create_dir_all(&folder).await?;
+                    let mut builder = tokio::fs::DirBuilder::new();
+                    builder.recursive(true);
+                    #[cfg(unix)]
+                    builder.mode(0o700);
+                    builder.create(&folder).await?;
+
                     tokio::fs::write(&tmp, &bytes).await?;
                     tokio::fs::rename(&tmp, &path).await
                 }
