@@ -158,7 +158,6 @@ impl Transport {
                     #[cfg(unix)]
                     builder.mode(0o700);
                     builder.create(&folder).await?;
-
                     tokio::fs::write(&tmp, &bytes).await?;
                     tokio::fs::rename(&tmp, &path).await
                 }
@@ -215,6 +214,27 @@ impl Transport {
             smtp.shutdown().await;
         }
     }
+}
+
+/// `<delivery id>-<address>` with every character that is not safe in a
+/// file name on common file systems replaced by `_`: the id keeps names
+/// unique, the address tells an operator who the `.eml` file was for.
+/// Every file the file transport writes is named by it (test copies, which
+/// have no delivery, use id 0), so no address can name a path.
+pub fn outbox_file_stem(delivery_id: i64, email: &str) -> String {
+    let address: String = email
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        // File names are limited to 255 bytes; addresses to 254 characters.
+        .take(200)
+        .collect();
+    format!("{delivery_id}-{address}")
 }
 
 /// What a failed send means to the outcome policy.
