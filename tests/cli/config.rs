@@ -176,3 +176,23 @@ async fn urls_in_errors_never_show_the_password() {
         );
     }
 }
+
+/// Issue #10, point 15: a short retired secret is not reported as
+/// `server.secret` (the current one is fine).
+#[tokio::test]
+async fn a_short_previous_secret_is_not_reported_as_server_secret() {
+    let lp = lp();
+    let out = lp
+        .cmd(&["subscribers", "list"])
+        .env(
+            "LETTERPRESS_SERVER__PREVIOUS_SECRETS",
+            "old-but-long-enough-secret-0123456789abcdef,tiny",
+        )
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("4 bytes"), "{err}");
+    assert!(!err.contains("server.secret"), "names the wrong key: {err}");
+}
