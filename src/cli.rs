@@ -100,11 +100,17 @@ pub enum SubscribersCommand {
         /// Validate and count without writing.
         #[arg(long)]
         dry_run: bool,
+        /// Any rejected row fails the import (exit 1) and nothing is
+        /// written; with --dry-run, a check of the file.
+        #[arg(long)]
+        strict: bool,
         /// Reactivate suppressed addresses found in the file.
         #[arg(long)]
         resubscribe: bool,
     },
-    /// Export every subscriber as CSV (round-trips through import).
+    /// Export every subscriber as CSV (round-trips through import; cells a
+    /// spreadsheet would run as a formula get a leading `'`, which import
+    /// takes off again).
     Export {
         /// Write here instead of stdout.
         #[arg(long)]

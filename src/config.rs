@@ -347,11 +347,23 @@ impl Config {
         for key in SECRET_KEYS {
             if file_only.find_value(key).is_ok() {
                 bail!(
-                    "{key} is set in {}: secrets come from the environment (LETTERPRESS_{}) or a *_file key, never the config file",
+                    "{key} is set in {}: secrets come from the environment ({}) or a *_file key, never the config file",
                     path.display(),
-                    key.to_uppercase().replace('.', "__")
+                    variable(key)
                 );
             }
+        }
+        // The SMTP password too, when it is written into the relay's URL.
+        if let Ok(url) = file_only.find_value("delivery.smtp_url")
+            && let Some(url) = url.as_str()
+            && letterpress_core::url_has_password(url)
+        {
+            bail!(
+                "delivery.smtp_url in {} carries a password ({}): secrets come from the environment ({}) or delivery.smtp_password_file, never the config file; keep only the user name in the URL",
+                path.display(),
+                letterpress_core::redact_url(url),
+                variable("delivery.smtp_password")
+            );
         }
         let config: Config = figment
             .extract()
@@ -361,10 +373,29 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        // Secrets come only from the environment (the file is refused
+        // above), so a blank one is a variable set to nothing: a mistake
+        // (an empty `$SECRET` in a unit file) that must not pass for "unset",
+        // where the token secret would be generated afresh and every link
+        // already sent would stop verifying.
+        let secrets = [
+            ("delivery.smtp_password", &self.delivery.smtp_password),
+            ("server.secret", &self.server.secret),
+            ("server.previous_secrets", &self.server.previous_secrets),
+            ("server.webhook_secret", &self.server.webhook_secret),
+        ];
+        for (key, value) in secrets {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                bail!(
+                    "{} is set but blank: give {key} a value, or unset the variable",
+                    variable(key)
+                );
+            }
+        }
         if !self.newsletter.issue_url.contains("{slug}") {
             bail!(
                 "newsletter.issue_url {:?} must contain {{slug}}",
-                self.newsletter.issue_url
+                letterpress_core::redact_url(&self.newsletter.issue_url)
             );
         }
         if self.delivery.concurrency == 0 {
@@ -425,7 +456,7 @@ impl Config {
         if let Ok(s) = std::fs::read_to_string(&path) {
             return Ok(s.trim().to_string());
         }
-        std::fs::create_dir_all(self.data_dir())
+        create_private_dir(&self.data_dir())
             .with_context(|| format!("creating {}", self.data_dir().display()))?;
         let secret: String = {
             use rand::Rng;
@@ -438,22 +469,44 @@ impl Config {
     }
 }
 
+/// The environment variable that sets `key` (`server.secret` ->
+/// `LETTERPRESS_SERVER__SECRET`).
+fn variable(key: &str) -> String {
+    format!("LETTERPRESS_{}", key.to_uppercase().replace('.', "__"))
+}
+
+/// A secret from its variable (never blank: [`Config::load`] refuses that)
+/// or, failing that, from the file `key` names.
 fn secret_value(
     env: Option<&str>,
     file: Option<&Path>,
     key: &str,
 ) -> anyhow::Result<Option<String>> {
-    if let Some(v) = env.filter(|v| !v.is_empty()) {
+    if let Some(v) = env {
         return Ok(Some(v.to_string()));
     }
     match file {
         Some(f) => {
             let v = std::fs::read_to_string(f)
                 .with_context(|| format!("{key}: cannot read {}", f.display()))?;
-            Ok(Some(v.trim().to_string()))
+            let v = v.trim();
+            if v.is_empty() {
+                bail!("{key}: {} is empty", f.display());
+            }
+            Ok(Some(v.to_string()))
         }
         None => Ok(None),
     }
+}
+
+/// Creates `dir` and its missing parents 0700 (the data directory holds
+/// the secret and the subscriber list); an existing one is left as it is.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 #[cfg(unix)]

@@ -63,9 +63,9 @@ pub(crate) fn keyring(config: &Config) -> anyhow::Result<Keyring> {
         .map(String::from)
         .collect();
     let previous: Vec<&[u8]> = previous.iter().map(|s| s.as_bytes()).collect();
-    // The error names the secret at fault (server.secret or which entry of
-    // server.previous_secrets).
-    Keyring::new(current.as_bytes(), &previous).map_err(|e| anyhow!("{e}"))
+    // No key named here: the short secret may be a retired one, and the
+    // signing crate's KeyError is the one that knows which.
+    Ok(Keyring::new(current.as_bytes(), &previous)?)
 }
 
 /// From, List-Id, the unsubscribe address and DKIM.

@@ -243,11 +243,13 @@ async fn send_test_copies(
             email: email.as_str(),
             name: None,
         })?;
+        // Named as the worker names a delivery's file, by the safe stem
+        // (an address may hold a `/`); a test copy is no delivery: id 0.
         let attempt = transport
             .send(
                 &built.message,
                 &format!("{}-test", composed.slug),
-                &email.key(),
+                &letterpress_sender::outbox_file_stem(0, &email.key()),
             )
             .await;
         if attempt.verdict() == letterpress_sender::Verdict::Delivered {

@@ -1,19 +1,22 @@
 //! `letterpress subscribers add | import | export | list | remove`.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
+mod csv_file;
+
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::rc::Rc;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use futures_util::TryStreamExt;
-use letterpress_core::{SubscriberEmail, SubscriberStatus};
-use letterpress_store::{AddOutcome, ImportRow, NewSubscriber, Subscriber, UpsertMode};
+use letterpress_core::{SubscriberEmail, SubscriberName, SubscriberStatus, terminal_safe};
+use letterpress_store::{
+    AddOutcome, ImportRow, ImportSummary, NewSubscriber, Store, Subscriber, UpsertMode,
+};
 use serde_json::{Map, Value};
 
+use self::csv_file::{LineIndex, neutralise, restore};
 use crate::cli::SubscribersCommand;
 use crate::config::Config;
 use crate::wiring;
@@ -29,9 +32,13 @@ pub(crate) async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Res
             resubscribe,
         } => {
             let email = SubscriberEmail::parse(&email)?;
+            let name = match name.as_deref().map(SubscriberName::parse).transpose() {
+                Ok(name) => name.flatten(),
+                Err(e) => bail!("--name: {e}"),
+            };
             let new = NewSubscriber {
                 email: email.clone(),
-                name: name.filter(|n| !n.trim().is_empty()),
+                name,
                 tags,
                 attributes: Map::new(),
                 status: None,
@@ -56,8 +63,9 @@ pub(crate) async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Res
         SubscribersCommand::Import {
             file,
             dry_run,
+            strict,
             resubscribe,
-        } => import(&store, &file, dry_run, mode(resubscribe)).await,
+        } => import(&store, &file, dry_run, strict, mode(resubscribe)).await,
         SubscribersCommand::Export { out } => {
             let writer: Box<dyn Write> = match &out {
                 Some(p) => {
@@ -82,13 +90,16 @@ pub(crate) async fn run(config: &Config, cmd: SubscribersCommand) -> anyhow::Res
             if json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {
+                // Names and tags are shown with their control characters
+                // escaped: one stored before names were normalised could
+                // otherwise retitle or clear the operator's terminal.
                 for s in &list {
                     eprintln!(
                         "{:<40} {:<12} {:<24} {}",
-                        s.email,
+                        terminal_safe(s.email.as_str()),
                         s.status.as_str(),
-                        s.name.as_deref().unwrap_or(""),
-                        s.tags.join(",")
+                        terminal_safe(s.name.as_deref().unwrap_or("")),
+                        terminal_safe(&s.tags.join(","))
                     );
                 }
                 eprintln!("{} subscriber(s)", list.len());
@@ -162,28 +173,72 @@ impl Columns {
             .iter()
             .map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase())
             .collect();
-        let find = |names: &[&str]| norm.iter().position(|h| names.contains(&h.as_str()));
-        let email = find(&[
+        let shown = |i: usize| {
+            headers
+                .get(i)
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches('\u{feff}')
+        };
+        let twice = |what: String| {
+            anyhow!(
+                "{}: line 1: the header names {what} twice; which one is meant?",
+                file.display()
+            )
+        };
+        // A column named twice would be read from one place and silently
+        // ignored in the other.
+        for (i, h) in norm.iter().enumerate() {
+            if let Some(j) = norm[..i].iter().position(|o| o == h)
+                && !h.is_empty()
+            {
+                return Err(twice(format!(
+                    "the column {:?} (columns {} and {})",
+                    shown(j),
+                    j + 1,
+                    i + 1
+                )));
+            }
+        }
+        // So is a field that two of its names claim (`email` and `E-Mail`).
+        let find = |field: &str, names: &[&str]| -> anyhow::Result<Option<usize>> {
+            let mut found = (0..norm.len()).filter(|&i| names.contains(&norm[i].as_str()));
+            let first = found.next();
+            if let (Some(a), Some(b)) = (first, found.next()) {
+                return Err(twice(format!(
+                    "the {field} column ({:?} in column {}, {:?} in column {})",
+                    shown(a),
+                    a + 1,
+                    shown(b),
+                    b + 1
+                )));
+            }
+            Ok(first)
+        };
+        let email = find(
             "email",
-            "email address",
-            "e-mail",
-            "email_address",
-            "e-mail address",
-            "mail",
-        ])
+            &[
+                "email",
+                "email address",
+                "e-mail",
+                "email_address",
+                "e-mail address",
+                "mail",
+            ],
+        )?
         .ok_or_else(|| {
             anyhow!(
                 "{}: line 1: the header row has no `email` column",
                 file.display()
             )
         })?;
-        let name = find(&["name", "full name", "full_name"]);
-        let first_name = find(&["first name", "first_name", "fname"]);
-        let last_name = find(&["last name", "last_name", "lname"]);
-        let tags = find(&["tags", "tag"]);
-        let status = find(&["status", "subscription status"]);
-        let attributes = find(&["attributes", "attribs"]);
-        let source = find(&["source"]);
+        let name = find("name", &["name", "full name", "full_name"])?;
+        let first_name = find("first name", &["first name", "first_name", "fname"])?;
+        let last_name = find("last name", &["last name", "last_name", "lname"])?;
+        let tags = find("tags", &["tags", "tag"])?;
+        let status = find("status", &["status", "subscription status"])?;
+        let attributes = find("attributes", &["attributes", "attribs"])?;
+        let source = find("source", &["source"])?;
         let used = [
             Some(email),
             name,
@@ -216,7 +271,9 @@ impl Columns {
         })
     }
 
-    /// One record to a subscriber, or the reason it is rejected.
+    /// One record to a subscriber, or the reason it is rejected. Cells are
+    /// read as `export` wrote them: a spreadsheet formula's neutralising
+    /// `'` comes off ([`restore`]).
     fn parse(&self, record: &csv::StringRecord) -> Result<NewSubscriber, String> {
         if record.len() != self.width {
             return Err(format!(
@@ -227,19 +284,23 @@ impl Columns {
         }
         let get = |i: Option<usize>| {
             i.and_then(|i| record.get(i))
-                .map(str::trim)
+                .map(|s| restore(s.trim()))
                 .filter(|s| !s.is_empty())
         };
-        let raw_email = record.get(self.email).unwrap_or("");
+        let raw_email = restore(record.get(self.email).unwrap_or("").trim());
         let email = SubscriberEmail::parse(raw_email).map_err(|e| e.to_string())?;
-        let name = get(self.name).map(String::from).or_else(|| {
-            let full = [get(self.first_name), get(self.last_name)]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" ");
-            (!full.is_empty()).then_some(full)
-        });
+        let name = match get(self.name).map(SubscriberName::parse).transpose() {
+            Ok(Some(Some(name))) => Some(name),
+            Ok(_) => {
+                let full = [get(self.first_name), get(self.last_name)]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                SubscriberName::parse(&full).map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let tags = get(self.tags)
             .map(|t| {
                 t.split([',', ';'])
@@ -286,128 +347,145 @@ fn parse_status(s: &str) -> Result<SubscriberStatus, String> {
 }
 
 /// Streams the CSV into the store. Every bad row is reported with its line
-/// number and skipped; every good row is imported.
+/// numbers and skipped; every good row is imported.
+///
+/// With `strict`, a rejected row fails the import (exit 1) and nothing is
+/// written: the file is first read in a dry run (the store classifies
+/// exactly as it would import) and imported only if nothing was rejected,
+/// which reads it twice. `--strict --dry-run` is that check alone.
 async fn import(
-    store: &letterpress_store::Store,
+    store: &Store,
     file: &Path,
     dry_run: bool,
+    strict: bool,
     mode: UpsertMode,
 ) -> anyhow::Result<ExitCode> {
-    let reader = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let lines = LineIndex::default();
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(NewlineCounter {
-            inner: io::BufReader::with_capacity(1 << 16, reader),
-            offset: 0,
-            index: lines.clone(),
-        });
-    let headers = csv
-        .headers()
-        .with_context(|| format!("{}: line 1: cannot read the header row", file.display()))?
-        .clone();
-    let columns = Columns::from_headers(&headers, file)?;
-    let mut record = csv::StringRecord::new();
-    let mut read_error: Option<anyhow::Error> = None;
-    // An iterator over the file, read as the store consumes it: the file
-    // is never in memory as a whole.
-    let rows = std::iter::from_fn(|| {
-        let line = csv.position().line() + 1;
-        match csv.read_record(&mut record) {
-            Ok(true) => {
-                let line = record.position().map_or(line, |p| lines.line_at(p.byte()));
-                Some(ImportRow {
-                    line,
-                    result: columns.parse(&record),
-                })
-            }
-            Ok(false) => None,
-            Err(e) => match e.kind() {
-                csv::ErrorKind::Utf8 { pos, .. } => Some(ImportRow {
-                    line: pos.as_ref().map_or(line, |p| lines.line_at(p.byte())),
-                    result: Err("is not valid UTF-8".into()),
-                }),
-                _ => {
-                    read_error = Some(anyhow!("{}: {e}", file.display()));
-                    None
-                }
-            },
-        }
-    });
-    let summary = store.import(rows, mode, dry_run).await?;
-    if let Some(e) = read_error {
-        return Err(e);
+    let mut pass = read_into(store, file, mode, dry_run || strict).await?;
+    let refused = strict && !pass.summary.rejected.is_empty();
+    if strict && !dry_run && !refused {
+        pass = read_into(store, file, mode, false).await?;
     }
+    let Pass { summary, spans } = pass;
     for (line, reason) in &summary.rejected {
-        eprintln!("{}: line {line}: {reason}", file.display());
+        match spans.get(line) {
+            Some(last) => eprintln!("{}: lines {line}-{last}: {reason}", file.display()),
+            None => eprintln!("{}: line {line}: {reason}", file.display()),
+        }
     }
+    let rejected = summary.rejected.len();
     eprintln!(
-        "{}{}: {} added, {} updated, {} unchanged, {} suppressed, {} rejected",
-        if dry_run {
-            "dry run, nothing written: "
+        "{}{}: {} added, {} updated, {} unchanged, {} suppressed, {rejected} rejected",
+        if refused {
+            format!("--strict and {rejected} rejected, nothing written: ")
+        } else if dry_run {
+            "dry run, nothing written: ".to_string()
         } else {
-            ""
+            String::new()
         },
         file.display(),
         summary.added,
         summary.updated,
         summary.unchanged,
         summary.suppressed,
-        summary.rejected.len()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if refused {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// Line numbers by byte offset. The csv crate's own line count is one
-/// short for records after a CRLF line end (it counts the LF as part of the
-/// next record), and operators look up rejected rows by line in an editor,
-/// so the lines are counted here from the raw bytes.
-#[derive(Clone, Default)]
-struct LineIndex(Rc<RefCell<LineState>>);
-
-#[derive(Default)]
-struct LineState {
-    /// Offsets of newlines read but not yet passed by a record start.
-    pending: VecDeque<u64>,
-    /// Newlines already passed.
-    passed: u64,
+/// What one read of the file through the store gave.
+struct Pass {
+    summary: ImportSummary,
+    /// The last line of each rejected record that spans several, by its first.
+    spans: HashMap<u64, u64>,
 }
 
-impl LineIndex {
-    /// The 1-based line of the byte at `offset` (a record's first byte; it
-    /// is never a newline, so newlines at or before it precede its line).
-    fn line_at(&self, offset: u64) -> u64 {
-        let mut st = self.0.borrow_mut();
-        while st.pending.front().is_some_and(|&o| o <= offset) {
-            st.pending.pop_front();
-            st.passed += 1;
-        }
-        st.passed + 1
+/// Reads `file` into the store (or, with `dry_run`, through it).
+async fn read_into(
+    store: &Store,
+    file: &Path,
+    mode: UpsertMode,
+    dry_run: bool,
+) -> anyhow::Result<Pass> {
+    let reader = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let lines = LineIndex::default();
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(lines.reader(io::BufReader::with_capacity(1 << 16, reader)));
+    let headers = csv
+        .headers()
+        .with_context(|| format!("{}: line 1: cannot read the header row", file.display()))?
+        .clone();
+    if lines.unterminated_at(csv.position().byte()) {
+        bail!(
+            "{}: line 1: a quoted column name is not closed before the end of the file",
+            file.display()
+        );
     }
-}
-
-/// Passes bytes through, noting where each newline is.
-struct NewlineCounter<R> {
-    inner: R,
-    offset: u64,
-    index: LineIndex,
-}
-
-impl<R: io::Read> io::Read for NewlineCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut st = self.index.0.borrow_mut();
-        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            st.pending.push_back(self.offset + i as u64);
+    let columns = Columns::from_headers(&headers, file)?;
+    let mut record = csv::StringRecord::new();
+    let mut read_error: Option<anyhow::Error> = None;
+    let mut spans = HashMap::new();
+    // An iterator over the file, read as the store consumes it: the file
+    // is never in memory as a whole.
+    let rows = std::iter::from_fn(|| {
+        let line = csv.position().line() + 1;
+        let (result, start) = match csv.read_record(&mut record) {
+            Ok(true) => {
+                let end = csv.position().byte();
+                // csv-core ends a quoted field left open at the end of the
+                // file without complaint, with every line after the quote
+                // inside it: the row is wrong, and so are the rows it ate.
+                let result = if lines.unterminated_at(end) {
+                    Err(
+                        "a quote opened here is never closed, so every line up to the end \
+                         of the file was read as one row; none of them is imported"
+                            .to_string(),
+                    )
+                } else {
+                    columns.parse(&record)
+                };
+                (result, record.position().map(|p| p.byte()))
+            }
+            Ok(false) => return None,
+            Err(e) => match e.kind() {
+                csv::ErrorKind::Utf8 { pos, .. } => (
+                    Err("is not valid UTF-8".to_string()),
+                    pos.as_ref().map(|p| p.byte()),
+                ),
+                _ => {
+                    read_error = Some(anyhow!("{}: {e}", file.display()));
+                    return None;
+                }
+            },
+        };
+        let (first, last) = match start {
+            Some(start) => lines.lines_of(start, csv.position().byte()),
+            None => (line, line),
+        };
+        // A rejected record names every line it took.
+        if result.is_err() && last > first {
+            spans.insert(first, last);
         }
-        self.offset += n as u64;
-        Ok(n)
+        Some(ImportRow {
+            line: first,
+            result,
+        })
+    });
+    let summary = store.import(rows, mode, dry_run).await?;
+    if let Some(e) = read_error {
+        return Err(e);
     }
+    Ok(Pass { summary, spans })
 }
 
-/// Writes every subscriber as CSV in a form `import` reads back.
-async fn export(store: &letterpress_store::Store, writer: Box<dyn Write>) -> anyhow::Result<u64> {
+/// Writes every subscriber as CSV in a form `import` reads back. A cell a
+/// spreadsheet would take for a formula is neutralised ([`neutralise`]):
+/// opening an export must not run what a signup typed as its name.
+async fn export(store: &Store, writer: Box<dyn Write>) -> anyhow::Result<u64> {
     let mut csv = csv::Writer::from_writer(writer);
     csv.write_record([
         "email",
@@ -433,20 +511,28 @@ async fn export(store: &letterpress_store::Store, writer: Box<dyn Write>) -> any
 fn write_row<W: Write>(csv: &mut csv::Writer<W>, s: &Subscriber) -> anyhow::Result<()> {
     let time =
         |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
-    csv.write_record([
+    let attributes = if s.attributes.is_empty() {
+        String::new()
+    } else {
+        Value::Object(s.attributes.clone()).to_string()
+    };
+    let tags = s.tags.join(",");
+    let (created, confirmed, unsubscribed) = (
+        s.created_at.to_rfc3339(),
+        time(s.confirmed_at),
+        time(s.unsubscribed_at),
+    );
+    let cells: [&str; 9] = [
         s.email.as_str(),
         s.name.as_deref().unwrap_or(""),
         s.status.as_str(),
-        &s.tags.join(","),
-        &if s.attributes.is_empty() {
-            String::new()
-        } else {
-            Value::Object(s.attributes.clone()).to_string()
-        },
+        &tags,
+        &attributes,
         &s.source,
-        &s.created_at.to_rfc3339(),
-        &time(s.confirmed_at),
-        &time(s.unsubscribed_at),
-    ])?;
+        &created,
+        &confirmed,
+        &unsubscribed,
+    ];
+    csv.write_record(cells.map(neutralise).iter().map(|c| c.as_bytes()))?;
     Ok(())
 }

@@ -50,3 +50,156 @@ async fn config_errors_name_the_key_and_source() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("server.secret"), "{}", stderr(&out));
 }
+
+/// Issue #10, point 11: a secret variable that is set but blank is an
+/// error naming it, never a reason to generate a new key.
+#[tokio::test]
+async fn a_blank_secret_variable_is_an_error_naming_it() {
+    let toml = issue("toml.md");
+    // (variable, a command that reads it)
+    let cases: [(&str, &[&str]); 4] = [
+        ("LETTERPRESS_SERVER__SECRET", &["subscribers", "list"]),
+        (
+            "LETTERPRESS_SERVER__PREVIOUS_SECRETS",
+            &["subscribers", "list"],
+        ),
+        ("LETTERPRESS_SERVER__WEBHOOK_SECRET", &["serve"]),
+        (
+            "LETTERPRESS_DELIVERY__SMTP_PASSWORD",
+            &["send", &toml, "--to", "a@example.com"],
+        ),
+    ];
+    for (var, args) in cases {
+        for blank in ["", "  "] {
+            let mut lp = lp();
+            lp.set("LETTERPRESS_DELIVERY__TRANSPORT", "smtp")
+                .set("LETTERPRESS_DELIVERY__SMTP_URL", "smtp://news@127.0.0.1:1")
+                .set(var, blank);
+            let out = lp.run(args).await;
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{var}={blank:?}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains(var) && stderr(&out).contains("blank"),
+                "{var}={blank:?}: {}",
+                stderr(&out)
+            );
+            assert!(
+                !lp.path("secret.key").exists(),
+                "{var}={blank:?}: no key is generated"
+            );
+        }
+    }
+}
+
+/// Issue #10, point 11: a password written into `delivery.smtp_url` in
+/// the config file is refused like any other secret there.
+#[tokio::test]
+async fn a_password_in_the_smtp_url_of_the_config_file_is_refused() {
+    let lp = lp();
+    for url in [
+        "smtp://news:hunter2@mail.example.com:587?tls=required",
+        // Does not parse (an unescaped `/` in the password): still refused.
+        "smtp://news:hun/ter2@mail.example.com:587",
+    ] {
+        std::fs::write(
+            lp.path("letterpress.toml"),
+            format!("[delivery]\nsmtp_url = \"{url}\"\n"),
+        )
+        .unwrap();
+        let out = lp.run(&["render", &issue("toml.md")]).await;
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("delivery.smtp_url")
+                && err.contains("LETTERPRESS_DELIVERY__SMTP_PASSWORD")
+                && !err.contains("hunter2")
+                && !err.contains("hun/ter2"),
+            "{url}: {err}"
+        );
+    }
+    // A user name alone is fine.
+    std::fs::write(
+        lp.path("letterpress.toml"),
+        "[delivery]\nsmtp_url = \"smtp://news@mail.example.com:587?tls=required\"\n",
+    )
+    .unwrap();
+    lp.ok(&["render", &issue("toml.md"), "--out", "out"]).await;
+}
+
+/// Issue #10, point 11: every URL an error prints is redacted, one that
+/// does not parse included.
+#[tokio::test]
+async fn urls_in_errors_never_show_the_password() {
+    let lp = lp();
+    for url in [
+        "smtp://news:hunter2@[bad",
+        "smtp://news:hunter2@mail.example.com?tls=bogus",
+        "smtp://news:hunter2@mail.example.com:99999",
+        "ftp://news:hunter2@mail.example.com",
+    ] {
+        let out = lp
+            .cmd(&["send", &issue("toml.md"), "--to", "a@example.com"])
+            .env("LETTERPRESS_DELIVERY__TRANSPORT", "smtp")
+            .env("LETTERPRESS_DELIVERY__SMTP_URL", url)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("delivery.smtp_url")
+                && err.contains("news:***@")
+                && !err.contains("hunter2"),
+            "{url}: {err}"
+        );
+    }
+    for url in [
+        "postgres://bob:hunter2@db example/lp",
+        "postgres://bob:hunter2@db.example:99999/lp",
+        "mysql://bob:hunter2@db.example/lp",
+    ] {
+        let out = lp
+            .cmd(&["subscribers", "list"])
+            .env("LETTERPRESS_DATABASE__URL", url)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("database.url") && !err.contains("hunter2"),
+            "{url}: {err}"
+        );
+    }
+}
+
+/// Issue #10, point 15: a short retired secret is not reported as
+/// `server.secret` (the current one is fine).
+#[tokio::test]
+async fn a_short_previous_secret_is_not_reported_as_server_secret() {
+    let lp = lp();
+    let out = lp
+        .cmd(&["subscribers", "list"])
+        .env(
+            "LETTERPRESS_SERVER__PREVIOUS_SECRETS",
+            "old-but-long-enough-secret-0123456789abcdef,tiny",
+        )
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("4 bytes"), "{err}");
+    assert!(
+        !err.contains("server.secret "),
+        "names the wrong key: {err}"
+    );
+    assert!(
+        err.contains("server.previous_secrets entry 2"),
+        "names the entry at fault: {err}"
+    );
+}

@@ -2,11 +2,13 @@
 //! a fresh SQLite file per test, and the messages it prints.
 //!
 //! Covers rendering and linting (issue files and their errors), the
-//! configuration's errors, and the subscriber commands (import, export,
-//! add, list, remove).
+//! configuration's errors, the subscriber commands (import, export,
+//! add, list, remove), and the modes of the files letterpress creates.
 
 mod check;
 mod config;
+#[cfg(unix)]
+mod files;
 mod import;
 mod render;
 mod subscribers;

@@ -132,3 +132,71 @@ async fn list_filters_by_status_and_rejects_unknown_ones() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("gone"));
 }
+
+/// Issue #10, point 10: `add --name` gets signup's rule: control
+/// characters out, at most 200 characters (a longer one is an error that
+/// names `--name`).
+#[tokio::test]
+async fn add_normalises_the_name_and_refuses_one_over_200_characters() {
+    let lp = lp();
+    lp.ok(&[
+        "subscribers",
+        "add",
+        "esc@example.com",
+        "--name",
+        "\u{1b}]0;pwned\u{7}\u{1b}[2J Eve\u{202e}",
+    ])
+    .await;
+    let list = lp.subscribers().await;
+    assert_eq!(list[0]["name"], "]0;pwned[2J Eve");
+
+    let long = "y".repeat(201);
+    let out = lp
+        .run(&["subscribers", "add", "long@example.com", "--name", &long])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--name") && stderr(&out).contains("201 characters"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(lp.status_of("long@example.com").await.is_none());
+    lp.ok(&[
+        "subscribers",
+        "add",
+        "max@example.com",
+        "--name",
+        &"y".repeat(200),
+    ])
+    .await;
+}
+
+/// Issue #10, point 10: `subscribers list` shows a control character in a
+/// name (stored before names were normalised) as an escape, so a name can
+/// neither set the terminal's title nor clear the screen.
+#[tokio::test]
+async fn list_escapes_control_characters_in_human_output() {
+    let lp = lp();
+    lp.ok(&["subscribers", "add", "old@example.com", "--tag", "t"])
+        .await;
+    letterpress_testkit::sql::execute(
+        &format!("sqlite://{}", lp.path("lp.db").display()),
+        &[
+            "UPDATE subscribers SET name = 'Eve' || char(27) || ']0;pwned' || char(7) || char(27) || '[2J', \
+             tags = '[\"a\\u001bb\"]'",
+        ],
+    )
+    .await;
+    let out = lp.ok(&["subscribers", "list"]).await;
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{7}'),
+        "raw control characters on the terminal: {out:?}"
+    );
+    assert!(
+        out.contains(r"Eve\u{1b}]0;pwned\u{7}\u{1b}[2J") && out.contains(r"a\u{1b}b"),
+        "{out}"
+    );
+    // JSON keeps the stored value (escaped the JSON way).
+    let list = lp.subscribers().await;
+    assert_eq!(list[0]["name"], "Eve\u{1b}]0;pwned\u{7}\u{1b}[2J");
+}

@@ -49,3 +49,23 @@ async fn file_transport_names_each_file_by_delivery_and_address() {
         assert_eq!(addr, Some(to), "{file} is the message for {to}");
     }
 }
+
+/// Issue #10, point 14: a test copy's file is named by the worker's safe
+/// file stem, so an address with a `/` is written where it belongs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_copies_use_the_workers_safe_file_stem() {
+    let lp = lp();
+    let issue = lp.write_issue("content", "copied", "");
+    lp.ok(&["send", arg(&issue), "--to", "o'brien/news@x.example"])
+        .await;
+    let folder = lp.path("outbox/copied-test");
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["0-o_brien_news@x.example.eml"]);
+    let raw = std::fs::read(folder.join(&names[0])).unwrap();
+    let m = MessageParser::default().parse(&raw).expect("a message");
+    let addr = m.to().and_then(|a| a.first()).and_then(|a| a.address());
+    assert_eq!(addr, Some("o'brien/news@x.example"));
+}

@@ -197,3 +197,60 @@ async fn messages_carry_the_contract_headers_and_mime_structure() {
         );
     }
 }
+
+/// Issue #10, point 10: however long the stored name (one stored before
+/// names were limited to 200 characters included), every line of the
+/// message, the `To:` header's folded lines among them, stays within
+/// RFC 5322's 998 characters, and the name still decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_name_keeps_every_line_within_998_characters() {
+    // The file transport: the message as it would go on the wire.
+    let lp = lp();
+    let crabs = "🦀".repeat(200);
+    let plain = "a".repeat(200);
+    import(
+        &lp,
+        &[
+            ("crab@x.example", &crabs, "active"),
+            ("plain@x.example", &plain, "active"),
+            ("old@x.example", "", "active"),
+        ],
+    )
+    .await;
+    // A name written before the 200-character limit: one long word, which
+    // no header folding can break.
+    letterpress_testkit::sql::execute(
+        &format!("sqlite://{}", lp.path("lp.db").display()),
+        &[&format!(
+            "UPDATE subscribers SET name = '{}' WHERE email = 'old@x.example'",
+            "b".repeat(5000)
+        )],
+    )
+    .await;
+    let issue = lp.write_issue("content", "long-names", "");
+    send(&lp, &issue, &[]).await;
+    let folder = lp.path("outbox/long-names");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let raw = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in raw.split("\r\n") {
+            assert!(
+                line.len() <= 998,
+                "a line of {} characters: {}…",
+                line.len(),
+                &line[..80]
+            );
+        }
+        let m = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let to = m.to().and_then(|a| a.first()).expect("To");
+        let name = to.name().unwrap_or("");
+        match to.address() {
+            Some("crab@x.example") => assert_eq!(name, crabs),
+            Some("plain@x.example") => assert_eq!(name, plain),
+            Some("old@x.example") => assert_eq!(name, "b".repeat(200), "cut to 200"),
+            other => panic!("unexpected recipient {other:?}"),
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 3);
+}

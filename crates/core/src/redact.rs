@@ -17,26 +17,35 @@ pub fn redact_url(url: &str) -> String {
         }
         return parsed.to_string();
     }
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
+    match unparsed_password(url) {
+        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
+        None => url.to_string(),
+    }
+}
+
+/// Whether `url` carries a password, by the same reading as
+/// [`redact_url`]: what it would cut out.
+pub fn url_has_password(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(parsed) if parsed.has_authority() => parsed.password().is_some(),
+        _ => unparsed_password(url).is_some(),
+    }
+}
+
+/// Where the password of a URL that does not parse may be: from the first
+/// `:` after the scheme's `://` to the last `@`, when the `:` comes first.
+fn unparsed_password(url: &str) -> Option<(usize, usize)> {
+    let scheme_end = url.find("://")? + 3;
     let rest = &url[scheme_end..];
     match (rest.find(':'), rest.rfind('@')) {
-        (Some(colon), Some(at)) if colon < at => {
-            format!(
-                "{}{}:***{}",
-                &url[..scheme_end],
-                &rest[..colon],
-                &rest[at..]
-            )
-        }
-        _ => url.to_string(),
+        (Some(colon), Some(at)) if colon < at => Some((scheme_end + colon + 1, scheme_end + at)),
+        _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, url_has_password};
 
     #[test]
     fn passwords_never_print() {
@@ -67,6 +76,7 @@ mod tests {
             ("not a url", "not a url"),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
+            assert_eq!(url_has_password(url), shown.contains("***"), "{url}");
             assert!(!redact_url(url).contains("secret") && !redact_url(url).contains("pa/ss"));
         }
     }

@@ -27,7 +27,7 @@ pub use smtp::{
     BareLineEnd, Class, EnhancedCode, Reply, SendError, SmtpClient, Stage, TargetError,
 };
 pub use throttle::Throttle;
-pub use transport::{Attempt, SmtpSettings, Transport, TransportError};
+pub use transport::{Attempt, SmtpSettings, Transport, TransportError, outbox_file_stem};
 pub use worker::{
     BoxFuture, IssueLoader, LoadError, Progress, Until, Worker, WorkerError, WorkerSettings,
 };

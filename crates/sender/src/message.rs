@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use letterpress_composer::{Recipient, SendableIssue};
+use letterpress_core::SubscriberName;
 use letterpress_dkim::Signer;
 use letterpress_signing::{Keyring, Purpose};
 use lettre::Message;
@@ -210,7 +211,13 @@ impl IssueMessages {
             .email
             .parse()
             .map_err(|e| MessageError::Recipient(to.email.to_string(), e))?;
-        let name = to.name.map(header_safe).filter(|n| !n.is_empty());
+        // The one name rule, also for a name stored before it: no control
+        // character, at most 200 characters, so `To:` (folded by lettre)
+        // keeps every line within RFC 5322's 998.
+        let name = to
+            .name
+            .and_then(SubscriberName::parse_truncated)
+            .map(SubscriberName::into_string);
         let unsubscribe_url = self
             .settings
             .unsubscribe_url(to.subscriber_id, to.token_salt);

@@ -17,7 +17,7 @@ pub enum TransportError {
     /// `delivery.smtp_url` did not parse.
     #[error("delivery.smtp_url {url:?} is not a usable SMTP address: {source}")]
     BadUrl {
-        /// The URL as configured (without a password).
+        /// The URL as configured, its password redacted.
         url: String,
         /// lettre's reason.
         source: lettre::transport::smtp::Error,
@@ -25,7 +25,7 @@ pub enum TransportError {
     /// `delivery.smtp_url` parsed but cannot be used (e.g. no TLS for the host name).
     #[error("delivery.smtp_url {url:?} cannot be used: {source}")]
     Unusable {
-        /// The URL as configured (without a password).
+        /// The URL as configured, its password redacted.
         url: String,
         /// Why.
         source: TargetError,
@@ -82,34 +82,35 @@ pub struct SmtpSettings {
 }
 
 impl Transport {
-    /// A file transport writing under `dir` (created if missing).
+    /// A file transport writing under `dir` (created 0700 if missing: the
+    /// messages carry addresses, names and unsubscribe links).
     pub fn file(dir: impl Into<PathBuf>) -> Result<Self, TransportError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|source| TransportError::Outbox {
-            path: dir.clone(),
-            source,
-        })?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|source| TransportError::Outbox {
+                path: dir.clone(),
+                source,
+            })?;
         Ok(Self::File { dir })
     }
 
     /// An SMTP transport from `settings`.
     pub fn smtp(settings: &SmtpSettings) -> Result<Self, TransportError> {
-        let bad = |source| TransportError::BadUrl {
-            url: settings.url.clone(),
-            source,
-        };
+        // Errors print the URL, which may carry the AUTH password.
+        let url = || letterpress_core::redact_url(&settings.url);
+        let bad = |source| TransportError::BadUrl { url: url(), source };
         // lettre's parser decides which URLs are valid (and words the
         // error); the client below reads the same parts from the URL.
         AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url).map_err(bad)?;
         // The password never belongs in the config file; it comes from the
         // environment and is used with the URL's user name.
-        let target =
-            Target::from_url(&settings.url, settings.password.as_deref()).map_err(|source| {
-                TransportError::Unusable {
-                    url: settings.url.clone(),
-                    source,
-                }
-            })?;
+        let target = Target::from_url(&settings.url, settings.password.as_deref())
+            .map_err(|source| TransportError::Unusable { url: url(), source })?;
         Ok(Self::Smtp(SmtpClient::new(
             target,
             settings.timeout,
@@ -152,7 +153,11 @@ impl Transport {
                 // Write then rename, so a crash never leaves half a message
                 // that a reader (or a re-send) would mistake for a whole one.
                 let result = async {
-                    tokio::fs::create_dir_all(&folder).await?;
+                    let mut builder = tokio::fs::DirBuilder::new();
+                    builder.recursive(true);
+                    #[cfg(unix)]
+                    builder.mode(0o700);
+                    builder.create(&folder).await?;
                     tokio::fs::write(&tmp, &bytes).await?;
                     tokio::fs::rename(&tmp, &path).await
                 }
@@ -209,6 +214,27 @@ impl Transport {
             smtp.shutdown().await;
         }
     }
+}
+
+/// `<delivery id>-<address>` with every character that is not safe in a
+/// file name on common file systems replaced by `_`: the id keeps names
+/// unique, the address tells an operator who the `.eml` file was for.
+/// Every file the file transport writes is named by it (test copies, which
+/// have no delivery, use id 0), so no address can name a path.
+pub fn outbox_file_stem(delivery_id: i64, email: &str) -> String {
+    let address: String = email
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        // File names are limited to 255 bytes; addresses to 254 characters.
+        .take(200)
+        .collect();
+    format!("{delivery_id}-{address}")
 }
 
 /// What a failed send means to the outcome policy.

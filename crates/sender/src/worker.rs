@@ -30,7 +30,7 @@ use crate::policy::{self, Decided, Facts, Happened};
 use crate::retry::RetryPolicy;
 use crate::status_gate::StatusGate;
 use crate::throttle::Throttle;
-use crate::transport::Transport;
+use crate::transport::{Transport, outbox_file_stem};
 
 /// Why the worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -609,25 +609,6 @@ fn reply_class(happened: Happened) -> usize {
         Happened::Written => 0,
         Happened::NoReply(_) | Happened::Refused | Happened::Unavailable | Happened::Inactive => 3,
     }
-}
-
-/// `<delivery id>-<address>` with every character that is not safe in a
-/// file name on common file systems replaced by `_`: the id keeps names
-/// unique, the address tells an operator who the `.eml` file was for.
-fn outbox_file_stem(delivery_id: i64, email: &str) -> String {
-    let address: String = email
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+') {
-                c
-            } else {
-                '_'
-            }
-        })
-        // File names are limited to 255 bytes; addresses to 254 characters.
-        .take(200)
-        .collect();
-    format!("{delivery_id}-{address}")
 }
 
 async fn flush(tx: &mpsc::Sender<Record>) {

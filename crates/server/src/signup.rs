@@ -19,7 +19,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use letterpress_core::SubscriberEmail;
+use letterpress_core::{SubscriberEmail, SubscriberName};
 use letterpress_signing::{Binding, Purpose};
 use letterpress_store::{ConfirmOutcome, RowBinding};
 use serde::Deserialize;
@@ -120,14 +120,8 @@ pub(crate) async fn subscribe(
     let name = form
         .name
         .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            n.chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect::<String>()
-        });
+        .and_then(SubscriberName::parse_truncated)
+        .map(SubscriberName::into_string);
     let signup = match state
         .store
         .request_confirmation(

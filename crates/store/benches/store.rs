@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use letterpress_store::{
-    ImportRow, IssueToPublish, NewSubscriber, PublishOutcome, Store, SubscriberEmail, UpsertMode,
+    ImportRow, IssueToPublish, NewSubscriber, PublishOutcome, Store, SubscriberEmail,
+    SubscriberName, UpsertMode,
 };
 use sqlx::Connection;
 
@@ -54,7 +55,7 @@ fn rows() -> Vec<ImportRow> {
                 SubscriberEmail::parse(&format!("Reader.{i}@Example{}.com", i % 97)).unwrap(),
                 "bench",
             );
-            new.name = Some(format!("Reader {i}"));
+            new.name = SubscriberName::parse(&format!("Reader {i}")).unwrap();
             new.tags = vec!["bench".into()];
             ImportRow {
                 line: i + 2,

@@ -123,9 +123,10 @@ const SQLITE_CACHE: &str = "-2000";
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Store {
-    /// Opens the database named by `url`: `sqlite://PATH` (the file and its
-    /// directory are created on first use; WAL journal, synchronous=NORMAL,
-    /// foreign keys, a 30 s busy timeout) or `postgres://…`/`postgresql://…`.
+    /// Opens the database named by `url`: `sqlite://PATH` (the file, 0600,
+    /// and its directory, 0700, are created on first use; WAL journal,
+    /// synchronous=NORMAL, foreign keys, a 30 s busy timeout) or
+    /// `postgres://…`/`postgresql://…`.
     /// Does not migrate: call [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let pool = if url.starts_with("sqlite:") {
@@ -146,13 +147,9 @@ impl Store {
                 // copies them back and fsyncs.
                 .pragma("wal_autocheckpoint", "10000");
             let file = options.get_filename();
-            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
-                && !file.as_os_str().to_string_lossy().starts_with("file:")
-            {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
+            // `file:` names an in-memory database (or a URI sqlx passes on).
+            if !file.as_os_str().to_string_lossy().starts_with("file:") {
+                private_database_file(file)?;
             }
             // SQLite takes one writer at a time; four connections keep readers
             // from queueing behind it without a page cache and thread each for
@@ -241,6 +238,66 @@ impl Store {
     pub async fn close(&self) {
         with_pool!(self, |p| p.close().await)
     }
+}
+
+/// Creates the SQLite file's directory (0700) and the file itself (0600,
+/// empty: SQLite takes an empty file for an empty database) unless they
+/// exist, whatever the umask: they hold the subscriber list, and the token
+/// secret is generated next to the file. SQLite gives its `-wal` and `-shm`
+/// files the database file's mode.
+///
+/// Existing ones keep their modes (an operator may have chosen them, e.g.
+/// for a backup group; the directory may be any folder of theirs), with a
+/// warning when others may read an existing database file.
+fn private_database_file(file: &std::path::Path) -> Result<(), StoreError> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_shared(file);
+            Ok(())
+        }
+        Err(source) => Err(StoreError::CreateFile {
+            path: file.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Warns when users other than the owner may read or write the database.
+fn warn_if_shared(file: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(file)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %file.display(),
+                "the database is open to other users (mode {:o}); `chmod 600 {}` makes it private",
+                meta.permissions().mode() & 0o777,
+                file.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
 }
 
 /// HMAC-SHA256(key, lower-cased address), hex: the only trace a forgotten

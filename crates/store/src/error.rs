@@ -16,6 +16,14 @@ pub enum StoreError {
         /// What the file system said.
         source: std::io::Error,
     },
+    /// The SQLite file could not be created.
+    #[error("could not create the database file {path}: {source}")]
+    CreateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// The database refused or failed a statement, or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] db::Error),

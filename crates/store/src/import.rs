@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use crate::db::QueryBuilder;
 use crate::db::types::Json;
 use chrono::Utc;
-use letterpress_core::SubscriberStatus;
+use letterpress_core::{SubscriberName, SubscriberStatus};
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
@@ -247,7 +247,8 @@ impl Store {
                                 lifted.extend(hashes);
                             }
                             let status = c.new.status.unwrap_or(SubscriberStatus::Active);
-                            Some((status, c.new.name, c.new.tags, c.new.attributes, None))
+                            let name = c.new.name.map(SubscriberName::into_string);
+                            Some((status, name, c.new.tags, c.new.attributes, None))
                         }
                         Some(e) => {
                             let current = parse_status(&e.status)?;
@@ -260,7 +261,11 @@ impl Store {
                                 None if current.is_suppressed() => SubscriberStatus::Active,
                                 None => current,
                             };
-                            let name = c.new.name.or_else(|| e.name.clone());
+                            let name = c
+                                .new
+                                .name
+                                .map(SubscriberName::into_string)
+                                .or_else(|| e.name.clone());
                             let tags = if c.new.tags.is_empty() { e.tags.0.clone() } else { c.new.tags };
                             let attributes = if c.new.attributes.is_empty() {
                                 e.attributes.0.clone()

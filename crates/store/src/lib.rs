@@ -41,7 +41,7 @@ mod tokens;
 pub use connect::{Backend, Store};
 pub use error::StoreError;
 pub use issues::{IssueToPublish, PublishOutcome};
-pub use letterpress_core::{SubscriberEmail, SubscriberStatus};
+pub use letterpress_core::{SubscriberEmail, SubscriberName, SubscriberStatus};
 pub use model::*;
 pub use tokens::{
     ConfirmOutcome, ConfirmationMail, RowBinding, Signup, SignupLimits, TokenUnsubscribe,

@@ -3,7 +3,7 @@
 
 use crate::db::types::Json;
 use chrono::{DateTime, TimeZone, Utc};
-use letterpress_core::{SubscriberEmail, SubscriberStatus};
+use letterpress_core::{SubscriberEmail, SubscriberName, SubscriberStatus};
 use serde_json::{Map, Value};
 
 use crate::StoreError;
@@ -14,7 +14,7 @@ pub struct NewSubscriber {
     /// The address, as given.
     pub email: SubscriberEmail,
     /// Display name. `None` keeps an existing subscriber's name.
-    pub name: Option<String>,
+    pub name: Option<SubscriberName>,
     /// Tags. Empty keeps an existing subscriber's tags.
     pub tags: Vec<String>,
     /// Free-form attributes (the CSV's other columns). Empty keeps an

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use letterpress_store::{
     ImportRow, IssueToPublish, NewSubscriber, PendingOutcome, PublishOutcome, SignupLimits, Store,
-    SubscriberEmail, UpsertMode,
+    SubscriberEmail, SubscriberName, UpsertMode,
 };
 use letterpress_testkit::PgDb;
 
@@ -69,7 +69,7 @@ pub(crate) fn generated(n: usize, name: &str) -> impl Iterator<Item = ImportRow>
     (0..n).map(move |i| ImportRow {
         line: i as u64 + 2,
         result: Ok(NewSubscriber {
-            name: Some(format!("{name} {i}")),
+            name: SubscriberName::parse(&format!("{name} {i}")).unwrap(),
             ..sub(&format!("user{i}@example.com"))
         }),
     })
