@@ -10,14 +10,12 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 use letterpress_publish::schedule::{self, Schedule, TickStats};
-use letterpress_sender::{Progress, Transport, Until, header_safe};
+use letterpress_sender::{MessageSettings, Progress, Transport, Until};
 use letterpress_server::{
     AppState, BoxFuture, ConfirmationMailer, HttpLimits, MailerError, SchedulerSnapshot,
     SchedulerStats, ServerSettings, TrustedProxies, WorkerSnapshot, WorkerStats,
 };
 use letterpress_store::SignupLimits;
-use lettre::Message;
-use lettre::message::Mailbox;
 
 use crate::config::Config;
 use crate::{shutdown, wiring};
@@ -60,11 +58,12 @@ impl SchedulerStats for TickCounters {
     }
 }
 
-/// Sends signup confirmations through the delivery transport.
+/// Sends signup confirmations through the delivery transport, built by
+/// the sender's message code like every issue (From, Message-ID domain,
+/// DKIM).
 struct Mailer {
     transport: Transport,
-    from: Mailbox,
-    newsletter: String,
+    settings: Arc<MessageSettings>,
 }
 
 impl ConfirmationMailer for Mailer {
@@ -75,27 +74,16 @@ impl ConfirmationMailer for Mailer {
         confirm_url: &'a str,
     ) -> BoxFuture<'a, Result<(), MailerError>> {
         Box::pin(async move {
-            let to = Mailbox::new(name.map(header_safe), email.parse()?);
-            let body = format!(
-                "Hello,\n\nplease confirm that you want to receive {}:\n\n{confirm_url}\n\n\
-                 If you did not sign up, ignore this message and nothing will happen.\n",
-                self.newsletter
-            );
-            let message = Message::builder()
-                .from(self.from.clone())
-                .to(to)
-                .subject(header_safe(&format!(
-                    "Confirm your subscription to {}",
-                    self.newsletter
-                )))
-                .date_now()
-                .body(body)?;
+            let built = self.settings.confirmation(email, name, confirm_url)?;
             let stem = format!(
                 "{}-{}",
                 Utc::now().format("%Y%m%dT%H%M%S%.6f"),
                 rand::random::<u32>()
             );
-            let attempt = self.transport.send(&message, "confirmations", &stem).await;
+            let attempt = self
+                .transport
+                .send(&built.message, "confirmations", &stem)
+                .await;
             match attempt.verdict() {
                 letterpress_sender::Verdict::Delivered => Ok(()),
                 _ => Err(attempt.reply.into()),
@@ -131,8 +119,7 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let ticks = Arc::new(TickStats::default());
     let mailer = Arc::new(Mailer {
         transport: wiring::transport(config)?,
-        from: wiring::message_settings(config, keyring.clone())?.from,
-        newsletter: config.newsletter.name.clone(),
+        settings: Arc::new(wiring::message_settings(config, keyring.clone())?),
     });
     let state = AppState::new(
         store.clone(),

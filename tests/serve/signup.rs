@@ -346,3 +346,59 @@ async fn a_signup_is_answered_before_its_confirmation_is_sent() {
     .await;
     served.stop_ok().await;
 }
+
+/// The confirmation is made by the same message code as an issue: a
+/// Message-ID at the From domain, one `text/plain; charset=utf-8` part,
+/// and a DKIM signature an independent verifier accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_confirmation_mail_is_signed_and_identified_like_an_issue() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = lp().with_smtp(smtp.port);
+    let key = letterpress_dkim::RsaKey::generate().expect("an RSA key");
+    let key_path = lp.path("dkim.pem");
+    std::fs::write(&key_path, key.to_pkcs8_pem().expect("PEM")).unwrap();
+    lp.set("LETTERPRESS_DKIM__DOMAIN", "example.test")
+        .set("LETTERPRESS_DKIM__SELECTOR", "lp2026")
+        .set(
+            "LETTERPRESS_DKIM__PRIVATE_KEY_PATH",
+            key_path.to_str().unwrap(),
+        );
+    let served = lp.serve().await;
+    let r = client()
+        .post(served.url("/subscribe"))
+        .form(&[("email", "signed@example.com"), ("name", "Zoë")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    smtp.wait_until("the confirmation", |s| {
+        s.copies().contains_key("signed@example.com")
+    })
+    .await;
+    served.stop_ok().await;
+    let mail = &mails_to(&smtp, "signed@example.com")[0];
+    let field = |name| letterpress_testkit::header(mail, name).unwrap_or_default();
+    assert!(
+        field("Message-ID").ends_with("@example.test>"),
+        "{}",
+        field("Message-ID")
+    );
+    assert_eq!(
+        field("Content-Type").to_ascii_lowercase(),
+        "text/plain; charset=utf-8"
+    );
+    assert!(
+        field("From").contains("news@example.test"),
+        "{}",
+        field("From")
+    );
+    assert!(text_body(mail).contains("/confirm/"));
+    let Some(dkimpy) = letterpress_testkit::Dkimpy::find() else {
+        return;
+    };
+    let record = key.dns_record().expect("DNS record");
+    assert!(
+        dkimpy.verify(mail.as_bytes(), &record).is_ok(),
+        "dkimpy verifies the confirmation:\n{mail}"
+    );
+}

@@ -234,37 +234,18 @@ impl IssueMessages {
         let body = self.multipart_body(&recipient);
         let date = SystemTime::now();
         let mailbox = Mailbox::new(name, address);
-        let headers =
-            |builder| self.headers(builder, &mailbox, date, &message_id, &list_unsubscribe);
-        // Every part is 7-bit (quoted-printable, base64 or short ASCII
-        // lines), so the whole body is too.
-        let with_body = |builder: MessageBuilder, body: Vec<u8>| {
-            builder.body(Body::dangerous_pre_encoded(
-                body,
-                ContentTransferEncoding::SevenBit,
-            ))
-        };
-        let message = match &self.settings.dkim {
-            None => with_body(headers(Message::builder()), body)?,
-            // The multipart's Content-Type is a message header here
-            // (lettre's own multipart writes it into the body, where DKIM
-            // never sees it), so the signature covers it like the others.
-            Some(signer) => {
-                // DKIM-Signature goes above the fields it signs (RFC 6376
-                // §3.5: prepended, like a trace field), and lettre only
-                // appends fields: the fields are made once without the
-                // body to be signed (the body is signed where it is, not
-                // copied), then again after the signature. That costs a
-                // few µs against the signature's 250.
-                let unsigned = with_body(headers(Message::builder()), Vec::new())?;
-                let head = unsigned.headers().to_string();
-                let signature = signer.sign_parts(head.as_bytes(), &body, date)?;
-                with_body(
-                    headers(Message::builder().raw_header(dkim_field(signature))),
-                    body,
-                )?
-            }
-        };
+        // The multipart's Content-Type is a message header here (lettre's
+        // own multipart writes it into the body, where DKIM never sees it),
+        // so the signature covers it like the others. Every part is 7-bit
+        // (quoted-printable, base64 or short ASCII lines), so the whole body
+        // is too.
+        let message = assemble(
+            self.settings.dkim.as_ref(),
+            |builder| self.headers(builder, &mailbox, date, &message_id, &list_unsubscribe),
+            body,
+            ContentTransferEncoding::SevenBit,
+            date,
+        )?;
         Ok(Built {
             message,
             message_id,
@@ -352,6 +333,100 @@ impl IssueMessages {
         out.extend_from_slice(boundary.as_bytes());
         out.extend_from_slice(b"--\r\n");
         out
+    }
+}
+
+/// The message of `headers` (a function that adds every field to a
+/// builder) and `body` (already transfer-encoded as `encoding` says, CRLF
+/// line ends), DKIM-signed by `dkim` when it is set.
+///
+/// DKIM-Signature goes above the fields it signs (RFC 6376 §3.5:
+/// prepended, like a trace field), and lettre only appends fields: the
+/// fields are made once without the body to be signed (the body is signed
+/// where it is, not copied), then again after the signature. That costs a
+/// few µs against the signature's 250.
+fn assemble(
+    dkim: Option<&Signer>,
+    headers: impl Fn(MessageBuilder) -> MessageBuilder,
+    body: Vec<u8>,
+    encoding: ContentTransferEncoding,
+    date: SystemTime,
+) -> Result<Message, MessageError> {
+    let with_body = |builder: MessageBuilder, body: Vec<u8>| {
+        builder.body(Body::dangerous_pre_encoded(body, encoding))
+    };
+    Ok(match dkim {
+        None => with_body(headers(Message::builder()), body)?,
+        Some(signer) => {
+            let unsigned = with_body(headers(Message::builder()), Vec::new())?;
+            let head = unsigned.headers().to_string();
+            let signature = signer.sign_parts(head.as_bytes(), &body, date)?;
+            with_body(
+                headers(Message::builder().raw_header(dkim_field(signature))),
+                body,
+            )?
+        }
+    })
+}
+
+impl MessageSettings {
+    /// The double opt-in confirmation of a signup, made like an issue's
+    /// messages: the newsletter's From, a Message-ID at the From domain,
+    /// DKIM-signed when DKIM is configured; one `text/plain; charset=utf-8`
+    /// part. It is not list mail, so it has no List-* or Precedence fields.
+    pub fn confirmation(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        confirm_url: &str,
+    ) -> Result<Built, MessageError> {
+        let address = email
+            .parse()
+            .map_err(|e| MessageError::Recipient(email.to_string(), e))?;
+        let name = name
+            .and_then(SubscriberName::parse_truncated)
+            .map(SubscriberName::into_string);
+        let to = Mailbox::new(name, address);
+        let message_id = format!(
+            "<{}@{}>",
+            uuid::Uuid::new_v4().simple(),
+            self.from.email.domain()
+        );
+        let list = header_safe(&self.list_name);
+        let text = format!(
+            "Hello,\r\n\r\nplease confirm that you want to receive {list}:\r\n\r\n{confirm_url}\r\n\r\n\
+             If you did not sign up, ignore this message and nothing will happen.\r\n"
+        );
+        // lettre picks the transfer encoding (7bit, or quoted-printable for
+        // a name with non-ASCII letters) and encodes once.
+        let body = Body::new(text);
+        let encoding = body.encoding();
+        let date = SystemTime::now();
+        let subject = format!("Confirm your subscription to {list}");
+        let message = assemble(
+            self.dkim.as_ref(),
+            |builder| {
+                let mut builder = builder
+                    .from(self.from.clone())
+                    .to(to.clone())
+                    .subject(subject.clone())
+                    .date(date)
+                    .message_id(Some(message_id.clone()));
+                if let Some(reply_to) = &self.reply_to {
+                    builder = builder.reply_to(reply_to.clone());
+                }
+                builder
+                    .header(header::MIME_VERSION_1_0)
+                    .header(ContentType::TEXT_PLAIN)
+            },
+            body.into_vec(),
+            encoding,
+            date,
+        )?;
+        Ok(Built {
+            message,
+            message_id,
+        })
     }
 }
 
