@@ -74,6 +74,74 @@ pub enum Command {
     Worker,
     /// Apply database migrations.
     Migrate,
+    /// Write a commented letterpress.toml for the Zola or Hugo site in
+    /// DIR (default: here), with a token secret and a DKIM key.
+    Init(InitArgs),
+    /// DKIM keys.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+    /// The DNS records to publish for the From domain (DKIM, SPF, DMARC).
+    Dns {
+        /// Look the records up and say which are missing or differ.
+        #[arg(long)]
+        check: bool,
+        /// The DNS server to ask (`IP` or `IP:PORT`; default: dns.resolver,
+        /// else the system's).
+        #[arg(long)]
+        resolver: Option<String>,
+    },
+    /// Check the configuration, DNS, relay and public URL: pass, warn or
+    /// fail, with the fix for each.
+    Doctor {
+        /// The DNS server to ask (as for `dns`).
+        #[arg(long)]
+        resolver: Option<String>,
+    },
+    /// Copy the SQLite database to FILE while letterpress may be running.
+    Backup {
+        /// Where to write the copy (must not exist).
+        file: PathBuf,
+    },
+}
+
+/// `letterpress init …`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The site's root folder (default: the working directory).
+    #[arg(long)]
+    pub site: Option<PathBuf>,
+    /// The content section that holds the newsletter (e.g. `newsletter`).
+    #[arg(long)]
+    pub section: Option<String>,
+    /// The site's address, when no Zola or Hugo config says it.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// The newsletter's name (default: the site's title).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The DKIM selector of the key generated.
+    #[arg(long, default_value = "letterpress")]
+    pub selector: String,
+    /// Replace an existing letterpress.toml (the secret and the key are kept).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `letterpress dkim …`
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Generate a signing key (RSA-2048, or Ed25519 for a second signature).
+    Keygen {
+        /// The selector the key is published under.
+        #[arg(long)]
+        selector: Option<String>,
+        /// An Ed25519 key (RFC 8463), signed alongside the RSA one.
+        #[arg(long)]
+        ed25519: bool,
+        /// Replace an existing key file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `letterpress subscribers …`

@@ -15,8 +15,31 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-/// The default config file, relative to the working directory.
-pub const DEFAULT_CONFIG: &str = "config/letterpress.toml";
+/// The config file looked for in the working directory.
+pub const LOCAL_CONFIG: &str = "letterpress.toml";
+/// The config file of a source checkout, looked for after [`LOCAL_CONFIG`]
+/// (what `make run` uses).
+pub const CHECKOUT_CONFIG: &str = "config/letterpress.toml";
+
+/// Keys that hold file or folder paths. A relative path in a config file
+/// is resolved against the file's own folder, so the file means the same
+/// whatever the working directory (a cron job, a systemd unit, a shell in
+/// a subfolder); one from the environment stays relative to the working
+/// directory, as a shell user expects.
+const PATH_KEYS: [&str; 12] = [
+    "content.root",
+    "content.template",
+    "delivery.outbox_dir",
+    "delivery.smtp_password_file",
+    "delivery.tls_ca_file",
+    "dkim.private_key_path",
+    "dkim.ed25519_private_key_path",
+    "server.secret_file",
+    "server.webhook_secret_file",
+    "server.metrics_token_file",
+    "schedule.issues_dir",
+    "bounces.imap_password_file",
+];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -36,6 +59,16 @@ pub struct Config {
     pub server: Server,
     /// `[schedule]`
     pub schedule: Schedule,
+    /// `[dns]`
+    pub dns: Dns,
+}
+
+/// `[dns]`: how `letterpress dns --check` and `doctor` look records up.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dns {
+    /// The DNS server to ask (`IP` or `IP:PORT`); the system's when unset.
+    pub resolver: Option<String>,
 }
 
 /// `[database]`
@@ -94,15 +127,15 @@ impl Default for Newsletter {
 pub struct Content {
     /// Site root that shortcode paths are relative to.
     pub root: PathBuf,
-    /// MJML layout.
-    pub template: PathBuf,
+    /// MJML layout; the built-in default layout when unset.
+    pub template: Option<PathBuf>,
 }
 
 impl Default for Content {
     fn default() -> Self {
         Self {
             root: "examples".into(),
-            template: "templates/default.mjml".into(),
+            template: None,
         }
     }
 }
@@ -327,15 +360,21 @@ impl Config {
     /// Loads `path` (which must exist unless it is the default) and the
     /// environment on top.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let (path, explicit) = match path {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        let path = match path {
+            Some(p) if !p.exists() => bail!("config file {} does not exist", p.display()),
+            Some(p) => p.to_path_buf(),
+            None => [LOCAL_CONFIG, CHECKOUT_CONFIG]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+                // Built-in defaults only: figment reads a missing file as empty.
+                .unwrap_or_else(|| PathBuf::from(LOCAL_CONFIG)),
         };
-        if explicit && !path.exists() {
-            bail!("config file {} does not exist", path.display());
-        }
         let figment = Figment::new()
             .merge(Toml::file(&path))
+            // The file's relative paths, resolved against its folder, over
+            // the values as written (see PATH_KEYS).
+            .merge(resolved_paths(&path)?)
             // Only variables with a section (a double underscore) are
             // settings; LETTERPRESS_CONFIG and LETTERPRESS_LOG_FORMAT are not.
             .merge(
@@ -456,14 +495,11 @@ impl Config {
         if let Ok(s) = std::fs::read_to_string(&path) {
             return Ok(s.trim().to_string());
         }
-        create_private_dir(&self.data_dir())
+        crate::files::create_private_dir(&self.data_dir())
             .with_context(|| format!("creating {}", self.data_dir().display()))?;
-        let secret: String = {
-            use rand::Rng;
-            let bytes: [u8; 32] = rand::rng().random();
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
-        };
-        write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+        let secret = new_secret();
+        crate::files::write_private(&path, &secret)
+            .with_context(|| format!("writing {}", path.display()))?;
         tracing::info!(path = %path.display(), "generated a new token secret");
         Ok(secret)
     }
@@ -499,31 +535,66 @@ fn secret_value(
     }
 }
 
-/// Creates `dir` and its missing parents 0700 (the data directory holds
-/// the secret and the subscriber list); an existing one is left as it is.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+/// A new token secret: 32 random bytes, hex.
+pub fn new_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
+/// The path keys set in the config file at `file`, each made absolute
+/// against the file's folder, as a provider to merge over the file; and
+/// `database.url`'s SQLite path the same way.
+fn resolved_paths(file: &Path) -> anyhow::Result<figment::providers::Serialized<toml::Table>> {
+    let mut table = toml::Table::new();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(_) => return Ok(figment::providers::Serialized::defaults(table)),
+    };
+    // A file that does not parse is reported by figment, with its line.
+    let Ok(parsed) = text.parse::<toml::Table>() else {
+        return Ok(figment::providers::Serialized::defaults(table));
+    };
+    let folder = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let folder = std::path::absolute(&folder)
+        .with_context(|| format!("cannot resolve the folder of {}", file.display()))?;
+    let get = |key: &str| -> Option<&toml::Value> {
+        let (section, name) = key.split_once('.')?;
+        parsed.get(section)?.get(name)
+    };
+    let mut set = |key: &str, value: String| {
+        if let Some((section, name)) = key.split_once('.') {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                t.insert(name.to_string(), toml::Value::String(value));
+            }
+        }
+    };
+    for key in PATH_KEYS {
+        if let Some(toml::Value::String(p)) = get(key)
+            && Path::new(p).is_relative()
+        {
+            set(key, folder.join(p).display().to_string());
+        }
+    }
+    if let Some(toml::Value::String(url)) = get("database.url")
+        && let Some(rest) = url.strip_prefix("sqlite://")
+        && !rest.starts_with('/')
+        && !rest.starts_with(':')
+        && !rest.starts_with("file:")
+    {
+        set(
+            "database.url",
+            format!("sqlite://{}", folder.join(rest).display()),
+        );
+    }
+    Ok(figment::providers::Serialized::defaults(table))
 }
 
 /// figment's errors name the key and the source; this puts them in one

@@ -7,6 +7,8 @@
 pub mod cli;
 mod commands;
 pub mod config;
+mod dns;
+mod files;
 pub mod logging;
 mod shutdown;
 mod wiring;
@@ -16,9 +18,33 @@ use std::process::ExitCode;
 use cli::{Cli, Command};
 use config::Config;
 
+/// What an error says, each cause once: `anyhow`'s `{:#}` joins every
+/// cause of the chain, and many errors (ours with `{source}` in their
+/// message, io and TLS errors wrapped by their libraries) already repeat
+/// their cause, which then printed twice or three times in a row.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || out.contains(text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(text);
+    }
+    out
+}
+
 /// Runs one command. `Ok` carries the exit status for commands that end
 /// "successfully" with a non-zero status (e.g. `check` finding errors).
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `init` writes the config: it reads none.
+    if let Command::Init(args) = &cli.command {
+        return commands::init::init(args);
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Render { issue, out, json } => {
@@ -42,5 +68,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
+        // Handled above, before the config is read.
+        Command::Init(args) => commands::init::init(&args),
+        Command::Dkim(cli::DkimCommand::Keygen {
+            selector,
+            ed25519,
+            force,
+        }) => commands::dkim::keygen(&config, selector.as_deref(), ed25519, force),
+        Command::Dns { check, resolver } => {
+            commands::dns::dns(&config, check, resolver.as_deref()).await
+        }
+        Command::Doctor { resolver } => {
+            commands::doctor::doctor(&config, resolver.as_deref()).await
+        }
+        Command::Backup { file } => commands::backup::backup(&config, &file).await,
     }
 }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     match runtime.block_on(letterpress::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", letterpress::error_message(&e));
             ExitCode::FAILURE
         }
     }

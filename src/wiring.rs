@@ -27,7 +27,10 @@ pub(crate) fn composer(config: &Config) -> anyhow::Result<Composer> {
             postal_address: config.newsletter.postal_address.clone(),
         },
     })
-    .with_context(|| format!("content.template {}", config.content.template.display()))
+    .with_context(|| match &config.content.template {
+        Some(t) => format!("content.template {}", t.display()),
+        None => "the built-in default layout".to_string(),
+    })
 }
 
 /// Connects to `database.url` and applies the migrations.
@@ -139,7 +142,7 @@ fn dkim(config: &Config) -> anyhow::Result<Option<Signer>> {
 }
 
 /// Reads and parses the key file of config key `name`.
-fn key<K>(
+pub(crate) fn key<K>(
     path: &std::path::Path,
     name: &str,
     parse: impl FnOnce(&str) -> Result<K, DkimError>,

@@ -3,6 +3,11 @@
 //!
 //! [`Config`]: crate::config::Config
 
+pub(crate) mod backup;
+pub(crate) mod dkim;
+pub(crate) mod dns;
+pub(crate) mod doctor;
+pub(crate) mod init;
 pub(crate) mod render;
 pub(crate) mod send;
 pub(crate) mod serve;

@@ -76,3 +76,27 @@ async fn an_existing_database_open_to_others_is_kept_with_a_warning() {
     );
     assert_eq!(mode(&db), 0o644, "left as it was");
 }
+
+/// `backup` copies the database while `serve` has it open: a file of its
+/// owner's only, that opens as a database with the same subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_the_live_database_privately() {
+    let lp = lp();
+    lp.add(&["a@example.com", "b@example.com"]).await;
+    let served = lp.serve().await;
+    let copy = lp.path("backup/lp-copy.db");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    lp.ok(&["backup", copy.to_str().unwrap()]).await;
+    served.stop_ok().await;
+    assert_eq!(mode(&copy), 0o600);
+    let mut restored = letterpress_testkit::Lp::new(env!("CARGO_BIN_EXE_letterpress"));
+    restored.set(
+        "LETTERPRESS_DATABASE__URL",
+        &format!("sqlite://{}", copy.display()),
+    );
+    assert_eq!(restored.subscribers().await.len(), 2);
+    // Never over an existing file.
+    let out = lp.run(&["backup", copy.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("exists"), "{}", stderr(&out));
+}

@@ -10,6 +10,7 @@ mod config;
 #[cfg(unix)]
 mod files;
 mod import;
+mod init;
 mod render;
 mod subscribers;
 

@@ -23,11 +23,10 @@ fn seed() -> (PathBuf, PathBuf) {
 
 fn benches(c: &mut Criterion) {
     let (issue, root) = seed();
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let composer = Composer::new(ComposerSettings {
         content_root: root,
         issue_url: "https://rust-trends.com/newsletter/{slug}/".into(),
-        template: workspace.join("templates/default.mjml"),
+        template: None,
         newsletter: Newsletter {
             name: "Rust Trends".into(),
             postal_address: "Example Street 1, Amsterdam".into(),

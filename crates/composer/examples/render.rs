@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .first()
             .map_or_else(|| manifest.join("../../examples"), PathBuf::from),
         issue_url: "https://rust-trends.com/newsletter/{slug}/".into(),
-        template: manifest.join("../../templates/default.mjml"),
+        template: None,
         newsletter: Newsletter {
             name: "Rust Trends".into(),
             postal_address: "Example Street 1\n1234 AB Amsterdam".into(),

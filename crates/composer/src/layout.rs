@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use mrml::prelude::parser::ParserOptions;
 use mrml::prelude::parser::local_loader::LocalIncludeLoader;
+use mrml::prelude::parser::noop_loader::NoopIncludeLoader;
 use mrml::prelude::render::RenderOptions;
 
 use crate::error::{ComposeError, line_of};
@@ -39,14 +40,31 @@ pub(crate) struct Values<'a> {
     pub content: &'a str,
 }
 
+/// The default layout, built into the binary: an installed `letterpress`
+/// composes with it wherever it runs, and `content.template` names a file
+/// only to replace it.
+const BUILT_IN: &str = include_str!("../../../templates/default.mjml");
+
 #[derive(Debug)]
 pub(crate) struct Layout {
+    /// The file, or `(built-in default layout)`, for messages.
     pub path: PathBuf,
     source: String,
-    folder: PathBuf,
+    /// Where `mj-include` resolves; `None` for the built-in layout, which
+    /// includes nothing.
+    folder: Option<PathBuf>,
 }
 
 impl Layout {
+    /// The built-in default layout.
+    pub(crate) fn built_in() -> Layout {
+        Layout {
+            path: PathBuf::from("(built-in default layout)"),
+            source: BUILT_IN.to_string(),
+            folder: None,
+        }
+    }
+
     /// Reads the layout and checks that it fills and compiles.
     pub(crate) fn load(path: &Path) -> Result<Layout, ComposeError> {
         let source = std::fs::read_to_string(path).map_err(|e| ComposeError::io(path, e))?;
@@ -60,7 +78,7 @@ impl Layout {
         let layout = Layout {
             path: path.to_path_buf(),
             source,
-            folder,
+            folder: Some(folder),
         };
         let sample = layout.fill(&Values {
             newsletter_name: "Newsletter",
@@ -128,7 +146,10 @@ impl Layout {
     /// Compiles a filled MJML document to HTML (mrml parse + render).
     pub(crate) fn compile(&self, mjml: &str) -> Result<String, String> {
         let options = ParserOptions {
-            include_loader: Box::new(LocalIncludeLoader::new(self.folder.clone())),
+            include_loader: match &self.folder {
+                Some(folder) => Box::new(LocalIncludeLoader::new(folder.clone())),
+                None => Box::new(NoopIncludeLoader),
+            },
         };
         let parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
         parsed

@@ -24,7 +24,7 @@
 //!
 //! # Layout placeholders
 //!
-//! The MJML layout (`templates/default.mjml`) uses `{{ content }}` (the issue's HTML),
+//! The MJML layout (the built-in default is `templates/default.mjml`) uses `{{ content }}` (the issue's HTML),
 //! `{{ title }}`, `{{ subject }}`, `{{ preheader }}`, `{{ newsletter_name }}`,
 //! `{{ issue_url }}`, `{{ postal_address }}` (all escaped), and `{{ unsubscribe_url }}`,
 //! `{{ subscriber_email }}`, `{{ subscriber_name }}` (markers). An unknown placeholder
@@ -74,8 +74,9 @@ pub struct ComposerSettings {
     /// Web address of an issue with `{slug}` in it, e.g.
     /// `https://rust-trends.com/newsletter/{slug}/`. Relative links resolve against it.
     pub issue_url: String,
-    /// MJML layout; `mj-include` resolves only inside the layout's folder.
-    pub template: PathBuf,
+    /// MJML layout, or `None` for the built-in default layout;
+    /// `mj-include` resolves only inside the layout's folder.
+    pub template: Option<PathBuf>,
     /// Name and postal address.
     pub newsletter: Newsletter,
 }
@@ -159,7 +160,10 @@ fn issue_slug(path: &Path, fm: &FrontMatter) -> String {
 impl Composer {
     /// Reads the layout (`settings.template`) and checks that it compiles.
     pub fn new(settings: ComposerSettings) -> Result<Composer, ComposeError> {
-        let layout = layout::Layout::load(&settings.template)?;
+        let layout = match &settings.template {
+            Some(path) => layout::Layout::load(path)?,
+            None => layout::Layout::built_in(),
+        };
         // A missing root only matters once an issue includes something; the include then
         // reports it, so the canonical form is best-effort here.
         let root = settings

@@ -403,7 +403,7 @@ fn custom(template: &str) -> Result<Composer, ComposeError> {
     Composer::new(ComposerSettings {
         content_root: site(),
         issue_url: "https://example.com/{slug}/".into(),
-        template: common::fixtures().join("layouts").join(template),
+        template: Some(common::fixtures().join("layouts").join(template)),
         newsletter: Newsletter {
             name: "Custom & Co".into(),
             postal_address: String::new(),
@@ -445,7 +445,7 @@ fn bad_issue_url_is_a_settings_error() {
     let composer = Composer::new(ComposerSettings {
         content_root: site(),
         issue_url: "not a url/{slug}".into(),
-        template: common::default_template(),
+        template: Some(common::default_template()),
         newsletter: Newsletter {
             name: "N".into(),
             postal_address: String::new(),

@@ -234,6 +234,34 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of an SQLite database to `path`, while
+    /// others may be writing (`VACUUM INTO` reads one snapshot). The file is
+    /// created first, empty and readable by its owner only: it holds the
+    /// subscriber list. PostgreSQL is backed up with `pg_dump` instead.
+    pub async fn backup_into(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let Pool::Sqlite(p) = &self.pool else {
+            return Err(StoreError::UnsupportedUrl(
+                "backup_into needs SQLite; use pg_dump for PostgreSQL".into(),
+            ));
+        };
+        let created = {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(path)
+        };
+        created.map_err(|source| StoreError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        db::query("VACUUM INTO $1")
+            .bind(path.to_string_lossy().into_owned())
+            .execute(p)
+            .await?;
+        Ok(())
+    }
+
     /// Closes every connection; waits for those in use to come back.
     pub async fn close(&self) {
         with_pool!(self, |p| p.close().await)

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod dkim;
+mod dns;
 mod install;
 pub mod mail;
 mod postgres;
@@ -33,6 +34,7 @@ pub mod sql;
 mod wait;
 
 pub use dkim::{Dkimpy, Verdicts};
+pub use dns::DnsServer;
 pub use install::{Lp, NEWSLETTER, PUBLIC_URL, SECRET, Served, WEBHOOK_SECRET};
 pub use mail::{header, list_unsubscribe_token, text_body, token_after};
 pub use postgres::PgDb;
@@ -49,4 +51,18 @@ pub fn repo() -> PathBuf {
         .and_then(|crates| crates.parent())
         .expect("the kit lives in crates/testkit")
         .to_path_buf()
+}
+
+/// The corpus of real newsletter issues (`../shared/corpus`, beside the
+/// checkout), or `None` after [`require::missing`] said why.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = repo().join("../shared/corpus");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    require::missing(
+        Dependency::Corpus,
+        &format!("the corpus is not at {}", dir.display()),
+    );
+    None
 }

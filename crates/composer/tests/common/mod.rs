@@ -21,7 +21,7 @@ pub(crate) fn composer(root: &Path, template: &Path) -> Composer {
     Composer::new(ComposerSettings {
         content_root: root.to_path_buf(),
         issue_url: "https://rust-trends.com/newsletter/{slug}/".into(),
-        template: template.to_path_buf(),
+        template: Some(template.to_path_buf()),
         newsletter: Newsletter {
             name: "Fixture Weekly".into(),
             postal_address: "Fixture Street 1\n1000 AA Testville".into(),
