@@ -154,6 +154,8 @@ pub struct Delivery {
     pub smtp_password: Option<String>,
     /// A file holding the SMTP password.
     pub smtp_password_file: Option<PathBuf>,
+    /// A PEM file of a private CA to trust for the relay's certificate.
+    pub tls_ca_file: Option<PathBuf>,
     /// SMTP connections in flight.
     pub concurrency: u32,
     /// Global messages per second (0 = unlimited).
@@ -197,6 +199,7 @@ impl Default for Delivery {
             smtp_url: "smtp://127.0.0.1:25".into(),
             smtp_password: None,
             smtp_password_file: None,
+            tls_ca_file: None,
             concurrency: 8,
             rate_per_second: 0,
             per_domain: HashMap::new(),

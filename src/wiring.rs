@@ -159,6 +159,7 @@ pub(crate) fn transport(config: &Config) -> anyhow::Result<Transport> {
         TransportKind::File => Transport::file(&d.outbox_dir)?,
         TransportKind::Smtp => Transport::smtp(&SmtpSettings {
             url: d.smtp_url.clone(),
+            tls_ca_file: d.tls_ca_file.clone(),
             password: config.smtp_password()?,
             connections: d.concurrency,
             timeout: d.timeout,
@@ -226,13 +227,29 @@ pub(crate) fn worker(
     store: &Store,
     loader: Arc<dyn IssueLoader>,
 ) -> anyhow::Result<Arc<Worker>> {
-    Ok(Arc::new(Worker::new(
-        store.clone(),
+    Ok(worker_over(
+        config,
+        store,
+        loader,
         Arc::new(transport(config)?),
+    ))
+}
+
+/// [`worker`] over a transport already set up (`send` sets it up before
+/// it queues anything, so a bad `[delivery]` setting queues nothing).
+pub(crate) fn worker_over(
+    config: &Config,
+    store: &Store,
+    loader: Arc<dyn IssueLoader>,
+    transport: Arc<Transport>,
+) -> Arc<Worker> {
+    Arc::new(Worker::new(
+        store.clone(),
+        transport,
         Arc::new(throttle(config)),
         worker_settings(config),
         loader,
-    )))
+    ))
 }
 
 /// A worker for every issue in the queue, loading each from the store the

@@ -193,6 +193,8 @@ transport = "file"
 outbox_dir = "{DATA_DIR}/outbox"
 # smtp_url = "smtp://user@smtp.example.com:587?tls=required"
 #   password: LETTERPRESS_DELIVERY__SMTP_PASSWORD, or smtp_password_file
+#   smtp://host takes STARTTLS when offered; smtps://host:465 for implicit TLS
+# tls_ca_file = "relay-ca.pem"   (a private CA that signed the relay's certificate)
 # rate_per_second = 0        (0 = as fast as the relay takes them)
 
 [dkim]

@@ -142,6 +142,9 @@ async fn send_issue(
             );
             return Ok(ExitCode::SUCCESS);
         }
+        // Before anything is queued: a transport that cannot be set up
+        // (a bad smtp_url or tls_ca_file) leaves the store as it was.
+        let transport = Arc::new(wiring::transport(config)?);
         if !args.yes && !confirm(&composed, plan.audience, resuming)? {
             eprintln!("not sent");
             return Ok(ExitCode::FAILURE);
@@ -161,7 +164,7 @@ async fn send_issue(
             id: issue_id,
             messages,
         });
-        let worker = wiring::worker(config, store, loader)?;
+        let worker = wiring::worker_over(config, store, loader, transport);
         let stop = shutdown::on_signal();
         let deadline = tokio::time::Instant::now() + args.wait;
         let total = store
@@ -200,6 +203,12 @@ async fn send_issue(
                 "{} deliveries are still deferred; `letterpress worker`, `serve` or the next `send` will retry them",
                 counts.queued + counts.deferred + counts.sending
             );
+            // Why, once per distinct reason rather than once per delivery.
+            for (reason, n) in store.deferred_reasons(&composed.slug, 3).await? {
+                if !reason.is_empty() {
+                    eprintln!("  {n} waiting after: {}", letterpress_core::terminal_safe(&reason));
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -18,6 +18,7 @@ mod eai;
 mod file_transport;
 mod message;
 mod refusals;
+mod relay_tls;
 mod retries;
 mod sends;
 mod unsubscribe;

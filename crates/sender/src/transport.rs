@@ -9,7 +9,7 @@ use std::time::Duration;
 use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
 use crate::policy::{self, Happened, NoReply, Verdict};
-use crate::smtp::{SendError, SmtpClient, Stage, Target, TargetError};
+use crate::smtp::{SendError, SmtpClient, Stage, Target, TargetError, TrustedCa};
 
 /// Why a transport cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,14 @@ pub enum TransportError {
         url: String,
         /// Why.
         source: TargetError,
+    },
+    /// `delivery.tls_ca_file` cannot be read or holds no certificate.
+    #[error("delivery.tls_ca_file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The outbox folder cannot be created.
     #[error("cannot create delivery.outbox_dir {path}: {source}")]
@@ -70,9 +78,13 @@ pub enum Transport {
 /// SMTP connection settings.
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
-    /// `smtp://host:port` (plain), `smtp://user@host:587?tls=required`
-    /// (STARTTLS required) or `smtps://host:465` (implicit TLS).
+    /// `smtp://host:port` (STARTTLS when offered),
+    /// `smtp://user@host:587?tls=required` (STARTTLS required) or
+    /// `smtps://host:465` (implicit TLS).
     pub url: String,
+    /// A PEM file of a private CA to trust for the relay's certificate,
+    /// besides the public roots (`delivery.tls_ca_file`).
+    pub tls_ca_file: Option<PathBuf>,
     /// The AUTH password, from the environment, never from the TOML file.
     pub password: Option<String>,
     /// Connections kept open at most.
@@ -109,7 +121,19 @@ impl Transport {
         AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url).map_err(bad)?;
         // The password never belongs in the config file; it comes from the
         // environment and is used with the URL's user name.
-        let target = Target::from_url(&settings.url, settings.password.as_deref())
+        let ca = match &settings.tls_ca_file {
+            Some(path) => {
+                let ca_error = |reason: String| TransportError::CaFile {
+                    path: path.clone(),
+                    reason,
+                };
+                let pem =
+                    std::fs::read(path).map_err(|e| ca_error(format!("cannot read it: {e}")))?;
+                TrustedCa::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?
+            }
+            None => TrustedCa::default(),
+        };
+        let target = Target::from_url(&settings.url, settings.password.as_deref(), &ca)
             .map_err(|source| TransportError::Unusable { url: url(), source })?;
         Ok(Self::Smtp(SmtpClient::new(
             target,
@@ -248,7 +272,11 @@ fn happened(e: &SendError) -> Happened {
         SendError::Broken { .. } | SendError::Client { .. } | SendError::Connect(_) => {
             Happened::NoReply(NoReply::Network)
         }
-        SendError::Tls { .. } => Happened::NoReply(NoReply::Tls),
+        // The last two are settings to fix: retried, so that the
+        // deliveries go once they are fixed.
+        SendError::Tls { .. } | SendError::Untrusted { .. } | SendError::PlainAuth { .. } => {
+            Happened::NoReply(NoReply::Tls)
+        }
         SendError::Timeout { .. } => Happened::NoReply(NoReply::Timeout),
         // Refused here for good: retrying sends the same bytes to the
         // same relay.

@@ -440,6 +440,32 @@ impl Store {
             .collect())
     }
 
+    /// Why the issue `slug`'s deferred deliveries are waiting: each last
+    /// reply (or connection error) with how many deliveries it holds back,
+    /// the most common first, at most `limit` of them. A relay that cannot
+    /// be reached gives one line, however long the list.
+    pub async fn deferred_reasons(
+        &self,
+        slug: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(Option<String>, i64)> = with_pool!(self, |p| {
+            db::query_as(
+                "SELECT d.last_reply, COUNT(*) FROM deliveries d JOIN issues i ON i.id = d.issue_id \
+                 WHERE i.slug = $1 AND d.status = 'deferred' \
+                 GROUP BY d.last_reply ORDER BY COUNT(*) DESC, d.last_reply LIMIT $2",
+            )
+            .bind(slug)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(reply, n)| (reply.unwrap_or_default(), count(n)))
+            .collect())
+    }
+
     /// Puts an issue's failed deliveries back in the queue, due `now`
     /// (deliveries of forgotten subscribers stay failed). Returns how many.
     pub async fn retry_failed(&self, issue_id: i64, now: DateTime<Utc>) -> Result<u64, StoreError> {

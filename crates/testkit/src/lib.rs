@@ -7,6 +7,9 @@
 //!   `serve`, `send` or `worker` with its stderr lines and signals.
 //! - [`SmtpServer`]: the scripted relay that can defer, drop, stall, hold
 //!   replies and refuse a repeated EHLO.
+//! - [`Postfix`]: Debian's postfix as a private relay on loopback, with a
+//!   certificate from the test's own CA, STARTTLS required on one port and
+//!   implicit TLS on another; it relays to a [`SmtpServer`].
 //! - [`PgDb`]: a PostgreSQL database of its own per test, and [`sql`] to
 //!   run statements on a test database from outside letterpress.
 //! - [`quoted_printable::decode`]: a strict RFC 2045 decoder.
@@ -26,6 +29,7 @@ mod dkim;
 mod dns;
 mod install;
 pub mod mail;
+mod postfix;
 mod postgres;
 pub mod quoted_printable;
 pub mod require;
@@ -37,6 +41,7 @@ pub use dkim::{Dkimpy, Verdicts};
 pub use dns::DnsServer;
 pub use install::{Lp, NEWSLETTER, PUBLIC_URL, SECRET, Served, WEBHOOK_SECRET};
 pub use mail::{header, list_unsubscribe_token, text_body, token_after};
+pub use postfix::{Postfix, Session};
 pub use postgres::PgDb;
 pub use require::Dependency;
 pub use smtp::{Behavior, Received, SmtpServer};

@@ -26,7 +26,16 @@ pub(super) struct Conn {
 impl Conn {
     /// Opens a connection to `target`, secured and authenticated as it says.
     pub(super) async fn open(target: &Target, timeout: Duration) -> Result<Conn, SendError> {
+        Self::open_unnamed(target, timeout)
+            .await
+            .map_err(|e| e.for_host(&target.host))
+    }
+
+    async fn open_unnamed(target: &Target, timeout: Duration) -> Result<Conn, SendError> {
         let t = target;
+        // Whether the connection stays on this machine, where plain text
+        // exposes nothing (smtps is never plain, so it does not matter there).
+        let mut loopback = false;
         let mut conn = match &t.security {
             Security::Wrapper(params) => {
                 timed(
@@ -61,6 +70,9 @@ impl Conn {
                 // See the module documentation: without this, every message
                 // waits for a delayed ACK before its final dot goes out.
                 let _ = tcp.set_nodelay(true);
+                loopback = tcp
+                    .peer_addr()
+                    .is_ok_and(|a| a.ip().to_canonical().is_loopback());
                 timed(
                     timeout,
                     Stage::Session,
@@ -86,7 +98,13 @@ impl Conn {
                 )
                 .await?;
             }
-            _ => {}
+            Security::Opportunistic(_) | Security::Wrapper(_) => {}
+        }
+        if t.credentials.is_some() && !may_authenticate(conn.is_encrypted(), loopback) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.abort()).await;
+            return Err(SendError::PlainAuth {
+                host: t.host.clone(),
+            });
         }
         // Before AUTH: a new EHLO after it would, on some servers, forget it.
         let pipelining = offers_pipelining(&mut conn, target, timeout).await?;
@@ -110,6 +128,12 @@ impl Conn {
     pub(super) async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.abort()).await;
     }
+}
+
+/// Whether the AUTH password may be sent over this connection: when it is
+/// encrypted, or when it never leaves the machine.
+fn may_authenticate(encrypted: bool, loopback: bool) -> bool {
+    encrypted || loopback
 }
 
 /// Asks the server's EHLO keywords again and looks for PIPELINING
@@ -150,5 +174,27 @@ pub(super) async fn timed<T>(
             stage,
             after: timeout,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_authenticate;
+
+    #[test]
+    fn the_password_goes_only_over_tls_or_loopback() {
+        // (encrypted, loopback, may send the password)
+        for (encrypted, loopback, may) in [
+            (true, true, true),
+            (true, false, true),
+            (false, true, true),
+            (false, false, false),
+        ] {
+            assert_eq!(
+                may_authenticate(encrypted, loopback),
+                may,
+                "encrypted {encrypted}, loopback {loopback}"
+            );
+        }
     }
 }

@@ -33,6 +33,29 @@ pub enum SendError {
         /// lettre's error.
         source: SmtpError,
     },
+    /// The server's certificate did not verify (unknown CA, wrong name,
+    /// expired, ...).
+    #[error(
+        "the certificate of {host} is not trusted ({reason}); if the relay uses a private CA, \
+         set delivery.tls_ca_file to that CA's certificate (PEM)"
+    )]
+    Untrusted {
+        /// The host name (or address) the certificate was checked against.
+        host: String,
+        /// What rustls found wrong with it.
+        reason: String,
+    },
+    /// The connection is plain text (no STARTTLS offered) and the server
+    /// is not on a loopback address: the AUTH password is not sent.
+    #[error(
+        "refusing to send the AUTH password in plain text to {host}, which offers no STARTTLS: \
+         use smtps:// or ?tls=required in delivery.smtp_url (plain-text AUTH goes only to a \
+         loopback address)"
+    )]
+    PlainAuth {
+        /// The relay's host.
+        host: String,
+    },
     /// lettre would not go on with this server, e.g. `tls=required` and
     /// no STARTTLS offered, or no AUTH mechanism in common.
     #[error("cannot go on at {stage}: {source}")]
@@ -64,6 +87,33 @@ pub enum SendError {
     BareLineEnd(#[from] BareLineEnd),
 }
 
+/// What rustls said was wrong with the server's certificate, when that is
+/// why `e` happened: lettre keeps rustls's error inside an I/O error
+/// inside its own.
+fn certificate_error(e: &SmtpError) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(err) = cause {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static))
+            .unwrap_or(err);
+        if let Some(rustls::Error::InvalidCertificate(why)) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(match why {
+                rustls::CertificateError::UnknownIssuer => "issued by an unknown CA".to_string(),
+                other => other.to_string(),
+            });
+        }
+        cause = if std::ptr::addr_eq(inner, err) {
+            err.source()
+        } else {
+            Some(inner)
+        };
+    }
+    None
+}
+
 /// Whether the same message may succeed later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -83,12 +133,32 @@ impl SendError {
             let text = e.source().map(ToString::to_string).unwrap_or_default();
             return SendError::Refused(Reply::new(stage, u16::from(code), text));
         }
+        if let Some(reason) = certificate_error(&e) {
+            // Named for what it is, once: lettre's own words for it are
+            // "Connection error: invalid peer certificate: ...". The host
+            // is filled in by the caller that knows it (`for_host`).
+            return SendError::Untrusted {
+                host: String::new(),
+                reason,
+            };
+        }
         if e.is_tls() {
             SendError::Tls { stage, source: e }
         } else if e.is_client() {
             SendError::Client { stage, source: e }
         } else {
             SendError::Broken { stage, source: e }
+        }
+    }
+
+    /// Names `host` in an [`SendError::Untrusted`] made without it.
+    pub(super) fn for_host(self, host: &str) -> SendError {
+        match self {
+            SendError::Untrusted { reason, .. } => SendError::Untrusted {
+                host: host.to_string(),
+                reason,
+            },
+            other => other,
         }
     }
 
@@ -117,7 +187,9 @@ impl SendError {
             | Self::Tls { stage, .. }
             | Self::Client { stage, .. }
             | Self::Timeout { stage, .. } => Some(*stage),
-            Self::Connect(_) => Some(Stage::Session),
+            Self::Connect(_) | Self::Untrusted { .. } | Self::PlainAuth { .. } => {
+                Some(Stage::Session)
+            }
             Self::Unsupported(_) | Self::BareLineEnd(_) => None,
         }
     }

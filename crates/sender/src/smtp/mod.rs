@@ -25,6 +25,13 @@
 //!   instead of four. lettre does not keep the EHLO keywords it does not
 //!   know, so each new connection asks with one more EHLO.
 //!
+//! TLS: `smtp://host` (or `?tls=opportunistic`) takes STARTTLS whenever
+//! the server offers it, `?tls=required` fails without it, `smtps://` is
+//! TLS from the first byte; the certificate is verified in every mode,
+//! against the public roots and `delivery.tls_ca_file`. AUTH never goes
+//! over a plain-text connection to a server that is not on a loopback
+//! address ([`SendError::PlainAuth`]).
+//!
 //! Implicit TLS (`smtps://`) connections are opened by lettre (it owns the
 //! TLS setup there), so they keep Nagle's algorithm.
 //!
@@ -47,5 +54,5 @@ mod wire;
 pub use error::{Class, SendError};
 pub use pool::SmtpClient;
 pub use reply::{EnhancedCode, Reply, Stage};
-pub use target::{Target, TargetError};
+pub use target::{Target, TargetError, TrustedCa};
 pub use wire::BareLineEnd;

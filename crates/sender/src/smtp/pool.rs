@@ -160,6 +160,8 @@ fn stale(e: &SendError) -> bool {
         SendError::Broken { .. } => true,
         SendError::Refused(_)
         | SendError::Tls { .. }
+        | SendError::Untrusted { .. }
+        | SendError::PlainAuth { .. }
         | SendError::Client { .. }
         | SendError::Timeout { .. }
         | SendError::Connect(_)
