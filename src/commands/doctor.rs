@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use letterpress_dkim::RsaKey;
 
+use letterpress_sender::{Probe, ProbedTls, Transport};
+
 use crate::config::{Config, TransportKind};
 use crate::dns::{self, Found, Lookup};
 
@@ -243,6 +245,12 @@ async fn dkim_and_dns(config: &Config, resolver: Option<&str>, checks: &mut Vec<
     }
 }
 
+/// The smallest SIZE limit a relay may advertise for an issue: the HTML
+/// part stays under 102 KB (Gmail clips past it), and with its text twin,
+/// the quoted-printable encoding and the headers a message is a few
+/// hundred KB at most. A relay below this would refuse some issues.
+const MIN_RELAY_SIZE: u64 = 1024 * 1024;
+
 async fn relay(config: &Config, checks: &mut Vec<Check>) {
     if config.delivery.transport != TransportKind::Smtp {
         checks.push(check(
@@ -250,7 +258,142 @@ async fn relay(config: &Config, checks: &mut Vec<Check>) {
             "delivery.transport",
             "file: messages are written to delivery.outbox_dir, not sent; set transport = \"smtp\" and smtp_url",
         ));
+        return;
     }
+    let url = letterpress_core::redact_url(&config.delivery.smtp_url);
+    let client = match crate::wiring::transport(config) {
+        Ok(Transport::Smtp(client)) => client,
+        Ok(Transport::File { .. }) => return,
+        Err(e) => {
+            checks.push(check(
+                Verdict::Fail,
+                "relay settings",
+                crate::error_message(&e),
+            ));
+            return;
+        }
+    };
+    let probe = client.probe().await;
+    for row in relay_rows(&url, &probe) {
+        checks.push(row);
+    }
+}
+
+/// The relay's rows of the table, from one probe session.
+fn relay_rows(url: &str, probe: &Probe) -> Vec<Check> {
+    let mut rows = Vec::new();
+    match &probe.connected {
+        Ok(name) => rows.push(check(
+            Verdict::Pass,
+            "relay answers EHLO",
+            format!("{url}: {name}"),
+        )),
+        Err(e) => {
+            rows.push(check(
+                Verdict::Fail,
+                "relay answers EHLO",
+                format!("{url}: {e}; check the host and port of delivery.smtp_url"),
+            ));
+            return rows;
+        }
+    }
+    match &probe.tls {
+        Some(ProbedTls::Implicit) => {
+            rows.push(check(Verdict::Pass, "relay TLS", "implicit TLS (smtps), certificate verified"))
+        }
+        Some(ProbedTls::StartTls) => {
+            rows.push(check(Verdict::Pass, "relay TLS", "STARTTLS, certificate verified"))
+        }
+        Some(ProbedTls::NotOffered) => rows.push(check(
+            if probe.loopback { Verdict::Warn } else { Verdict::Fail },
+            "relay TLS",
+            if probe.loopback {
+                "no STARTTLS offered: plain text, acceptable only because the relay is on this machine"
+            } else {
+                "no STARTTLS offered: messages and the AUTH password would cross the network in plain \
+                 text; enable TLS on the relay, or use its smtps:// port in delivery.smtp_url"
+            },
+        )),
+        Some(ProbedTls::Failed(e)) => {
+            rows.push(check(Verdict::Fail, "relay TLS", e.to_string()));
+            return rows;
+        }
+        None => return rows,
+    }
+    rows.push(match &probe.auth {
+        Some(Ok(())) => check(
+            Verdict::Pass,
+            "relay accepts AUTH",
+            "with the user of delivery.smtp_url",
+        ),
+        Some(Err(e @ letterpress_sender::SendError::PlainAuth { .. })) => {
+            check(Verdict::Fail, "relay accepts AUTH", e.to_string())
+        }
+        Some(Err(e)) => check(
+            Verdict::Fail,
+            "relay accepts AUTH",
+            format!(
+                "{e}; check the user in delivery.smtp_url and the password \
+                 (LETTERPRESS_DELIVERY__SMTP_PASSWORD or delivery.smtp_password_file)"
+            ),
+        ),
+        None if probe.offers("AUTH") => check(
+            Verdict::Warn,
+            "relay accepts AUTH",
+            "the relay offers AUTH but delivery.smtp_url names no user: it may refuse to relay; \
+             use smtp://USER@host and LETTERPRESS_DELIVERY__SMTP_PASSWORD",
+        ),
+        None => check(
+            Verdict::Pass,
+            "relay accepts AUTH",
+            "no AUTH configured or asked for",
+        ),
+    });
+    rows.push(if probe.offers("PIPELINING") {
+        check(
+            Verdict::Pass,
+            "relay PIPELINING",
+            "offered: two round trips a message",
+        )
+    } else {
+        check(
+            Verdict::Warn,
+            "relay PIPELINING",
+            "not offered: four round trips a message, so a large list sends slower; \
+             raise delivery.concurrency, or enable PIPELINING on the relay",
+        )
+    });
+    rows.push(if probe.offers("8BITMIME") {
+        check(Verdict::Pass, "relay 8BITMIME", "offered")
+    } else {
+        check(
+            Verdict::Warn,
+            "relay 8BITMIME",
+            "not offered: a 7-bit relay; messages with a non-ASCII address or header cannot go \
+             through it (they fail); enable 8BITMIME and SMTPUTF8 on the relay",
+        )
+    });
+    rows.push(match probe.keyword("SIZE").map(|v| v.parse::<u64>()) {
+        Some(Ok(0)) => check(Verdict::Pass, "relay SIZE", "no limit"),
+        Some(Ok(n)) if n >= MIN_RELAY_SIZE => {
+            check(Verdict::Pass, "relay SIZE", format!("{n} bytes"))
+        }
+        Some(Ok(n)) => check(
+            Verdict::Fail,
+            "relay SIZE",
+            format!(
+                "{n} bytes: an issue can be several hundred KB and would be refused; \
+                 raise the relay's limit to at least {MIN_RELAY_SIZE} bytes \
+                 (postfix: message_size_limit)"
+            ),
+        ),
+        Some(Err(_)) | None => check(
+            Verdict::Warn,
+            "relay SIZE",
+            "the relay advertises no SIZE limit, so a too-large issue is only found when it is refused",
+        ),
+    });
+    rows
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod check;
 mod config;
+mod doctor_relay;
 #[cfg(unix)]
 mod files;
 mod import;

@@ -163,3 +163,56 @@ async fn a_ca_file_without_a_certificate_is_refused_before_sending() {
         "nothing was queued"
     );
 }
+
+/// `doctor` against postfix: its TLS row passes with the CA (STARTTLS
+/// and smtps alike) and fails without it, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_relay_certificate() {
+    let smtp = SmtpServer::start().await;
+    let Some(postfix) = Postfix::start(smtp.port) else {
+        return;
+    };
+    let mut lp = lp();
+    lp.set("LETTERPRESS_DELIVERY__TRANSPORT", "smtp");
+    let tls_row = |out: &std::process::Output| {
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        table
+            .lines()
+            .find(|l| l.contains("relay TLS"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no relay TLS row:\n{table}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_string()
+    };
+    for (url, says) in [
+        (
+            format!("smtp://127.0.0.1:{}", postfix.starttls_port),
+            "STARTTLS, certificate verified",
+        ),
+        (
+            format!("smtps://127.0.0.1:{}", postfix.smtps_port),
+            "implicit TLS (smtps), certificate verified",
+        ),
+    ] {
+        lp.set("LETTERPRESS_DELIVERY__SMTP_URL", &url);
+        lp.set(
+            "LETTERPRESS_DELIVERY__TLS_CA_FILE",
+            postfix.ca_file().to_str().unwrap(),
+        );
+        let row = tls_row(&lp.run(&["doctor"]).await);
+        assert!(
+            row.starts_with("pass") && row.contains(says),
+            "{url}: {row}"
+        );
+
+        lp.unset("LETTERPRESS_DELIVERY__TLS_CA_FILE");
+        let row = tls_row(&lp.run(&["doctor"]).await);
+        assert!(
+            row.starts_with("FAIL") && row.contains("set delivery.tls_ca_file"),
+            "{url} without the CA: {row}"
+        );
+    }
+}

@@ -24,7 +24,8 @@ pub use message::{
 pub use policy::{Happened, NoReply, Verdict};
 pub use retry::RetryPolicy;
 pub use smtp::{
-    BareLineEnd, Class, EnhancedCode, Reply, SendError, SmtpClient, Stage, TargetError, TrustedCa,
+    BareLineEnd, Class, EnhancedCode, Probe, ProbedTls, Reply, SendError, SmtpClient, Stage,
+    TargetError, TrustedCa,
 };
 pub use throttle::Throttle;
 pub use transport::{Attempt, SmtpSettings, Transport, TransportError, outbox_file_stem};

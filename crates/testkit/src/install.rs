@@ -119,6 +119,12 @@ impl Lp {
         self
     }
 
+    /// Unsets one variable.
+    pub fn unset(&mut self, key: &str) -> &mut Lp {
+        self.vars.remove(key);
+        self
+    }
+
     /// A path inside the installation's directory.
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)

@@ -1,7 +1,7 @@
 //! A small real SMTP server for the end-to-end tests, in the test process.
 //!
-//! It speaks enough ESMTP for lettre (EHLO, MAIL, RCPT, DATA, RSET, NOOP,
-//! QUIT) over real TCP, and lets a test script its answers per recipient:
+//! It speaks enough ESMTP for lettre (EHLO, AUTH PLAIN, MAIL, RCPT, DATA,
+//! RSET, NOOP, QUIT) over real TCP, and lets a test script its answers per recipient:
 //! accept, reply with any code at RCPT or after DATA, drop the connection,
 //! or stall. Written for the tests rather than taken from a crate because
 //! the scripted failures (drop mid-transaction, stall, 421) are the point,
@@ -91,6 +91,12 @@ struct State {
     reused_mail_reply: Option<(String, u32)>,
     /// How many times that reply was given.
     reused_mail_replies: usize,
+    /// Offer AUTH PLAIN and accept only this user and password.
+    auth: Option<(String, String)>,
+    /// AUTH commands answered 235 (accepted).
+    auths_accepted: usize,
+    /// The SIZE limit EHLO advertises (default 10 MiB).
+    size: Option<u64>,
 }
 
 /// A running server; dropped with the test's runtime.
@@ -186,6 +192,23 @@ impl SmtpServer {
     /// [`SmtpServer::reply_to_mail_on_a_reused_connection`] was given.
     pub fn reused_mail_replies(&self) -> usize {
         self.state.lock().unwrap().reused_mail_replies
+    }
+
+    /// From now on, EHLO offers `AUTH PLAIN`, and AUTH succeeds only with
+    /// this user and password (535 otherwise).
+    pub fn require_auth(&self, user: &str, password: &str) {
+        self.state.lock().unwrap().auth = Some((user.to_string(), password.to_string()));
+    }
+
+    /// AUTH commands the server accepted so far.
+    pub fn auths_accepted(&self) -> usize {
+        self.state.lock().unwrap().auths_accepted
+    }
+
+    /// From now on, EHLO advertises `SIZE limit` (a relay that takes only
+    /// small messages).
+    pub fn with_size_limit(&self, limit: u64) {
+        self.state.lock().unwrap().size = Some(limit);
     }
 
     /// From now on, a session's second EHLO is refused with 503.
@@ -311,10 +334,16 @@ impl SmtpServer {
                 ehlos += 1;
                 // Commands are read line by line, so pipelined ones (RFC
                 // 2920) are simply answered in turn.
-                let (no_pipelining, seven_bit_only) = {
+                let (no_pipelining, seven_bit_only, auth, size) = {
                     let st = self.state.lock().unwrap();
-                    (st.no_pipelining, st.seven_bit_only)
+                    (
+                        st.no_pipelining,
+                        st.seven_bit_only,
+                        st.auth.is_some(),
+                        st.size.unwrap_or(10_485_760),
+                    )
                 };
+                let auth = if auth { "250-AUTH PLAIN\r\n" } else { "" };
                 let pipelining = if no_pipelining {
                     ""
                 } else {
@@ -327,10 +356,38 @@ impl SmtpServer {
                 };
                 write
                     .write_all(
-                        format!("250-test.local\r\n{pipelining}{eight_bit}250 SIZE 10485760\r\n")
-                            .as_bytes(),
+                        format!(
+                            "250-test.local\r\n{pipelining}{eight_bit}{auth}250 SIZE {size}\r\n"
+                        )
+                        .as_bytes(),
                     )
                     .await?;
+            } else if upper.starts_with("AUTH PLAIN") {
+                let expected = self.state.lock().unwrap().auth.clone();
+                let given = cmd
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|b64| {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD.decode(b64).ok()
+                    })
+                    .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+                let ok = match (expected, given) {
+                    (Some((user, password)), Some(given)) => {
+                        given == format!("\0{user}\0{password}")
+                    }
+                    _ => false,
+                };
+                if ok {
+                    self.state.lock().unwrap().auths_accepted += 1;
+                    write
+                        .write_all(b"235 2.7.0 Authentication successful\r\n")
+                        .await?;
+                } else {
+                    write
+                        .write_all(b"535 5.7.8 Authentication credentials invalid\r\n")
+                        .await?;
+                }
             } else if upper.starts_with("HELO") {
                 write.write_all(b"250 test.local\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {

@@ -145,20 +145,196 @@ async fn offers_pipelining(
     target: &Target,
     timeout: Duration,
 ) -> Result<bool, SendError> {
+    Ok(ehlo_keywords(conn, target, timeout)
+        .await?
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case("PIPELINING")))
+}
+
+/// The lines of a fresh EHLO reply after the greeting line, e.g.
+/// `PIPELINING`, `SIZE 10240000`; none when the server refuses a repeated
+/// EHLO.
+async fn ehlo_keywords(
+    conn: &mut AsyncSmtpConnection,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Vec<String>, SendError> {
     let ehlo = conn.command(format!("EHLO {}\r\n", target.hello));
     let reply = match timed(timeout, Stage::Session, ehlo).await {
         Ok(reply) => reply,
         Err(SendError::Refused(refusal)) => {
             tracing::debug!(reply = %refusal, "the server refused a second EHLO; not pipelining");
-            return Ok(false);
+            return Ok(Vec::new());
         }
         Err(e) => return Err(e),
     };
-    Ok(reply.message().skip(1).any(|line| {
-        line.split_whitespace()
-            .next()
-            .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
-    }))
+    Ok(reply.message().skip(1).map(str::to_string).collect())
+}
+
+/// How the probe's connection was secured.
+#[derive(Debug)]
+pub enum ProbedTls {
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// STARTTLS, offered and done.
+    StartTls,
+    /// The server offers no STARTTLS (and the URL does not require it).
+    NotOffered,
+    /// TLS was tried and failed (a certificate that does not verify, or
+    /// `tls=required` and no STARTTLS).
+    Failed(SendError),
+}
+
+/// What `letterpress doctor` learns of the relay in one session, step by
+/// step: each step's outcome, and the steps after a failed one left empty.
+#[derive(Debug)]
+pub struct Probe {
+    /// Connected, greeted and answered EHLO (the server's name on success).
+    pub connected: Result<String, SendError>,
+    /// How the connection was secured (`None` when it never got that far).
+    pub tls: Option<ProbedTls>,
+    /// The EHLO keywords on the (secured) connection, e.g. `SIZE 10240000`.
+    pub keywords: Vec<String>,
+    /// The AUTH outcome; `None` when no credentials are configured or the
+    /// session ended before.
+    pub auth: Option<Result<(), SendError>>,
+    /// Whether the server is on a loopback address.
+    pub loopback: bool,
+}
+
+impl Probe {
+    /// Whether an EHLO keyword (e.g. `PIPELINING`) is offered.
+    pub fn offers(&self, keyword: &str) -> bool {
+        self.keyword(keyword).is_some()
+    }
+
+    /// The parameter of an EHLO keyword, e.g. `10240000` of `SIZE
+    /// 10240000` (an empty string for a keyword without one).
+    pub fn keyword(&self, keyword: &str) -> Option<&str> {
+        self.keywords.iter().find_map(|line| {
+            let mut words = line.splitn(2, ' ');
+            let k = words.next()?;
+            k.eq_ignore_ascii_case(keyword)
+                .then(|| words.next().unwrap_or("").trim())
+        })
+    }
+}
+
+/// Opens one session to `target` as [`Conn::open`] would and reports each
+/// step instead of stopping at the first failure; ends it with QUIT.
+pub(super) async fn probe(target: &Target, timeout: Duration) -> Probe {
+    let t = target;
+    let mut probe = Probe {
+        connected: Ok(String::new()),
+        tls: None,
+        keywords: Vec::new(),
+        auth: None,
+        loopback: false,
+    };
+    let opened = match &t.security {
+        Security::Wrapper(params) => timed(
+            timeout,
+            Stage::Session,
+            AsyncSmtpConnection::connect_tokio1(
+                (t.host.as_str(), t.port),
+                Some(timeout),
+                &t.hello,
+                Some(params.clone()),
+                None,
+            ),
+        )
+        .await
+        .map(|c| (c, false)),
+        _ => match tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((t.host.as_str(), t.port)),
+        )
+        .await
+        {
+            Ok(Ok(tcp)) => {
+                let loopback = tcp
+                    .peer_addr()
+                    .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+                timed(
+                    timeout,
+                    Stage::Session,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello),
+                )
+                .await
+                .map(|c| (c, loopback))
+            }
+            Ok(Err(e)) => Err(SendError::Connect(e)),
+            Err(_) => Err(SendError::Timeout {
+                stage: Stage::Session,
+                after: timeout,
+            }),
+        },
+    };
+    let mut conn = match opened {
+        Ok((conn, loopback)) => {
+            probe.loopback = loopback;
+            conn
+        }
+        Err(e) => {
+            let e = e.for_host(&t.host);
+            if matches!(t.security, Security::Wrapper(_))
+                && matches!(e, SendError::Untrusted { .. } | SendError::Tls { .. })
+            {
+                // With implicit TLS the handshake comes before any SMTP.
+                probe.connected = Ok(String::new());
+                probe.tls = Some(ProbedTls::Failed(e));
+            } else {
+                probe.connected = Err(e);
+            }
+            return probe;
+        }
+    };
+    probe.connected = Ok(conn.server_info().name().to_string());
+    let tls = match &t.security {
+        Security::Wrapper(_) => Ok(ProbedTls::Implicit),
+        Security::Opportunistic(_) if !conn.can_starttls() => Ok(ProbedTls::NotOffered),
+        Security::Opportunistic(params) | Security::Required(params) => timed(
+            timeout,
+            Stage::Session,
+            conn.starttls(params.clone(), &t.hello),
+        )
+        .await
+        .map(|()| ProbedTls::StartTls),
+    };
+    match tls {
+        Ok(tls) => probe.tls = Some(tls),
+        Err(e) => {
+            probe.tls = Some(ProbedTls::Failed(e.for_host(&t.host)));
+            // Dropped, not QUIT: after a failed handshake lettre has no
+            // stream left to write to (and panics if asked to).
+            drop(conn);
+            return probe;
+        }
+    }
+    match ehlo_keywords(&mut conn, target, timeout).await {
+        Ok(keywords) => probe.keywords = keywords,
+        Err(e) => {
+            probe.connected = Err(e);
+            return probe;
+        }
+    }
+    if let Some(credentials) = &t.credentials {
+        probe.auth = Some(if may_authenticate(conn.is_encrypted(), probe.loopback) {
+            timed(
+                timeout,
+                Stage::Session,
+                conn.auth(DEFAULT_MECHANISMS, credentials),
+            )
+            .await
+            .map(|_| ())
+        } else {
+            Err(SendError::PlainAuth {
+                host: t.host.clone(),
+            })
+        });
+    }
+    let _ = tokio::time::timeout(timeout, conn.quit()).await;
+    probe
 }
 
 /// `step` of `stage`, its failure typed, and failing with

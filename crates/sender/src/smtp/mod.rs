@@ -51,6 +51,7 @@ mod target;
 mod transaction;
 mod wire;
 
+pub use connection::{Probe, ProbedTls};
 pub use error::{Class, SendError};
 pub use pool::SmtpClient;
 pub use reply::{EnhancedCode, Reply, Stage};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lettre::address::Envelope;
 use lettre::transport::smtp::response::Response;
 
-use super::connection::Conn;
+use super::connection::{Conn, Probe};
 use super::error::SendError;
 use super::reply::Stage;
 use super::target::Target;
@@ -41,6 +41,12 @@ impl SmtpClient {
             max_idle: max_idle.max(1),
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// One session to the relay, step by step, for `letterpress doctor`
+    /// (see [`Probe`]); nothing is sent.
+    pub async fn probe(&self) -> Probe {
+        super::connection::probe(&self.target, self.timeout).await
     }
 
     /// Sends `message` (headers and body, CRLF line ends) to the envelope's
