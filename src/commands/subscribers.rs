@@ -1,8 +1,9 @@
 //! `letterpress subscribers add | import | export | list | remove`.
 
 mod csv_file;
+mod providers;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
@@ -17,6 +18,7 @@ use letterpress_store::{
 use serde_json::{Map, Value};
 
 use self::csv_file::{LineIndex, neutralise, restore};
+use self::providers::Format;
 use crate::cli::SubscribersCommand;
 use crate::config::Config;
 use crate::wiring;
@@ -141,6 +143,8 @@ fn mode(resubscribe: bool) -> UpsertMode {
 /// so listmonk exports (`email,name,attributes,status`) and Mailchimp
 /// exports (`Email Address,First Name,Last Name,TAGS`) import as they are.
 struct Columns {
+    /// Whose export it is, by its header row.
+    format: Format,
     email: usize,
     name: Option<usize>,
     first_name: Option<usize>,
@@ -232,12 +236,23 @@ impl Columns {
                 file.display()
             )
         })?;
+        let format = providers::detect(&norm);
         let name = find("name", &["name", "full name", "full_name"])?;
         let first_name = find("first name", &["first name", "first_name", "fname"])?;
         let last_name = find("last name", &["last name", "last_name", "lname"])?;
-        let tags = find("tags", &["tags", "tag"])?;
-        let status = find("status", &["status", "subscription status"])?;
-        let attributes = find("attributes", &["attributes", "attribs"])?;
+        let tags = find("tags", &["tags", "tag", "labels"])?;
+        let status = match format.status_column() {
+            Some(column) if format != Format::Generic => find(column, &[column])?,
+            Some(_) => find("status", &["status", "subscription status"])?,
+            None => None,
+        };
+        // Keila keeps its custom fields as a JSON object in `Data`.
+        let attribute_names: &[&str] = if format == Format::Keila {
+            &["attributes", "attribs", "data"]
+        } else {
+            &["attributes", "attribs"]
+        };
+        let attributes = find("attributes", attribute_names)?;
         let source = find("source", &["source"])?;
         let used = [
             Some(email),
@@ -258,6 +273,7 @@ impl Columns {
             .map(|(i, _)| (i, headers.get(i).unwrap_or("").trim().to_string()))
             .collect();
         Ok(Self {
+            format,
             email,
             name,
             first_name,
@@ -274,7 +290,7 @@ impl Columns {
     /// One record to a subscriber, or the reason it is rejected. Cells are
     /// read as `export` wrote them: a spreadsheet formula's neutralising
     /// `'` comes off ([`restore`]).
-    fn parse(&self, record: &csv::StringRecord) -> Result<NewSubscriber, String> {
+    fn parse(&self, record: &csv::StringRecord) -> Result<Parsed, String> {
         if record.len() != self.width {
             return Err(format!(
                 "expected {} fields, found {}",
@@ -288,6 +304,9 @@ impl Columns {
                 .filter(|s| !s.is_empty())
         };
         let raw_email = restore(record.get(self.email).unwrap_or("").trim());
+        if providers::is_placeholder(self.format, raw_email) {
+            return Ok(Parsed::Placeholder);
+        }
         let email = SubscriberEmail::parse(raw_email).map_err(|e| e.to_string())?;
         let name = match get(self.name).map(SubscriberName::parse).transpose() {
             Ok(Some(Some(name))) => Some(name),
@@ -309,7 +328,17 @@ impl Columns {
                     .collect()
             })
             .unwrap_or_default();
-        let status = get(self.status).map(parse_status).transpose()?;
+        let raw_status = get(self.status);
+        let status = providers::map_status(self.format, raw_status)?;
+        let mapping = match (raw_status, self.format.status_column()) {
+            (Some(raw), Some(column)) => format!("{column} {raw:?}"),
+            (None, Some(column)) if self.status.is_some() => format!("{column} empty"),
+            _ => "no status column".to_string(),
+        };
+        let mapping = (
+            mapping,
+            status.map_or("active, or as already here", |s| s.as_str()),
+        );
         let mut attributes = match get(self.attributes) {
             Some(json) => match serde_json::from_str::<Value>(json) {
                 Ok(Value::Object(m)) => m,
@@ -322,15 +351,26 @@ impl Columns {
                 attributes.insert(header.clone(), Value::String(v.to_string()));
             }
         }
-        Ok(NewSubscriber {
-            email,
-            name,
-            tags,
-            attributes,
-            status,
-            source: get(self.source).unwrap_or("import").to_string(),
-        })
+        Ok(Parsed::Row(
+            NewSubscriber {
+                email,
+                name,
+                tags,
+                attributes,
+                status,
+                source: get(self.source).unwrap_or("import").to_string(),
+            },
+            mapping,
+        ))
     }
+}
+
+/// One record as read.
+enum Parsed {
+    /// A subscriber, and (the provider's state, what it became here).
+    Row(NewSubscriber, (String, &'static str)),
+    /// A Substack stand-in for a deleted reader: skipped, not rejected.
+    Placeholder,
 }
 
 /// Status names of letterpress, listmonk and Mailchimp exports.
@@ -365,7 +405,24 @@ async fn import(
     if strict && !dry_run && !refused {
         pass = read_into(store, file, mode, false).await?;
     }
-    let Pass { summary, spans } = pass;
+    let Pass {
+        summary,
+        spans,
+        format,
+        mapped,
+        placeholders,
+    } = pass;
+    // What the file was taken for, and what each of its states became:
+    // the operator checks this (with --dry-run first) before trusting it.
+    eprintln!("{}: {}", file.display(), format.name());
+    for ((state, status), n) in &mapped {
+        eprintln!("  {} -> {status}: {n}", terminal_safe(state));
+    }
+    if placeholders > 0 {
+        eprintln!(
+            "  {placeholders} skipped: Substack's placeholders for deleted readers (@deletion-request.substack.com)"
+        );
+    }
     for (line, reason) in &summary.rejected {
         match spans.get(line) {
             Some(last) => eprintln!("{}: lines {line}-{last}: {reason}", file.display()),
@@ -400,6 +457,12 @@ struct Pass {
     summary: ImportSummary,
     /// The last line of each rejected record that spans several, by its first.
     spans: HashMap<u64, u64>,
+    /// Whose export the file is.
+    format: Format,
+    /// Rows read per (provider state, what it became here).
+    mapped: BTreeMap<(String, &'static str), u64>,
+    /// Substack placeholders skipped.
+    placeholders: u64,
 }
 
 /// Reads `file` into the store (or, with `dry_run`, through it).
@@ -431,55 +494,75 @@ async fn read_into(
     let mut spans = HashMap::new();
     // An iterator over the file, read as the store consumes it: the file
     // is never in memory as a whole.
+    let mut mapped: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    let mut placeholders = 0u64;
     let rows = std::iter::from_fn(|| {
-        let line = csv.position().line() + 1;
-        let (result, start) = match csv.read_record(&mut record) {
-            Ok(true) => {
-                let end = csv.position().byte();
-                // csv-core ends a quoted field left open at the end of the
-                // file without complaint, with every line after the quote
-                // inside it: the row is wrong, and so are the rows it ate.
-                let result = if lines.unterminated_at(end) {
-                    Err(
-                        "a quote opened here is never closed, so every line up to the end \
-                         of the file was read as one row; none of them is imported"
-                            .to_string(),
-                    )
-                } else {
-                    columns.parse(&record)
-                };
-                (result, record.position().map(|p| p.byte()))
-            }
-            Ok(false) => return None,
-            Err(e) => match e.kind() {
-                csv::ErrorKind::Utf8 { pos, .. } => (
-                    Err("is not valid UTF-8".to_string()),
-                    pos.as_ref().map(|p| p.byte()),
-                ),
-                _ => {
-                    read_error = Some(anyhow!("{}: {e}", file.display()));
-                    return None;
+        loop {
+            let line = csv.position().line() + 1;
+            let (result, start) = match csv.read_record(&mut record) {
+                Ok(true) => {
+                    let end = csv.position().byte();
+                    // csv-core ends a quoted field left open at the end of the
+                    // file without complaint, with every line after the quote
+                    // inside it: the row is wrong, and so are the rows it ate.
+                    let result = if lines.unterminated_at(end) {
+                        Err(
+                            "a quote opened here is never closed, so every line up to the end \
+                             of the file was read as one row; none of them is imported"
+                                .to_string(),
+                        )
+                    } else {
+                        match columns.parse(&record) {
+                            Ok(Parsed::Row(row, mapping)) => {
+                                *mapped.entry(mapping).or_default() += 1;
+                                Ok(row)
+                            }
+                            Ok(Parsed::Placeholder) => {
+                                placeholders += 1;
+                                continue;
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    (result, record.position().map(|p| p.byte()))
                 }
-            },
-        };
-        let (first, last) = match start {
-            Some(start) => lines.lines_of(start, csv.position().byte()),
-            None => (line, line),
-        };
-        // A rejected record names every line it took.
-        if result.is_err() && last > first {
-            spans.insert(first, last);
+                Ok(false) => return None,
+                Err(e) => match e.kind() {
+                    csv::ErrorKind::Utf8 { pos, .. } => (
+                        Err("is not valid UTF-8".to_string()),
+                        pos.as_ref().map(|p| p.byte()),
+                    ),
+                    _ => {
+                        read_error = Some(anyhow!("{}: {e}", file.display()));
+                        return None;
+                    }
+                },
+            };
+            let (first, last) = match start {
+                Some(start) => lines.lines_of(start, csv.position().byte()),
+                None => (line, line),
+            };
+            // A rejected record names every line it took.
+            if result.is_err() && last > first {
+                spans.insert(first, last);
+            }
+            return Some(ImportRow {
+                line: first,
+                result,
+            });
         }
-        Some(ImportRow {
-            line: first,
-            result,
-        })
     });
     let summary = store.import(rows, mode, dry_run).await?;
     if let Some(e) = read_error {
         return Err(e);
     }
-    Ok(Pass { summary, spans })
+    Ok(Pass {
+        summary,
+        spans,
+        format: columns.format,
+        mapped,
+        placeholders,
+    })
 }
 
 /// Writes every subscriber as CSV in a form `import` reads back. A cell a

@@ -11,6 +11,7 @@ mod doctor_relay;
 #[cfg(unix)]
 mod files;
 mod import;
+mod import_providers;
 mod init;
 mod render;
 mod subscribers;
