@@ -145,6 +145,8 @@ fn mode(resubscribe: bool) -> UpsertMode {
 struct Columns {
     /// Whose export it is, by its header row.
     format: Format,
+    /// The header names, lower-cased (the status column's, in messages).
+    status_name: Vec<String>,
     email: usize,
     name: Option<usize>,
     first_name: Option<usize>,
@@ -238,14 +240,16 @@ impl Columns {
         })?;
         let format = providers::detect(&norm);
         let name = find("name", &["name", "full name", "full_name"])?;
-        let first_name = find("first name", &["first name", "first_name", "fname"])?;
-        let last_name = find("last name", &["last name", "last_name", "lname"])?;
+        let first_name = find(
+            "first name",
+            &["first name", "first_name", "firstname", "fname"],
+        )?;
+        let last_name = find(
+            "last name",
+            &["last name", "last_name", "lastname", "lname"],
+        )?;
         let tags = find("tags", &["tags", "tag", "labels"])?;
-        let status = match format.status_column() {
-            Some(column) if format != Format::Generic => find(column, &[column])?,
-            Some(_) => find("status", &["status", "subscription status"])?,
-            None => None,
-        };
+        let status = find("status", format.status_columns())?;
         // Keila keeps its custom fields as a JSON object in `Data`.
         let attribute_names: &[&str] = if format == Format::Keila {
             &["attributes", "attribs", "data"]
@@ -274,6 +278,7 @@ impl Columns {
             .collect();
         Ok(Self {
             format,
+            status_name: norm.clone(),
             email,
             name,
             first_name,
@@ -330,10 +335,14 @@ impl Columns {
             .unwrap_or_default();
         let raw_status = get(self.status);
         let status = providers::map_status(self.format, raw_status)?;
-        let mapping = match (raw_status, self.format.status_column()) {
+        let column = self
+            .status
+            .and_then(|i| self.status_name.get(i))
+            .map(String::as_str);
+        let mapping = match (raw_status, column) {
             (Some(raw), Some(column)) => format!("{column} {raw:?}"),
-            (None, Some(column)) if self.status.is_some() => format!("{column} empty"),
-            _ => "no status column".to_string(),
+            (None, Some(column)) => format!("{column} empty"),
+            (_, None) => "no status column".to_string(),
         };
         let mapping = (
             mapping,

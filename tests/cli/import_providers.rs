@@ -142,7 +142,7 @@ async fn buttondown_types_and_semicolon_tags() {
         "Buttondown export",
         &[
             "subscriber_type \"regular\" -> active: 2",
-            "subscriber_type \"spammy\" -> complained: 1",
+            "subscriber_type \"spammy\" -> unsubscribed: 1",
             "subscriber_type \"undeliverable\" -> bounced: 1",
         ],
         &[
@@ -150,7 +150,7 @@ async fn buttondown_types_and_semicolon_tags() {
             ("bob@example.com", "unsubscribed"),
             ("cat@example.com", "pending"),
             ("dan@example.com", "bounced"),
-            ("eve@example.com", "complained"),
+            ("eve@example.com", "unsubscribed"),
             ("fay@example.com", "active"),
         ],
     )
@@ -195,8 +195,8 @@ async fn kit() {
         "kit.csv",
         "Kit (ConvertKit) export",
         &[
-            "status \"cancelled\" -> unsubscribed: 1",
-            "status \"inactive\" -> pending: 1",
+            "state \"cancelled\" -> unsubscribed: 1",
+            "state \"inactive\" -> pending: 1",
         ],
         &[
             ("ann@example.com", "active"),

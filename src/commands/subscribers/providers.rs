@@ -28,8 +28,9 @@ pub(super) enum Format {
     Buttondown,
     /// beehiiv: `status` active, inactive, validating, invalid, ...
     Beehiiv,
-    /// Kit (formerly ConvertKit): `status` active, inactive, cancelled,
-    /// bounced, complained.
+    /// Kit (formerly ConvertKit), named as its API names a subscriber
+    /// (`first_name`, `email_address`, `state`): `state` (or `status`)
+    /// active, inactive, cancelled, bounced, complained.
     Kit,
     /// Keila: `Status` active, unsubscribed, unreachable; `Data` is JSON.
     Keila,
@@ -69,19 +70,19 @@ impl Format {
         }
     }
 
-    /// The column whose value [`map_status`] reads (lower case), if any.
-    pub(super) fn status_column(self) -> Option<&'static str> {
+    /// The names (lower case) of the column whose value [`map_status`]
+    /// reads; none for Mailchimp, whose files have no such column.
+    pub(super) fn status_columns(self) -> &'static [&'static str] {
         match self {
-            Format::Mailchimp(_) => None,
-            Format::Substack => Some("email_disabled"),
-            Format::Buttondown => Some("subscriber_type"),
-            Format::Ghost => Some("subscribed_to_emails"),
-            Format::Generic
-            | Format::EmailOctopus
-            | Format::Beehiiv
-            | Format::Kit
-            | Format::Keila
-            | Format::Listmonk => Some("status"),
+            Format::Mailchimp(_) => &[],
+            Format::Substack => &["email_disabled"],
+            Format::Buttondown => &["subscriber_type"],
+            Format::Ghost => &["subscribed_to_emails"],
+            Format::Kit => &["state", "status"],
+            Format::Generic => &["status", "subscription status"],
+            Format::EmailOctopus | Format::Beehiiv | Format::Keila | Format::Listmonk => {
+                &["status"]
+            }
         }
     }
 }
@@ -134,10 +135,11 @@ pub(super) fn detect(headers: &[String]) -> Format {
     {
         return Format::Beehiiv;
     }
-    if has("status") && has("email_address") && has("first_name") {
+    if any(&["state", "status"]) && has("email_address") && has("first_name") {
         return Format::Kit;
     }
-    if has("status") && has("email address") {
+    // EmailOctopus, with the column names of its export or of its API.
+    if has("status") && any(&["email address", "email_address"]) {
         return Format::EmailOctopus;
     }
     Format::Generic
@@ -183,21 +185,25 @@ pub(super) fn map_status(
                 Unsubscribed
             }
         }
-        // Buttondown's subscriber types: paying or not, they get the emails…
+        // Buttondown's subscriber types (its API's `SubscriberType`):
+        // paying or not, paused or past due, they are still subscribed…
         (
             Format::Buttondown,
-            "regular" | "premium" | "trialed" | "gifted" | "churning" | "past_due",
+            "regular" | "premium" | "trialed" | "unpaid" | "gifted" | "churning" | "paused"
+            | "past_due",
         ) => Active,
-        // …except a former paying reader whose subscription ended: whether
-        // they still wanted the free emails is not in the file, so they are
-        // not mailed until they say so.
-        (Format::Buttondown, "churned") => Unsubscribed,
         (Format::Buttondown, "unactivated") => Pending,
-        (Format::Buttondown, "unsubscribed" | "removed") => Unsubscribed,
+        // …removed by the newsletter, or a sign-up Buttondown took for a
+        // bot's, is not mailed either.
+        (Format::Buttondown, "unsubscribed" | "removed" | "spammy") => Unsubscribed,
+        // Older exports: a paying reader whose subscription ended (whether
+        // they still wanted the free emails is not in the file, so they are
+        // not mailed until they say so), and delivery failures.
+        (Format::Buttondown, "churned") => Unsubscribed,
         (Format::Buttondown, "undeliverable" | "bounced") => Bounced,
-        (Format::Buttondown, "spammy" | "complained") => Complained,
+        (Format::Buttondown, "complained") => Complained,
         (Format::Beehiiv, "active") => Active,
-        (Format::Beehiiv, "inactive") => Unsubscribed,
+        (Format::Beehiiv, "inactive" | "unsubscribed") => Unsubscribed,
         (Format::Beehiiv, "validating" | "pending" | "needs_attention") => Pending,
         (Format::Beehiiv, "invalid") => Bounced,
         (Format::Kit, "active") => Active,
@@ -214,7 +220,7 @@ pub(super) fn map_status(
         _ => {
             return Err(format!(
                 "{} {:?} is not a state known for this {}; nothing is guessed",
-                format.status_column().unwrap_or("status"),
+                format.status_columns().first().unwrap_or(&"status"),
                 raw,
                 format.name()
             ));
@@ -251,6 +257,10 @@ mod tests {
                 Format::EmailOctopus,
             ),
             (
+                "email_address,FirstName,LastName,status,tags",
+                Format::EmailOctopus,
+            ),
+            (
                 "Email Address,First Name,Last Name,MEMBER_RATING,OPTIN_TIME,LEID,TAGS",
                 Format::Mailchimp(MailchimpFile::Subscribed),
             ),
@@ -274,6 +284,7 @@ mod tests {
                 "email,status,created_at,utm_source,referring_site",
                 Format::Beehiiv,
             ),
+            ("first_name,email_address,state,created_at", Format::Kit),
             ("first_name,email_address,status,created_at", Format::Kit),
             ("Email,First name,Last name,Data,Status", Format::Keila),
             (
@@ -315,9 +326,13 @@ mod tests {
             (Buttondown, Some("unsubscribed"), Some(Unsubscribed)),
             (Buttondown, Some("removed"), Some(Unsubscribed)),
             (Buttondown, Some("undeliverable"), Some(Bounced)),
-            (Buttondown, Some("spammy"), Some(Complained)),
+            (Buttondown, Some("spammy"), Some(Unsubscribed)),
+            (Buttondown, Some("paused"), Some(Active)),
+            (Buttondown, Some("past_due"), Some(Active)),
+            (Buttondown, Some("complained"), Some(Complained)),
             (Beehiiv, Some("active"), Some(Active)),
             (Beehiiv, Some("inactive"), Some(Unsubscribed)),
+            (Beehiiv, Some("unsubscribed"), Some(Unsubscribed)),
             (Beehiiv, Some("validating"), Some(Pending)),
             (Beehiiv, Some("invalid"), Some(Bounced)),
             (Kit, Some("active"), Some(Active)),
