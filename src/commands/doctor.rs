@@ -314,6 +314,14 @@ fn relay_rows(url: &str, probe: &Probe) -> Vec<Check> {
                  text; enable TLS on the relay, or use its smtps:// port in delivery.smtp_url"
             },
         )),
+        Some(ProbedTls::PlainOnLoopback(e)) => rows.push(check(
+            Verdict::Warn,
+            "relay TLS",
+            format!(
+                "{e}; the relay is on this machine, so letterpress sends to it in plain text \
+                 instead, which does not leave the machine"
+            ),
+        )),
         Some(ProbedTls::Failed(e)) => {
             rows.push(check(Verdict::Fail, "relay TLS", e.to_string()));
             return rows;

@@ -189,7 +189,7 @@ async fn doctor_checks_the_relay_certificate() {
     };
     for (url, says) in [
         (
-            format!("smtp://127.0.0.1:{}", postfix.starttls_port),
+            format!("smtp://127.0.0.1:{}?tls=required", postfix.starttls_port),
             "STARTTLS, certificate verified",
         ),
         (
@@ -215,4 +215,97 @@ async fn doctor_checks_the_relay_certificate() {
             "{url} without the CA: {row}"
         );
     }
+}
+
+/// A relay on this machine with a certificate that does not verify (as
+/// Debian's postfix comes, with its self-signed one) and a URL that says
+/// nothing of TLS: the mail goes in plain text, which never leaves the
+/// machine, and doctor says so. Asked for TLS explicitly, it does not go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_relay_with_an_untrusted_certificate_gets_plain_text_unless_tls_is_asked_for() {
+    let smtp = SmtpServer::start().await;
+    let Some(postfix) = Postfix::start(smtp.port) else {
+        return;
+    };
+    let mut lp = lp();
+    lp.set("LETTERPRESS_DELIVERY__TRANSPORT", "smtp");
+    lp.set(
+        "LETTERPRESS_DELIVERY__SMTP_URL",
+        &format!("smtp://127.0.0.1:{}", postfix.may_port),
+    );
+    let emails = import_active(&lp, 3).await;
+    let issue = lp.write_issue("content", "local", "");
+    let out = send(&lp, &issue, &[]).await;
+    assert_eq!(
+        counts(&lp, "local").await,
+        expect(0, 0, 3, 0, 0),
+        "{out}\n{}",
+        postfix.log()
+    );
+    smtp.wait_until("3 messages through postfix", |s| s.received().len() >= 3)
+        .await;
+    let plain = postfix
+        .sessions()
+        .into_iter()
+        .filter(|s| s.commands.contains("mail=1") && s.tls.is_none())
+        .count();
+    assert!(
+        plain > 0,
+        "the messages went in plain text:\n{}",
+        postfix.log()
+    );
+
+    let doctor = lp.run(&["doctor"]).await;
+    let table = String::from_utf8_lossy(&doctor.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains("relay TLS"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.starts_with("WARN") && row.contains("not trusted") && row.contains("plain text"),
+        "{row}"
+    );
+
+    // ?tls=opportunistic says TLS when offered: an untrusted certificate
+    // then stops the mail, on this machine too.
+    lp.set(
+        "LETTERPRESS_DELIVERY__SMTP_URL",
+        &format!("smtp://127.0.0.1:{}?tls=opportunistic", postfix.may_port),
+    );
+    let issue = lp.write_issue("content", "asked", "");
+    let out = lp.run(&["send", arg(&issue), "--yes", "--wait=2s"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 waiting after: the certificate of 127.0.0.1 is not trusted"),
+        "{stderr}"
+    );
+
+    // With the CA, the same URL that says nothing is encrypted.
+    lp.set(
+        "LETTERPRESS_DELIVERY__SMTP_URL",
+        &format!("smtp://127.0.0.1:{}", postfix.may_port),
+    );
+    lp.set(
+        "LETTERPRESS_DELIVERY__TLS_CA_FILE",
+        postfix.ca_file().to_str().unwrap(),
+    );
+    let before = postfix
+        .sessions()
+        .iter()
+        .filter(|s| s.tls.is_some())
+        .count();
+    let issue = lp.write_issue("content", "trusted", "");
+    send(&lp, &issue, &[]).await;
+    assert_eq!(counts(&lp, "trusted").await, expect(0, 0, 3, 0, 0));
+    let per_address: std::collections::BTreeMap<String, usize> =
+        emails.iter().map(|e| (e.clone(), 2)).collect();
+    smtp.wait_until("6 messages through postfix", |s| s.received().len() >= 6)
+        .await;
+    assert_eq!(copies(&smtp), per_address);
+    let encrypted = postfix
+        .sessions()
+        .iter()
+        .filter(|s| s.tls.is_some() && s.commands.contains("mail=1"))
+        .count();
+    assert!(encrypted > before, "TLS with the CA:\n{}", postfix.log());
 }

@@ -1,7 +1,8 @@
 //! A real postfix, Debian's, as the operator's own relay on loopback: a
 //! private instance (its own `config_directory`, `queue_directory` and log
 //! file under a temp dir) with a certificate from a CA the test makes,
-//! STARTTLS required on one port and implicit TLS on another. It relays
+//! STARTTLS required on one port, implicit TLS on another, and STARTTLS
+//! offered but not required on a third. It relays
 //! what it accepts to the kit's [`SmtpServer`](crate::SmtpServer), so a
 //! test counts what arrived there, and [`Postfix::sessions`] reads the log
 //! for whether each connection was encrypted.
@@ -27,6 +28,9 @@ pub struct Postfix {
     pub starttls_port: u16,
     /// The port that speaks TLS from the first byte (smtps).
     pub smtps_port: u16,
+    /// The port that offers STARTTLS but takes mail in plain text too
+    /// (postfix's `smtpd_tls_security_level = may`, Debian's default).
+    pub may_port: u16,
     master: Child,
 }
 
@@ -78,6 +82,7 @@ impl Postfix {
 
         let starttls_port = free_port();
         let smtps_port = free_port();
+        let may_port = free_port();
         let r = root.display();
         std::fs::write(
             root.join("etc/main.cf"),
@@ -114,6 +119,7 @@ biff = no
             format!(
                 "{starttls_port} inet n - n - - smtpd -o smtpd_tls_security_level=encrypt
 {smtps_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt
+{may_port} inet n - n - - smtpd -o smtpd_tls_security_level=may
 pickup unix n - n 60 1 pickup
 cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
@@ -152,6 +158,7 @@ postlog unix-dgram n - n - 1 postlogd
             dir,
             starttls_port,
             smtps_port,
+            may_port,
             master,
         };
         postfix.wait_listening();
@@ -183,7 +190,7 @@ postlog unix-dgram n - n - 1 postlogd
 
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + crate::WAIT;
-        for port in [self.starttls_port, self.smtps_port] {
+        for port in [self.starttls_port, self.smtps_port, self.may_port] {
             loop {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     break;

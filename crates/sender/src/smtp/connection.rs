@@ -33,72 +33,17 @@ impl Conn {
 
     async fn open_unnamed(target: &Target, timeout: Duration) -> Result<Conn, SendError> {
         let t = target;
-        // Whether the connection stays on this machine, where plain text
-        // exposes nothing (smtps is never plain, so it does not matter there).
-        let mut loopback = false;
-        let mut conn = match &t.security {
-            Security::Wrapper(params) => {
-                timed(
-                    timeout,
-                    Stage::Session,
-                    AsyncSmtpConnection::connect_tokio1(
-                        (t.host.as_str(), t.port),
-                        Some(timeout),
-                        &t.hello,
-                        Some(params.clone()),
-                        None,
-                    ),
-                )
-                .await?
+        let (conn, loopback) = connect(t, timeout).await?;
+        let (mut conn, secured) = secure(conn, loopback, t, timeout).await?;
+        if let Secured::PlainOnLoopback(why) = &secured {
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    error = %why,
+                    "the relay is on this machine and its certificate does not verify: sending in \
+                     plain text, which does not leave the machine (set delivery.tls_ca_file to encrypt)"
+                );
             }
-            _ => {
-                let tcp = match tokio::time::timeout(
-                    timeout,
-                    tokio::net::TcpStream::connect((t.host.as_str(), t.port)),
-                )
-                .await
-                {
-                    Ok(Ok(tcp)) => tcp,
-                    Ok(Err(e)) => return Err(SendError::Connect(e)),
-                    Err(_) => {
-                        return Err(SendError::Timeout {
-                            stage: Stage::Session,
-                            after: timeout,
-                        });
-                    }
-                };
-                // See the module documentation: without this, every message
-                // waits for a delayed ACK before its final dot goes out.
-                let _ = tcp.set_nodelay(true);
-                loopback = tcp
-                    .peer_addr()
-                    .is_ok_and(|a| a.ip().to_canonical().is_loopback());
-                timed(
-                    timeout,
-                    Stage::Session,
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello),
-                )
-                .await?
-            }
-        };
-        match &t.security {
-            Security::Opportunistic(params) if conn.can_starttls() => {
-                timed(
-                    timeout,
-                    Stage::Session,
-                    conn.starttls(params.clone(), &t.hello),
-                )
-                .await?;
-            }
-            Security::Required(params) => {
-                timed(
-                    timeout,
-                    Stage::Session,
-                    conn.starttls(params.clone(), &t.hello),
-                )
-                .await?;
-            }
-            Security::Opportunistic(_) | Security::Wrapper(_) => {}
         }
         if t.credentials.is_some() && !may_authenticate(conn.is_encrypted(), loopback) {
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.abort()).await;
@@ -127,6 +72,109 @@ impl Conn {
     /// may already be gone.
     pub(super) async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.abort()).await;
+    }
+}
+
+/// How a connection was secured by [`secure`].
+#[derive(Debug)]
+enum Secured {
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// STARTTLS, offered and done.
+    StartTls,
+    /// The server offers no STARTTLS, and the URL does not require it.
+    NotOffered,
+    /// The URL says nothing of TLS, the server is on a loopback address,
+    /// and its certificate did not verify (this error): plain text on a new
+    /// connection, as before letterpress took STARTTLS by default. A relay
+    /// elsewhere gets no such fallback.
+    PlainOnLoopback(SendError),
+}
+
+/// TCP (with `TCP_NODELAY`) and the greeting, or lettre's implicit TLS;
+/// and whether the server is on a loopback address.
+async fn connect(t: &Target, timeout: Duration) -> Result<(AsyncSmtpConnection, bool), SendError> {
+    if let Security::Wrapper(params) = &t.security {
+        let conn = timed(
+            timeout,
+            Stage::Session,
+            AsyncSmtpConnection::connect_tokio1(
+                (t.host.as_str(), t.port),
+                Some(timeout),
+                &t.hello,
+                Some(params.clone()),
+                None,
+            ),
+        )
+        .await?;
+        // Never plain, so whether it is loopback does not matter.
+        return Ok((conn, false));
+    }
+    let tcp = match tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((t.host.as_str(), t.port)),
+    )
+    .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(SendError::Connect(e)),
+        Err(_) => {
+            return Err(SendError::Timeout {
+                stage: Stage::Session,
+                after: timeout,
+            });
+        }
+    };
+    // See the module documentation: without this, every message waits for
+    // a delayed ACK before its final dot goes out.
+    let _ = tcp.set_nodelay(true);
+    let loopback = tcp
+        .peer_addr()
+        .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+    let conn = timed(
+        timeout,
+        Stage::Session,
+        AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello),
+    )
+    .await?;
+    Ok((conn, loopback))
+}
+
+/// STARTTLS as `t.security` says (see [`Secured`]).
+async fn secure(
+    mut conn: AsyncSmtpConnection,
+    loopback: bool,
+    t: &Target,
+    timeout: Duration,
+) -> Result<(AsyncSmtpConnection, Secured), SendError> {
+    let params = match &t.security {
+        Security::Wrapper(_) => return Ok((conn, Secured::Implicit)),
+        Security::Required(params) => params,
+        Security::Unspecified(params) | Security::Opportunistic(params) => {
+            if !conn.can_starttls() {
+                return Ok((conn, Secured::NotOffered));
+            }
+            params
+        }
+    };
+    match timed(
+        timeout,
+        Stage::Session,
+        conn.starttls(params.clone(), &t.hello),
+    )
+    .await
+    {
+        Ok(()) => Ok((conn, Secured::StartTls)),
+        Err(e @ SendError::Untrusted { .. })
+            if loopback && matches!(t.security, Security::Unspecified(_)) =>
+        {
+            // After a failed handshake lettre's connection has no stream
+            // left: start again, and stay in plain text.
+            drop(conn);
+            let (conn, _) = connect(t, timeout).await?;
+            Ok((conn, Secured::PlainOnLoopback(e.for_host(&t.host))))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -183,6 +231,9 @@ pub enum ProbedTls {
     /// TLS was tried and failed (a certificate that does not verify, or
     /// `tls=required` and no STARTTLS).
     Failed(SendError),
+    /// The certificate of a relay on this machine did not verify and the
+    /// URL does not ask for TLS: plain text instead (see the error).
+    PlainOnLoopback(SendError),
 }
 
 /// What `letterpress doctor` learns of the relay in one session, step by
@@ -231,46 +282,7 @@ pub(super) async fn probe(target: &Target, timeout: Duration) -> Probe {
         auth: None,
         loopback: false,
     };
-    let opened = match &t.security {
-        Security::Wrapper(params) => timed(
-            timeout,
-            Stage::Session,
-            AsyncSmtpConnection::connect_tokio1(
-                (t.host.as_str(), t.port),
-                Some(timeout),
-                &t.hello,
-                Some(params.clone()),
-                None,
-            ),
-        )
-        .await
-        .map(|c| (c, false)),
-        _ => match tokio::time::timeout(
-            timeout,
-            tokio::net::TcpStream::connect((t.host.as_str(), t.port)),
-        )
-        .await
-        {
-            Ok(Ok(tcp)) => {
-                let loopback = tcp
-                    .peer_addr()
-                    .is_ok_and(|a| a.ip().to_canonical().is_loopback());
-                timed(
-                    timeout,
-                    Stage::Session,
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello),
-                )
-                .await
-                .map(|c| (c, loopback))
-            }
-            Ok(Err(e)) => Err(SendError::Connect(e)),
-            Err(_) => Err(SendError::Timeout {
-                stage: Stage::Session,
-                after: timeout,
-            }),
-        },
-    };
-    let mut conn = match opened {
+    let conn = match connect(t, timeout).await {
         Ok((conn, loopback)) => {
             probe.loopback = loopback;
             conn
@@ -290,27 +302,23 @@ pub(super) async fn probe(target: &Target, timeout: Duration) -> Probe {
         }
     };
     probe.connected = Ok(conn.server_info().name().to_string());
-    let tls = match &t.security {
-        Security::Wrapper(_) => Ok(ProbedTls::Implicit),
-        Security::Opportunistic(_) if !conn.can_starttls() => Ok(ProbedTls::NotOffered),
-        Security::Opportunistic(params) | Security::Required(params) => timed(
-            timeout,
-            Stage::Session,
-            conn.starttls(params.clone(), &t.hello),
-        )
-        .await
-        .map(|()| ProbedTls::StartTls),
-    };
-    match tls {
-        Ok(tls) => probe.tls = Some(tls),
+    // A failed handshake leaves lettre's connection without a stream: it is
+    // dropped, never asked to QUIT (lettre panics if asked).
+    let mut conn = match secure(conn, probe.loopback, t, timeout).await {
+        Ok((conn, secured)) => {
+            probe.tls = Some(match secured {
+                Secured::Implicit => ProbedTls::Implicit,
+                Secured::StartTls => ProbedTls::StartTls,
+                Secured::NotOffered => ProbedTls::NotOffered,
+                Secured::PlainOnLoopback(why) => ProbedTls::PlainOnLoopback(why),
+            });
+            conn
+        }
         Err(e) => {
             probe.tls = Some(ProbedTls::Failed(e.for_host(&t.host)));
-            // Dropped, not QUIT: after a failed handshake lettre has no
-            // stream left to write to (and panics if asked to).
-            drop(conn);
             return probe;
         }
-    }
+    };
     match ehlo_keywords(&mut conn, target, timeout).await {
         Ok(keywords) => probe.keywords = keywords,
         Err(e) => {

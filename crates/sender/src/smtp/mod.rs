@@ -28,7 +28,10 @@
 //! TLS: `smtp://host` (or `?tls=opportunistic`) takes STARTTLS whenever
 //! the server offers it, `?tls=required` fails without it, `smtps://` is
 //! TLS from the first byte; the certificate is verified in every mode,
-//! against the public roots and `delivery.tls_ca_file`. AUTH never goes
+//! against the public roots and `delivery.tls_ca_file`. Only a URL that
+//! says nothing of TLS, to a server on a loopback address, goes on in
+//! plain text when the certificate does not verify (a local relay's
+//! self-signed default). AUTH never goes
 //! over a plain-text connection to a server that is not on a loopback
 //! address ([`SendError::PlainAuth`]).
 //!

@@ -11,9 +11,14 @@ use rustls_pki_types::pem::PemObject as _;
 /// `delivery.tls_ca_file`.
 #[derive(Clone)]
 pub enum Security {
-    /// `smtp://host` or `smtp://host?tls=opportunistic`: STARTTLS when the
-    /// server offers it, plain text otherwise (and then no AUTH, unless
-    /// the server is on a loopback address).
+    /// `smtp://host`, the URL saying nothing of TLS: as `Opportunistic`,
+    /// except that a relay on a loopback address whose certificate does
+    /// not verify (a default self-signed one) is used in plain text, which
+    /// never leaves the machine.
+    Unspecified(TlsParameters),
+    /// `smtp://host?tls=opportunistic`: STARTTLS when the server offers
+    /// it, plain text otherwise (and then no AUTH, unless the server is on
+    /// a loopback address).
     Opportunistic(TlsParameters),
     /// `smtp://host?tls=required`: STARTTLS or fail.
     Required(TlsParameters),
@@ -140,7 +145,7 @@ impl Target {
         let (security, default_port) = match (parsed.scheme(), tls.as_deref()) {
             // A URL that says nothing still takes STARTTLS when it is
             // offered: plain text only where the server has no TLS.
-            ("smtp", None) => (Security::Opportunistic(params()?), 25),
+            ("smtp", None) => (Security::Unspecified(params()?), 25),
             ("smtp", Some("required")) => (Security::Required(params()?), 587),
             ("smtp", Some("opportunistic")) => (Security::Opportunistic(params()?), 587),
             ("smtps", _) => (Security::Wrapper(params()?), 465),
