@@ -11,6 +11,7 @@ mod config;
 mod files;
 mod import;
 mod init;
+mod links;
 mod render;
 mod subscribers;
 
