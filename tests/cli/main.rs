@@ -5,6 +5,7 @@
 //! configuration's errors, the subscriber commands (import, export,
 //! add, list, remove), and the modes of the files letterpress creates.
 
+mod appearance;
 mod check;
 mod config;
 #[cfg(unix)]
