@@ -178,6 +178,10 @@ pub struct Delivery {
     /// How long a stopping worker waits for messages in flight.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long `send`, `worker` and `serve` wait for a database that went
+    /// away (a PostgreSQL restart) before they give up.
+    #[serde(with = "humantime_serde")]
+    pub database_outage: Duration,
     /// `[delivery.retry]`
     pub retry: Retry,
 }
@@ -209,6 +213,7 @@ impl Default for Delivery {
             timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            database_outage: Duration::from_secs(60),
             retry: Retry::default(),
         }
     }

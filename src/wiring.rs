@@ -196,6 +196,7 @@ pub(crate) fn worker_settings(config: &Config) -> WorkerSettings {
         },
         poll_interval: d.poll_interval,
         shutdown_grace: d.shutdown_grace,
+        database_outage: d.database_outage,
     }
 }
 

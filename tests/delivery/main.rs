@@ -17,6 +17,7 @@ mod dkim;
 mod eai;
 mod file_transport;
 mod message;
+mod outage;
 mod refusals;
 mod retries;
 mod sends;
