@@ -4,14 +4,16 @@
 //!
 //! Covers RFC 8058 one-click unsubscribe and the page behind the link,
 //! signed webhooks, double opt-in signup, health, metrics and JSON logs,
-//! the graceful stop on SIGTERM, unsubscribes under load during a send, and
-//! scheduled delivery.
+//! the graceful stop on SIGTERM, unsubscribes under load during a send,
+//! scheduled delivery, and all of it behind Debian's nginx running the
+//! documented site file.
 
 #![cfg(unix)]
 
 mod http_limits;
 mod load;
 mod observability;
+mod proxy;
 mod schedule;
 mod shutdown;
 mod signup;
