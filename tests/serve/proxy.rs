@@ -116,7 +116,18 @@ async fn signup_confirmation_and_one_click_unsubscribe_through_nginx() {
     let r = signup(&visitor_a, "reader@example.com", "198.51.100.1")
         .await
         .unwrap();
-    assert!(r.status().is_success(), "signup: {}", r.status());
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "signup");
+    assert_eq!(
+        r.headers()[LOCATION].to_str().unwrap(),
+        format!("{site}/subscribe/thanks"),
+        "to the thank-you page behind the proxy"
+    );
+    let r = visitor_a
+        .get(format!("{site}/subscribe/thanks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     smtp.wait_until("the confirmation", |s| {
         s.copies().contains_key("reader@example.com")
     })
@@ -147,7 +158,7 @@ async fn signup_confirmation_and_one_click_unsubscribe_through_nginx() {
     let r = signup(&visitor_a, "a2@example.com", "198.51.100.2")
         .await
         .unwrap();
-    assert!(r.status().is_success(), "A's second: {}", r.status());
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "A's second");
     let r = signup(&visitor_a, "a3@example.com", "198.51.100.3, 127.0.0.1")
         .await
         .unwrap();
@@ -155,10 +166,10 @@ async fn signup_confirmation_and_one_click_unsubscribe_through_nginx() {
     let r = signup(&visitor_b, "b1@example.com", "127.0.0.2")
         .await
         .unwrap();
-    assert!(
-        r.status().is_success(),
-        "B is counted apart from A and from the proxy: {}",
-        r.status()
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "B is counted apart from A and from the proxy"
     );
     assert_eq!(lp.status_of("a3@example.com").await, None);
     assert_eq!(lp.status_of("b1@example.com").await.unwrap(), "pending");

@@ -14,6 +14,7 @@
 //!   for ed25519-sha256), one verdict per signature with [`Verdicts`].
 //! - [`Nginx`]: Debian's nginx as a private instance on loopback, in front
 //!   of a `serve`, with a certificate made for the run.
+//! - [`Browser`]: headless Chromium through chromedriver (fantoccini).
 //! - [`client`], [`eventually`], and the header and token helpers of [`mail`].
 //! - [`require`]: the `LP_TEST_REQUIRE` switch. When something a test needs
 //!   is missing, [`require::missing`] decides, for every test alike, whether
@@ -24,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+mod browser;
 mod dkim;
 mod dns;
 mod install;
@@ -36,6 +38,7 @@ mod smtp;
 pub mod sql;
 mod wait;
 
+pub use browser::Browser;
 pub use dkim::{Dkimpy, Verdicts};
 pub use dns::DnsServer;
 pub use install::{Lp, NEWSLETTER, PUBLIC_URL, SECRET, Served, WEBHOOK_SECRET};
