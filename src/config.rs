@@ -105,6 +105,9 @@ pub struct Newsletter {
     pub issue_url: String,
     /// Optional mailto address added to List-Unsubscribe.
     pub unsubscribe_mailto: Option<String>,
+    /// The BCP 47 language issues are written in (the HTML's `lang`; an
+    /// issue's front matter `language` overrides it). Default `en`.
+    pub language: String,
 }
 
 impl Default for Newsletter {
@@ -117,6 +120,7 @@ impl Default for Newsletter {
             postal_address: "1 Example Street, Springfield".into(),
             issue_url: "https://example.com/newsletter/{slug}/".into(),
             unsubscribe_mailto: None,
+            language: "en".into(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! add, list, remove), the modes of the files letterpress creates, and
 //! the systemd units docs/deploy.md ships.
 
+mod appearance;
 mod check;
 mod config;
 mod deploy;
@@ -13,6 +14,7 @@ mod deploy;
 mod files;
 mod import;
 mod init;
+mod links;
 mod render;
 mod subscribers;
 

@@ -20,5 +20,6 @@ mod message;
 mod refusals;
 mod retries;
 mod sends;
+mod spam;
 mod unsubscribe;
 mod workers;

@@ -88,7 +88,9 @@ impl Dependency {
             Dependency::Postfix => "apt-get install postfix",
             Dependency::Dovecot => "apt-get install dovecot-imapd",
             Dependency::Nginx => "apt-get install nginx",
-            Dependency::Chromium => "apt-get install chromium",
+            Dependency::Chromium => {
+                "apt-get install chromium chromium-driver (chromedriver drives the browser tests)"
+            }
             Dependency::Spamassassin => "apt-get install spamassassin",
             Dependency::Dns => "apt-get install unbound (a resolver the tests configure)",
             Dependency::Systemd => "apt-get install systemd (for systemd-analyze)",
