@@ -246,6 +246,64 @@ async fn a_filled_honeypot_is_a_silent_no_op() {
     served.stop_ok().await;
 }
 
+/// The `<form>…</form>` of an embed.
+fn form_element(html: &str) -> &str {
+    let start = html.find("<form").expect("a <form>");
+    let end = html.find("</form>").expect("a </form>") + "</form>".len();
+    &html[start..end]
+}
+
+/// The Hugo partial, rendered by a real Hugo site (Debian's `hugo`) with
+/// `letterpressURL` set as docs/embed.md says, is the documented HTML
+/// form byte for byte.
+#[test]
+fn the_hugo_partial_renders_the_documented_form() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(hugo) = std::env::split_paths(&path)
+        .map(|d| d.join("hugo"))
+        .find(|p| p.is_file())
+    else {
+        letterpress_testkit::require::missing(
+            letterpress_testkit::Dependency::Hugo,
+            "hugo is not installed",
+        );
+        return;
+    };
+    let site = tempfile::tempdir().expect("a site folder");
+    let d = site.path();
+    std::fs::create_dir_all(d.join("layouts/partials")).unwrap();
+    std::fs::copy(
+        repo().join("docs/embed/hugo/layouts/partials/newsletter-signup.html"),
+        d.join("layouts/partials/newsletter-signup.html"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("layouts/index.html"),
+        "<html><body>{{ partial \"newsletter-signup.html\" . }}</body></html>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("hugo.toml"),
+        "baseURL = \"https://example.com/\"\ntitle = \"Site\"\n\
+         [params]\nletterpressURL = \"https://newsletter.example.com/\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(&hugo)
+        .arg("--quiet")
+        .current_dir(d)
+        .output()
+        .expect("run hugo");
+    assert!(
+        out.status.success(),
+        "hugo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = std::fs::read_to_string(d.join("public/index.html")).expect("the page");
+    let documented =
+        std::fs::read_to_string(repo().join("docs/embed/signup-form.html")).expect("the form");
+    assert_eq!(form_element(&rendered), form_element(&documented));
+}
+
 /// The documented form, the Zola shortcode and the Hugo partial are one
 /// form: the same fields, the honeypot hidden the same way, no script.
 #[test]

@@ -39,11 +39,13 @@ pub enum Dependency {
     Dns,
     /// systemd's `systemd-analyze` (the documented units, as systemd reads them).
     Systemd,
+    /// Hugo (the documented signup partial, as a Hugo site renders it).
+    Hugo,
 }
 
 impl Dependency {
     /// Every dependency, as `all` names them.
-    pub const ALL: [Dependency; 10] = [
+    pub const ALL: [Dependency; 11] = [
         Dependency::Postgres,
         Dependency::Dkim,
         Dependency::Corpus,
@@ -54,6 +56,7 @@ impl Dependency {
         Dependency::Spamassassin,
         Dependency::Dns,
         Dependency::Systemd,
+        Dependency::Hugo,
     ];
 
     /// Its name in `LP_TEST_REQUIRE`.
@@ -69,6 +72,7 @@ impl Dependency {
             Dependency::Spamassassin => "spamassassin",
             Dependency::Dns => "dns",
             Dependency::Systemd => "systemd",
+            Dependency::Hugo => "hugo",
         }
     }
 
@@ -94,6 +98,7 @@ impl Dependency {
             Dependency::Spamassassin => "apt-get install spamassassin",
             Dependency::Dns => "apt-get install unbound (a resolver the tests configure)",
             Dependency::Systemd => "apt-get install systemd (for systemd-analyze)",
+            Dependency::Hugo => "apt-get install hugo",
         }
     }
 }
