@@ -296,6 +296,12 @@ pub struct Server {
     /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
     /// names the visitor; from anyone else the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// Sites (origins such as `https://example.com`) whose scripts may
+    /// post JSON to `/subscribe`: their CORS preflights are answered.
+    pub allowed_origins: Vec<String>,
+    /// Where a form signup lands (303): the site's thank-you page; default
+    /// letterpress's own `/subscribe/thanks`.
+    pub signup_redirect: Option<String>,
     /// How long a client may take to send a request's head, and how long
     /// an idle kept-alive connection stays open.
     #[serde(with = "humantime_serde")]
@@ -325,6 +331,8 @@ impl Default for Server {
             soft_bounce_limit: 3,
             signup_per_minute: 5,
             trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            signup_redirect: None,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,

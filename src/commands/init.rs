@@ -158,6 +158,12 @@ pub(crate) fn config_text(site: &Site, section: &str, selector: &str) -> String 
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "example.com".to_string());
+    // The site's origin, as a browser sends it in `Origin`.
+    let origin = url::Url::parse(&site.base_url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+        .unwrap_or_else(|| format!("https://{host}"));
     let domain = host.strip_prefix("www.").unwrap_or(&host).to_string();
     let name = site.title.replace('\\', "\\\\").replace('"', "\\\"");
     let generator = match site.generator {
@@ -220,6 +226,11 @@ private_key_path = "{DATA_DIR}/dkim-{selector}.pem"
 bind = "127.0.0.1:8080"
 public_url = "https://newsletter.{domain}"
 # trusted_proxies = ["127.0.0.1", "::1"]   (the proxy's addresses)
+# The signup form on your site (docs/embed.md): where a form signup lands
+# (default: letterpress's own /subscribe/thanks page), and the sites whose
+# scripts may post JSON signups (CORS; a plain form needs none).
+# signup_redirect = "{base_url}/{section}/thanks/"
+# allowed_origins = ["{origin}"]
 
 [schedule]
 # `serve` (or `letterpress send --due` from cron) sends every issue here
