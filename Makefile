@@ -63,8 +63,10 @@ lint:
 serve: build
 	$(BIN) serve
 
-## Screenshots of the rendered sample (or ISSUE=...) at 600 and 375 px with
-## headless Chromium (installed from Debian's packages when missing and root).
+## Screenshots of the rendered sample (or ISSUE=...) at 600 and 375 px, in the
+## light and the dark colour scheme, with headless Chromium (installed from
+## Debian's packages when missing and root). tests/cli/appearance.rs checks
+## WCAG AA contrast on the rendered page in both schemes.
 ISSUE ?= examples/issue.md
 screenshots: build
 	$(BIN) render $(ISSUE) --out out/screenshots

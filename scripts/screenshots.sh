@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Renders an email's HTML with headless Chromium at 600 px (desktop client) and
-# 375 px (phone) wide, to OUTDIR/desktop-600.png and OUTDIR/phone-375.png.
+# 375 px (phone) wide, in the light and the dark colour scheme
+# (prefers-color-scheme), to OUTDIR/desktop-600.png, OUTDIR/phone-375.png,
+# OUTDIR/desktop-600-dark.png and OUTDIR/phone-375-dark.png.
 #
 #   scripts/screenshots.sh ISSUE_HTML OUTDIR
 #
@@ -29,8 +31,9 @@ profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 
 shoot() {
-    local width=$1 file=$2
-    "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    # preferredColorScheme: 0 dark, 1 light (Blink's enum).
+    local width=$1 file=$2 scheme=${3:-1}
+    "$chromium" --headless --blink-settings=preferredColorScheme="$scheme" --no-sandbox --disable-gpu --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --disable-sync \
         --user-data-dir="$profile" --hide-scrollbars --window-size="$width,${SCREENSHOT_HEIGHT:-2400}" \
         --screenshot="$file" "$url" >/dev/null 2>&1
@@ -39,3 +42,5 @@ shoot() {
 
 shoot 600 "$outdir/desktop-600.png"
 shoot 375 "$outdir/phone-375.png"
+shoot 600 "$outdir/desktop-600-dark.png" 0
+shoot 375 "$outdir/phone-375-dark.png" 0

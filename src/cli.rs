@@ -49,6 +49,16 @@ pub enum Command {
     Check {
         /// The issue file.
         issue: PathBuf,
+        /// Also fetch every link and image (HEAD, then GET), following
+        /// redirects: a broken one exits 1.
+        #[arg(long)]
+        links: bool,
+        /// With --links: report broken links but exit 0.
+        #[arg(long, requires = "links")]
+        warn_only: bool,
+        /// With --links: time for one request.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s", requires = "links")]
+        link_timeout: std::time::Duration,
     },
     /// Manage the subscriber list.
     #[command(subcommand)]

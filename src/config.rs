@@ -105,6 +105,9 @@ pub struct Newsletter {
     pub issue_url: String,
     /// Optional mailto address added to List-Unsubscribe.
     pub unsubscribe_mailto: Option<String>,
+    /// The BCP 47 language issues are written in (the HTML's `lang`; an
+    /// issue's front matter `language` overrides it). Default `en`.
+    pub language: String,
 }
 
 impl Default for Newsletter {
@@ -117,6 +120,7 @@ impl Default for Newsletter {
             postal_address: "1 Example Street, Springfield".into(),
             issue_url: "https://example.com/newsletter/{slug}/".into(),
             unsubscribe_mailto: None,
+            language: "en".into(),
         }
     }
 }
@@ -176,6 +180,10 @@ pub struct Delivery {
     /// How long a stopping worker waits for messages in flight.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long `send`, `worker` and `serve` wait for a database that went
+    /// away (a PostgreSQL restart) before they give up.
+    #[serde(with = "humantime_serde")]
+    pub database_outage: Duration,
     /// `[delivery.retry]`
     pub retry: Retry,
 }
@@ -208,6 +216,7 @@ impl Default for Delivery {
             timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            database_outage: Duration::from_secs(60),
             retry: Retry::default(),
         }
     }
@@ -290,6 +299,12 @@ pub struct Server {
     /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
     /// names the visitor; from anyone else the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// Sites (origins such as `https://example.com`) whose scripts may
+    /// post JSON to `/subscribe`: their CORS preflights are answered.
+    pub allowed_origins: Vec<String>,
+    /// Where a form signup lands (303): the site's thank-you page; default
+    /// letterpress's own `/subscribe/thanks`.
+    pub signup_redirect: Option<String>,
     /// How long a client may take to send a request's head, and how long
     /// an idle kept-alive connection stays open.
     #[serde(with = "humantime_serde")]
@@ -319,6 +334,8 @@ impl Default for Server {
             soft_bounce_limit: 3,
             signup_per_minute: 5,
             trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            signup_redirect: None,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,

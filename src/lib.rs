@@ -9,6 +9,7 @@ mod commands;
 pub mod config;
 mod dns;
 mod files;
+mod linkcheck;
 pub mod logging;
 mod shutdown;
 mod wiring;
@@ -50,7 +51,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render { issue, out, json } => {
             commands::render::render(&config, &issue, out, json)
         }
-        Command::Check { issue } => commands::render::check(&config, &issue),
+        Command::Check {
+            issue,
+            links,
+            warn_only,
+            link_timeout,
+        } => {
+            let links = links.then_some(commands::render::LinkOptions {
+                warn_only,
+                timeout: link_timeout,
+            });
+            commands::render::check(&config, &issue, links).await
+        }
         Command::Subscribers(cmd) => commands::subscribers::run(&config, cmd).await,
         Command::Send(args) => commands::send::send(&config, args).await,
         Command::Status { slug, json } => {

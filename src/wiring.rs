@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use letterpress_composer::{Composer, ComposerSettings, Newsletter, SendableIssue};
+use letterpress_composer::{Composer, ComposerSettings, Language, Newsletter, SendableIssue};
 use letterpress_dkim::{DkimError, Ed25519Key, RsaKey, Signer};
 use letterpress_sender::{
     BoxFuture, IssueLoader, IssueMessages, LoadError, MessageSettings, RetryPolicy, SmtpSettings,
@@ -18,6 +18,8 @@ use crate::config::{Config, TransportKind};
 
 /// The composer for this newsletter.
 pub(crate) fn composer(config: &Config) -> anyhow::Result<Composer> {
+    let language = Language::parse(&config.newsletter.language)
+        .map_err(|message| anyhow::anyhow!("newsletter.language: {message}"))?;
     Composer::new(ComposerSettings {
         content_root: config.content.root.clone(),
         issue_url: config.newsletter.issue_url.clone(),
@@ -25,6 +27,7 @@ pub(crate) fn composer(config: &Config) -> anyhow::Result<Composer> {
         newsletter: Newsletter {
             name: config.newsletter.name.clone(),
             postal_address: config.newsletter.postal_address.clone(),
+            language,
         },
     })
     .with_context(|| match &config.content.template {
@@ -194,6 +197,7 @@ pub(crate) fn worker_settings(config: &Config) -> WorkerSettings {
         },
         poll_interval: d.poll_interval,
         shutdown_grace: d.shutdown_grace,
+        database_outage: d.database_outage,
     }
 }
 

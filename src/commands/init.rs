@@ -36,6 +36,9 @@ pub(crate) struct Site {
     pub(crate) base_url: String,
     /// The site's title, the newsletter's name.
     pub(crate) title: String,
+    /// The site's language (Zola `default_language`, Hugo `languageCode`
+    /// or `defaultContentLanguage`), `en` when it names none.
+    pub(crate) language: String,
 }
 
 /// The site config files looked for, in the order the generators read them.
@@ -72,6 +75,11 @@ pub(crate) fn detect_site(files: &[(&str, &str)]) -> Result<Site, String> {
                 generator,
                 config_file: name.to_string(),
                 title: string("title").unwrap_or_else(|| "Newsletter".to_string()),
+                language: ["default_language", "languageCode", "defaultContentLanguage"]
+                    .iter()
+                    .find_map(|k| string(k))
+                    .filter(|l| letterpress_composer::Language::parse(l).is_ok())
+                    .unwrap_or_else(|| "en".to_string()),
                 base_url,
             });
         }
@@ -150,6 +158,12 @@ pub(crate) fn config_text(site: &Site, section: &str, selector: &str) -> String 
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "example.com".to_string());
+    // The site's origin, as a browser sends it in `Origin`.
+    let origin = url::Url::parse(&site.base_url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+        .unwrap_or_else(|| format!("https://{host}"));
     let domain = host.strip_prefix("www.").unwrap_or(&host).to_string();
     let name = site.title.replace('\\', "\\\\").replace('"', "\\\"");
     let generator = match site.generator {
@@ -180,6 +194,9 @@ list_id = "newsletter.{domain}"
 postal_address = "Your postal address, City, Country"
 # Where an issue is published on the site; relative links resolve against it.
 issue_url = "{base_url}/{section}/{{slug}}/"
+# The language issues are written in (the HTML's lang, for screen readers);
+# an issue's front matter `[extra] language = "..."` overrides it.
+language = "{language}"
 
 [content]
 # The site root: include_md(path = "...") shortcodes are relative to it.
@@ -211,6 +228,11 @@ private_key_path = "{DATA_DIR}/dkim-{selector}.pem"
 bind = "127.0.0.1:8080"
 public_url = "https://newsletter.{domain}"
 # trusted_proxies = ["127.0.0.1", "::1"]   (the proxy's addresses)
+# The signup form on your site (docs/embed.md): where a form signup lands
+# (default: letterpress's own /subscribe/thanks page), and the sites whose
+# scripts may post JSON signups (CORS; a plain form needs none).
+# signup_redirect = "{base_url}/{section}/thanks/"
+# allowed_origins = ["{origin}"]
 
 [schedule]
 # `serve` (or `letterpress send --due` from cron) sends every issue here
@@ -221,6 +243,7 @@ issues_dir = "content/{section}"
 "#,
         base_url = site.base_url,
         config_file = site.config_file,
+        language = site.language,
     )
 }
 
@@ -239,6 +262,7 @@ pub(crate) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
             config_file: "the command line".to_string(),
             base_url: base_url.trim_end_matches('/').to_string(),
             title: title.clone().unwrap_or_else(|| "Newsletter".to_string()),
+            language: "en".to_string(),
         },
         (None, title) => {
             let texts: Vec<(&str, String)> = SITE_FILES
@@ -432,6 +456,36 @@ title = "Hugo News""#;
         assert!(newsletter_section(&[], None).is_err());
     }
 
+    fn table_language(text: &str) -> String {
+        let table: toml::Table = text.parse().expect("TOML");
+        table["newsletter"]["language"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    #[test]
+    fn the_site_language_is_taken_when_it_is_a_language_tag() {
+        for (config, language) in [
+            (
+                "base_url = \"https://a.example\"\ndefault_language = \"nl\"",
+                "nl",
+            ),
+            ("base_url = \"https://a.example\"", "en"),
+            (
+                "baseURL = \"https://a.example\"\nlanguageCode = \"pt-br\"",
+                "pt-br",
+            ),
+            (
+                "base_url = \"https://a.example\"\ndefault_language = \"not a tag\"",
+                "en",
+            ),
+        ] {
+            let site = detect_site(&[("config.toml", config)]).expect("a site");
+            assert_eq!(site.language, language, "{config}");
+        }
+    }
+
     #[test]
     fn the_config_names_the_site_and_parses() {
         let site = Site {
@@ -439,8 +493,10 @@ title = "Hugo News""#;
             config_file: "config.toml".into(),
             base_url: "https://www.rust-trends.com".into(),
             title: "Rust \"Trends\"".into(),
+            language: "de-CH".into(),
         };
         let text = config_text(&site, "newsletter", "lp2026");
+        assert_eq!(table_language(&text), "de-CH");
         let table: toml::Table = text.parse().expect("the written config is TOML");
         assert_eq!(
             table["newsletter"]["issue_url"].as_str(),

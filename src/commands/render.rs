@@ -72,9 +72,22 @@ pub(crate) fn render(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the lints of an issue. A compose error is an error (exit 1);
-/// warnings alone exit 0.
-pub(crate) fn check(config: &Config, issue: &Path) -> anyhow::Result<ExitCode> {
+/// `check --links`: what to do with broken links.
+pub(crate) struct LinkOptions {
+    /// Report broken links but exit 0.
+    pub warn_only: bool,
+    /// Time for one request.
+    pub timeout: std::time::Duration,
+}
+
+/// Prints the lints of an issue, and with `links` the verdict on each of
+/// its links and images. A compose error is an error (exit 1); warnings
+/// alone exit 0; a broken link exits 1 unless `warn_only`.
+pub(crate) async fn check(
+    config: &Config,
+    issue: &Path,
+    links: Option<LinkOptions>,
+) -> anyhow::Result<ExitCode> {
     let composer = wiring::composer(config)?;
     let composed = composer.compose_file(issue)?;
     for w in &composed.warnings {
@@ -87,5 +100,47 @@ pub(crate) fn check(config: &Config, issue: &Path) -> anyhow::Result<ExitCode> {
         composed.issue.subject,
         composed.issue.slug
     );
-    Ok(ExitCode::SUCCESS)
+    let Some(options) = links else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let addresses = composer.addresses(issue)?;
+    let settings = crate::linkcheck::LinkCheck {
+        timeout: options.timeout,
+        ..Default::default()
+    };
+    let findings = crate::linkcheck::check(&addresses, &settings).await?;
+    let (mut broken, mut warned) = (0, 0);
+    for f in &findings {
+        let what = match f.address.kind {
+            letterpress_composer::AddressKind::Link => "link",
+            letterpress_composer::AddressKind::Image => "image",
+        };
+        let (label, reason) = match &f.verdict {
+            crate::linkcheck::Verdict::Fine => continue,
+            crate::linkcheck::Verdict::Broken(reason) => {
+                broken += 1;
+                ("broken", reason)
+            }
+            crate::linkcheck::Verdict::Warning(reason) => {
+                warned += 1;
+                ("warning", reason)
+            }
+        };
+        println!(
+            "{}:{}: {label} {what} {}: {reason}",
+            issue.display(),
+            f.address.line,
+            f.address.url
+        );
+    }
+    eprintln!(
+        "{}: {} link(s) and image(s) checked: {broken} broken, {warned} warning(s)",
+        issue.display(),
+        findings.len()
+    );
+    Ok(if broken > 0 && !options.warn_only {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -304,12 +304,26 @@ impl IssueLoader for OneIssue {
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} settled · {msg} · {per_sec} · {eta} left",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} settled · {msg} · {rate} · {eta} left")
+            .map(|style| {
+                // indicatif's {per_sec} prints the rate with four decimals
+                // (`1,446.3697/s`); messages come whole.
+                style.with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}/s", whole_rate(state.per_sec()));
+                    },
+                )
+            })
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+/// A rate as a whole number with thousands separators: `1,446`.
+/// (`as` saturates: NaN and negative rates, before the first tick, show 0.)
+fn whole_rate(per_sec: f64) -> String {
+    indicatif::HumanCount(per_sec.round() as u64).to_string()
 }
 
 fn tick_progress(
@@ -410,4 +424,21 @@ pub(crate) async fn retry_failed(config: &Config, slug: &str) -> anyhow::Result<
         "{n} failed deliveries of {slug} queued again; `send`, `worker` or `serve` will deliver them"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_are_whole_with_thousands_separators() {
+        for (rate, shown) in [
+            (1446.3697, "1,446"),
+            (0.4, "0"),
+            (999.5, "1,000"),
+            (5_288_000.0, "5,288,000"),
+            (f64::NAN, "0"),
+            (-3.0, "0"),
+        ] {
+            assert_eq!(super::whole_rate(rate), shown, "{rate}");
+        }
+    }
 }

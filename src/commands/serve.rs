@@ -12,8 +12,9 @@ use chrono::Utc;
 use letterpress_publish::schedule::{self, Schedule, TickStats};
 use letterpress_sender::{MessageSettings, Progress, Transport, Until};
 use letterpress_server::{
-    AppState, BoxFuture, ConfirmationMailer, HttpLimits, MailerError, SchedulerSnapshot,
-    SchedulerStats, ServerSettings, TrustedProxies, WorkerSnapshot, WorkerStats,
+    AllowedOrigins, AppState, BoxFuture, ConfirmationMailer, HttpLimits, MailerError,
+    SchedulerSnapshot, SchedulerStats, ServerSettings, SignupRedirect, TrustedProxies,
+    WorkerSnapshot, WorkerStats,
 };
 use letterpress_store::SignupLimits;
 
@@ -134,6 +135,15 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             confirm_ttl: Duration::from_secs(7 * 86400),
             trusted_proxies: TrustedProxies::parse(&config.server.trusted_proxies)
                 .context("server.trusted_proxies")?,
+            allowed_origins: AllowedOrigins::parse(&config.server.allowed_origins)
+                .context("server.allowed_origins")?,
+            signup_redirect: config
+                .server
+                .signup_redirect
+                .as_deref()
+                .map(SignupRedirect::parse)
+                .transpose()
+                .context("server.signup_redirect")?,
             http: HttpLimits {
                 header_timeout: config.server.header_timeout,
                 request_timeout: config.server.request_timeout,

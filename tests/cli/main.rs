@@ -3,16 +3,20 @@
 //!
 //! Covers rendering and linting (issue files and their errors), the
 //! configuration's errors, the subscriber commands (import, export,
-//! add, list, remove), and the modes of the files letterpress creates.
+//! add, list, remove), the modes of the files letterpress creates, and
+//! the systemd units docs/deploy.md ships.
 
+mod appearance;
 mod check;
 mod config;
+mod deploy;
 mod doctor_relay;
 #[cfg(unix)]
 mod files;
 mod import;
 mod import_providers;
 mod init;
+mod links;
 mod render;
 mod subscribers;
 

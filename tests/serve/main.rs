@@ -4,14 +4,19 @@
 //!
 //! Covers RFC 8058 one-click unsubscribe and the page behind the link,
 //! signed webhooks, double opt-in signup, health, metrics and JSON logs,
-//! the graceful stop on SIGTERM, unsubscribes under load during a send, and
-//! scheduled delivery.
+//! the graceful stop on SIGTERM, unsubscribes under load during a send,
+//! scheduled delivery, all of it behind Debian's nginx running the
+//! documented site file, and the signup embed for a static site (CORS,
+//! redirect, honeypot), in headless Chromium too.
 
 #![cfg(unix)]
 
+mod browser;
+mod embed;
 mod http_limits;
 mod load;
 mod observability;
+mod proxy;
 mod schedule;
 mod shutdown;
 mod signup;

@@ -69,7 +69,7 @@ async fn sigterm_finishes_requests_and_messages_in_flight() {
         cv.notify_all();
     }
     let (status, body) = signup.await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     let mut served = served;
     let (status, lines) = served.wait().await;
     assert!(status.success(), "exit status {status}");

@@ -3,7 +3,7 @@
 use letterpress_signing::Purpose;
 use letterpress_testkit::{NEWSLETTER, PUBLIC_URL, SmtpServer, client, text_body, token_after};
 use reqwest::StatusCode;
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, LOCATION};
 
 use crate::lp;
 
@@ -40,10 +40,23 @@ async fn double_opt_in_signup() {
         token_after(&body, "/confirm/").expect("token in the link")
     };
 
-    // A new address by form: pending, and a confirmation email.
+    // A new address by form: pending, and a confirmation email. The form
+    // is sent on (303) to letterpress's own thank-you page.
     let r = form("new@example.com").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let new_page = r.text().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let new_page = r.headers()[LOCATION].to_str().unwrap().to_string();
+    assert_eq!(new_page, format!("{PUBLIC_URL}/subscribe/thanks"));
+    let thanks = http
+        .get(served.url("/subscribe/thanks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thanks.status(), StatusCode::OK);
+    let thanks = thanks.text().await.unwrap();
+    assert!(
+        thanks.contains("Check your inbox") && thanks.contains(NEWSLETTER),
+        "{thanks}"
+    );
     smtp.wait_until("confirmation for new@", |s| {
         s.copies().contains_key("new@example.com")
     })
@@ -79,12 +92,13 @@ async fn double_opt_in_signup() {
 
     // An active address: the same answer as a new one, and no email.
     let r = form("active@example.com").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        r.text().await.unwrap(),
-        new_page,
-        "same page as a new signup"
+        r.headers()[LOCATION],
+        new_page.as_str(),
+        "same answer as a new signup"
     );
+    assert_eq!(r.text().await.unwrap(), "");
     let r = json("active@example.com").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap(), new_json);
@@ -92,8 +106,8 @@ async fn double_opt_in_signup() {
     // An unsubscribed address: the same answer, a confirmation, and it
     // stays unsubscribed until that is confirmed.
     let r = form("gone@example.com").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.text().await.unwrap(), new_page);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], new_page.as_str());
     smtp.wait_until("confirmation for gone@", |s| {
         s.copies().contains_key("gone@example.com")
     })
@@ -174,7 +188,7 @@ async fn signups_are_rate_limited_per_client() {
             .unwrap();
         codes.push(r.status().as_u16());
     }
-    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    assert_eq!(codes, [303, 303, 303, 429, 429]);
     assert_eq!(
         lp.statuses().await.len(),
         3,
@@ -206,7 +220,7 @@ async fn a_confirmation_link_confirms_once() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     smtp.wait_until("the confirmation", |s| {
         s.copies().contains_key("once@example.com")
     })
@@ -269,18 +283,18 @@ async fn limits_count_visitors_behind_a_trusted_proxy_and_mails_per_address() {
     ] {
         codes.push(from(visitor, email).await.unwrap().status().as_u16());
     }
-    assert_eq!(codes, [200, 200, 429, 200, 200, 200, 429]);
+    assert_eq!(codes, [303, 303, 429, 303, 303, 303, 429]);
 
     // Twenty visitors sign one address up: one confirmation mail.
     for i in 0..20 {
         let r = from(&format!("203.0.113.{i}"), "target@example.com")
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "visitor {i}");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "visitor {i}");
     }
     // The mails are sent in order: once this one is in, the target's are too.
     let r = from("203.0.113.99", "marker@example.com").await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     smtp.wait_until("the marker's confirmation", |s| {
         s.copies().contains_key("marker@example.com")
     })
@@ -307,7 +321,7 @@ async fn a_forwarded_for_header_from_an_untrusted_client_is_ignored() {
             .unwrap();
         codes.push(r.status().as_u16());
     }
-    assert_eq!(codes, [200, 200, 429]);
+    assert_eq!(codes, [303, 303, 429]);
     served.stop_ok().await;
 }
 
@@ -333,7 +347,7 @@ async fn a_signup_is_answered_before_its_confirmation_is_sent() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     // The relay holds the confirmation now, and the answer came anyway.
     tokio::time::timeout(letterpress_testkit::WAIT, arrived.recv())
         .await
@@ -370,7 +384,7 @@ async fn the_confirmation_mail_is_signed_and_identified_like_an_issue() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     smtp.wait_until("the confirmation", |s| {
         s.copies().contains_key("signed@example.com")
     })

@@ -232,7 +232,7 @@ async fn a_forgotten_readers_links_do_not_act_on_the_next_subscriber() {
     // The first reader signs up, confirms, and gets an issue.
     assert_eq!(
         signup("first@example.com").await.unwrap().status(),
-        StatusCode::OK
+        StatusCode::SEE_OTHER
     );
     smtp.wait_until("first@'s confirmation", |s| {
         s.copies().contains_key("first@example.com")
@@ -267,7 +267,7 @@ async fn a_forgotten_readers_links_do_not_act_on_the_next_subscriber() {
         .await;
     assert_eq!(
         signup("stranger@example.com").await.unwrap().status(),
-        StatusCode::OK
+        StatusCode::SEE_OTHER
     );
     smtp.wait_until("stranger@'s confirmation", |s| {
         s.copies().contains_key("stranger@example.com")

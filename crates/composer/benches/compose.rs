@@ -30,6 +30,7 @@ fn benches(c: &mut Criterion) {
         newsletter: Newsletter {
             name: "Rust Trends".into(),
             postal_address: "Example Street 1, Amsterdam".into(),
+            language: Default::default(),
         },
     })
     .expect("composer");

@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         newsletter: Newsletter {
             name: "Rust Trends".into(),
             postal_address: "Example Street 1\n1234 AB Amsterdam".into(),
+            language: Default::default(),
         },
     })?;
     let issue = composer.compose_file(issue.as_ref())?;

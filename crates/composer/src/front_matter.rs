@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{ComposeError, line_of};
+use crate::language::Language;
 
 /// The keys of an issue's front matter that letterpress uses. Unknown
 /// top-level keys (Zola has many: `template`, `taxonomies`, ...) are ignored.
@@ -31,6 +32,9 @@ pub struct FrontMatter {
     pub send_at: Option<DateTime<Utc>>,
     /// Drafts are never sent by the scheduler.
     pub draft: bool,
+    /// The language, when it is not the newsletter's: `language`,
+    /// or `language` in `[extra]` (Zola allows no unknown top-level keys).
+    pub language: Option<Language>,
     /// The free `[extra]` table, kept as data (an empty object when absent).
     pub extra: Value,
 }
@@ -203,6 +207,30 @@ pub(crate) fn parse(
             ));
         }
     };
+    let language = match string("language")? {
+        Some(tag) => Some(tag),
+        None => match extra.get("language") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                return Err(err(
+                    "language",
+                    "front matter key `extra.language` must be a string".into(),
+                ));
+            }
+        },
+    };
+    let language = match language {
+        None => None,
+        Some(tag) => Some(Language::parse(&tag).map_err(|message| {
+            let key = if table.contains_key("language") {
+                "language"
+            } else {
+                "extra"
+            };
+            err(key, format!("front matter key `language`: {message}"))
+        })?),
+    };
     Ok(FrontMatter {
         title,
         date: string("date")?,
@@ -212,6 +240,7 @@ pub(crate) fn parse(
         preheader: string("preheader")?,
         send_at,
         draft,
+        language,
         extra,
     })
 }

@@ -27,6 +27,7 @@ use mrml::prelude::parser::noop_loader::NoopIncludeLoader;
 use mrml::prelude::render::RenderOptions;
 
 use crate::error::{ComposeError, line_of};
+use crate::language::Language;
 use crate::personalize::{escape_html, marker};
 
 /// The values a layout is filled with. All but `content` are plain text.
@@ -89,7 +90,7 @@ impl Layout {
             postal_address: "Street 1",
             content: "<p>Content</p>",
         })?;
-        layout.compile(&sample).map_err(|e| {
+        layout.compile(&sample, &Language::default()).map_err(|e| {
             ComposeError::template(path, None, format!("mrml rejects the layout: {e}"))
         })?;
         Ok(layout)
@@ -144,17 +145,32 @@ impl Layout {
     }
 
     /// Compiles a filled MJML document to HTML (mrml parse + render).
-    pub(crate) fn compile(&self, mjml: &str) -> Result<String, String> {
+    ///
+    /// `language` sets `lang` and `dir` unless the layout's `<mjml>` sets
+    /// them itself (mrml's default, `und`, tells a screen reader nothing).
+    /// No web font is loaded unless the layout asks for one with
+    /// `mj-font`: mrml's default font table would otherwise link Google
+    /// Fonts for any family it knows (Roboto, Open Sans, ...) that the font
+    /// stack names, which tells Google who opened which issue.
+    pub(crate) fn compile(&self, mjml: &str, language: &Language) -> Result<String, String> {
         let options = ParserOptions {
             include_loader: match &self.folder {
                 Some(folder) => Box::new(LocalIncludeLoader::new(folder.clone())),
                 None => Box::new(NoopIncludeLoader),
             },
         };
-        let parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
-        parsed
-            .element
-            .render(&RenderOptions::default())
-            .map_err(|e| e.to_string())
+        let mut parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
+        let attributes = &mut parsed.element.attributes;
+        attributes
+            .lang
+            .get_or_insert_with(|| language.as_str().to_string());
+        attributes
+            .dir
+            .get_or_insert_with(|| language.dir().to_string());
+        let render = RenderOptions {
+            fonts: Default::default(),
+            ..RenderOptions::default()
+        };
+        parsed.element.render(&render).map_err(|e| e.to_string())
     }
 }

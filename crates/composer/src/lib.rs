@@ -30,12 +30,20 @@
 //! `{{ subscriber_email }}`, `{{ subscriber_name }}` (markers). An unknown placeholder
 //! is an error naming the layout file and line. `mj-include` resolves only inside the
 //! layout's folder; included partials are static MJML (no placeholders).
+//!
+//! The default layout loads nothing remote (no web fonts: a system font
+//! stack) and hides its preheader with `display:none` / `mso-hide:all`
+//! followed by zero-width spacers, not with white or tiny text, which spam
+//! filters score (SpamAssassin's HTML_FONT_LOW_CONTRAST). `lang` and `dir`
+//! come from [`Newsletter::language`] or the issue's front matter.
 
 #![warn(missing_docs)]
 
+mod addresses;
 mod error;
 mod front_matter;
 mod html;
+mod language;
 mod layout;
 mod links;
 mod lint;
@@ -50,8 +58,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+pub use addresses::{Address, AddressKind};
 pub use error::{ComposeError, Location};
 pub use front_matter::FrontMatter;
+pub use language::Language;
 use lint::HTML_SIZE_WARNING;
 pub use lint::{Lint, LintKind};
 pub use personalize::{Part, Personalizable, Recipient, Slot};
@@ -64,6 +74,9 @@ pub struct Newsletter {
     pub name: String,
     /// Postal address required in the footer of commercial email (may span lines).
     pub postal_address: String,
+    /// The language issues are written in (`lang` of the HTML), unless an
+    /// issue's front matter names another.
+    pub language: Language,
 }
 
 /// What the composer needs to know about the site and the newsletter.
@@ -182,6 +195,27 @@ impl Composer {
         &self.settings
     }
 
+    /// The `http:`/`https:` links and images of an issue file (after its
+    /// includes, made absolute), each with its line, for a link check.
+    pub fn addresses(&self, path: &Path) -> Result<Vec<Address>, ComposeError> {
+        let src = read_source(path)?;
+        let split = front_matter::split(path, &src)?;
+        let front_matter = front_matter::parse(path, &src, &split)?;
+        let base = self.issue_base(&issue_slug(path, &front_matter))?;
+        let expander = shortcodes::Expander { root: &self.root };
+        let (body, map) = expander.expand_issue(path, &src, split.body_offset)?;
+        Ok(addresses::collect(&body, &base, &map))
+    }
+
+    /// The issue's web address, which relative addresses resolve against.
+    fn issue_base(&self, slug: &str) -> Result<Url, ComposeError> {
+        let issue_url = self.settings.issue_url.replace("{slug}", slug);
+        Url::parse(&issue_url).map_err(|e| ComposeError::Settings {
+            key: "newsletter.issue_url",
+            message: format!("`{issue_url}` is not an absolute URL: {e}"),
+        })
+    }
+
     /// Composes one issue file: front matter, shortcodes, Markdown, layout, HTML and text.
     pub fn compose_file(&self, path: &Path) -> Result<ComposedIssue, ComposeError> {
         let span = tracing::info_span!("compose", file = %path.display());
@@ -191,11 +225,7 @@ impl Composer {
         let split = front_matter::split(path, &src)?;
         let front_matter = front_matter::parse(path, &src, &split)?;
         let slug = issue_slug(path, &front_matter);
-        let issue_url = self.settings.issue_url.replace("{slug}", &slug);
-        let base = Url::parse(&issue_url).map_err(|e| ComposeError::Settings {
-            key: "newsletter.issue_url",
-            message: format!("`{issue_url}` is not an absolute URL: {e}"),
-        })?;
+        let base = self.issue_base(&slug)?;
 
         let expander = shortcodes::Expander { root: &self.root };
         let (body, map) = expander.expand_issue(path, &src, split.body_offset)?;
@@ -228,7 +258,11 @@ impl Composer {
             postal_address: &newsletter.postal_address,
             content: &content,
         })?;
-        let html = self.layout.compile(&mjml).map_err(|e| {
+        let language = front_matter
+            .language
+            .as_ref()
+            .unwrap_or(&newsletter.language);
+        let html = self.layout.compile(&mjml, language).map_err(|e| {
             ComposeError::template(
                 path,
                 None,
@@ -238,6 +272,16 @@ impl Composer {
                 ),
             )
         })?;
+        for href in lint::remote_stylesheets(&html) {
+            warnings.push(Lint {
+                kind: LintKind::RemoteStylesheet,
+                message: format!(
+                    "the HTML loads a remote stylesheet, {href}: every open tells that host \
+                     who read the issue (a web font? the layout's mj-font)"
+                ),
+                line: None,
+            });
+        }
         if html.len() > HTML_SIZE_WARNING {
             warnings.push(Lint {
                 kind: LintKind::HtmlTooLarge,

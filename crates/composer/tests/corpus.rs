@@ -1,6 +1,7 @@
 //! Every issue of the real corpus (`../shared/corpus`, beside the checkout;
 //! `LP_TEST_REQUIRE=corpus` makes its absence a failure) composes, keeps
-//! every absolute link in both parts, has no HTML in its text and stays under 102 KB.
+//! every absolute link in both parts, has no HTML in its text, loads nothing
+//! remote but its own links and images, says `lang="en"` and stays under 102 KB.
 
 mod common;
 
@@ -98,6 +99,34 @@ fn every_corpus_issue_composes() {
             failures.push(format!("{name}: marker left after personalisation"));
         }
         let html_urls = common::attribute_urls(&html);
+        if !html.contains(r#"<html lang="en" dir="ltr""#) {
+            failures.push(format!("{name}: the HTML is not lang=\"en\" dir=\"ltr\""));
+        }
+        // Nothing remote but the issue's own links and images, its web
+        // address and the unsubscribe link: no web font, no tracker.
+        let own: Vec<String> = composer
+            .addresses(path)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .into_iter()
+            .map(|a| a.url.to_string())
+            .collect();
+        let issue_url = format!("https://rust-trends.com/newsletter/{}/", issue.issue.slug);
+        for url in html_urls.iter().chain(&common::css_urls(&html)) {
+            let remote =
+                url.starts_with("http:") || url.starts_with("https:") || url.starts_with("//");
+            let known = own.iter().any(|o| o == url)
+                || absolute_urls(&source_after_includes(&root, path)).contains(url)
+                || *url == issue_url
+                || url == recipient.unsubscribe_url;
+            if remote && !known {
+                failures.push(format!(
+                    "{name}: the HTML loads or links {url}, which the issue does not"
+                ));
+            }
+        }
+        if html.contains("fonts.googleapis.com") {
+            failures.push(format!("{name}: Google Fonts in the HTML"));
+        }
         for url in absolute_urls(&source_after_includes(&root, path)) {
             if !html_urls.contains(&url) {
                 failures.push(format!("{name}: {url} missing from the HTML"));

@@ -407,6 +407,7 @@ fn custom(template: &str) -> Result<Composer, ComposeError> {
         newsletter: Newsletter {
             name: "Custom & Co".into(),
             postal_address: String::new(),
+            language: Default::default(),
         },
     })
 }
@@ -449,6 +450,7 @@ fn bad_issue_url_is_a_settings_error() {
         newsletter: Newsletter {
             name: "N".into(),
             postal_address: String::new(),
+            language: Default::default(),
         },
     })
     .unwrap();

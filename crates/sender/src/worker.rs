@@ -104,6 +104,9 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// How long a stopping worker waits for messages in flight.
     pub shutdown_grace: Duration,
+    /// How long the worker waits for a database that went away (a
+    /// PostgreSQL restart) before it gives up (`delivery.database_outage`).
+    pub database_outage: Duration,
 }
 
 /// Counters a progress display or `/metrics` reads while the worker runs.
@@ -225,7 +228,11 @@ impl Worker {
             Until::Stopped => None,
         };
         let (tx, rx) = mpsc::channel::<Record>(4096);
-        let recorder = tokio::spawn(record_outcomes(self.store.clone(), rx));
+        let recorder = tokio::spawn(record_outcomes(
+            self.store.clone(),
+            rx,
+            self.settings.database_outage,
+        ));
         // Twice as many messages are prepared as may be sent at once, so
         // that a connection finishing one message finds the next one built.
         let permits = Arc::new(Semaphore::new(
@@ -258,7 +265,10 @@ impl Worker {
         // QUIT the pooled connections: a relay logs a connection dropped
         // without one as a lost client.
         self.transport.shutdown().await;
-        let released = self.store.release_leases(&self.settings.worker_id).await?;
+        let released = ride_out("give back leases", self.settings.database_outage, || {
+            self.store.release_leases(&self.settings.worker_id)
+        })
+        .await?;
         if released > 0 {
             tracing::info!(released, "gave back claimed deliveries that were not sent");
         }
@@ -332,17 +342,18 @@ impl Worker {
     }
 
     /// Claims the next batch of due deliveries and keeps their leases.
+    /// Rides out a database that is briefly unavailable.
     async fn claim(&self, scope: Option<i64>) -> Result<Vec<Claim>, StoreError> {
-        let claims = self
-            .store
-            .claim_due(
+        let claims = ride_out("claim deliveries", self.settings.database_outage, || {
+            self.store.claim_due(
                 &self.settings.worker_id,
                 scope,
                 self.settings.batch_size.max(1),
                 self.settings.lease,
                 Utc::now(),
             )
-            .await?;
+        })
+        .await?;
         self.claimed_lock()
             .extend(claims.iter().map(|c| c.delivery_id));
         Ok(claims)
@@ -403,7 +414,10 @@ impl Worker {
                 // Settle what is in flight and recorded before judging.
                 while in_flight.join_next().await.is_some() {}
                 flush(tx).await;
-                let counts = self.store.issue_counts_by_id(issue_id).await?;
+                let counts = ride_out("count deliveries", self.settings.database_outage, || {
+                    self.store.issue_counts_by_id(issue_id)
+                })
+                .await?;
                 let unsettled = counts
                     .as_ref()
                     .map(|c| c.queued + c.deferred + c.sending)
@@ -420,7 +434,12 @@ impl Worker {
                 } else {
                     self.settings.poll_interval.max(Duration::from_secs(1)) * 30
                 };
-                let next_due = self.store.next_due_at(Some(issue_id)).await?;
+                let next_due = ride_out(
+                    "find the next due delivery",
+                    self.settings.database_outage,
+                    || self.store.next_due_at(Some(issue_id)),
+                )
+                .await?;
                 let until_due = next_due
                     .and_then(|t| (t - Utc::now()).to_std().ok())
                     .unwrap_or(Duration::ZERO)
@@ -628,7 +647,7 @@ async fn flush(tx: &mpsc::Sender<Record>) {
 /// connections into one. The cost is the crash window: a worker killed
 /// outright loses the outcomes of the messages in flight and of those
 /// finished in the last [`GROUP_WAIT`], which the next worker sends again.
-async fn record_outcomes(store: Store, mut rx: mpsc::Receiver<Record>) {
+async fn record_outcomes(store: Store, mut rx: mpsc::Receiver<Record>, outage: Duration) {
     let mut batch = Vec::with_capacity(GROUP_MAX);
     let mut acks = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -654,21 +673,64 @@ async fn record_outcomes(store: Store, mut rx: mpsc::Receiver<Record>) {
         }
         if !batch.is_empty() {
             let span = tracing::debug_span!("record_outcomes", n = batch.len());
-            // A failed write is retried: these are messages already sent,
-            // and losing their outcome means sending them twice.
-            let mut tries = 0;
-            while let Err(e) = store.record_outcomes(&batch).instrument(span.clone()).await {
-                tries += 1;
-                tracing::error!(error = %e, tries, "cannot record outcomes; retrying");
-                if tries >= 10 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            // A failed write is retried while the database is away: these
+            // are messages already sent, and losing their outcome means
+            // sending them again once their leases run out.
+            let write = ride_out(
+                "record outcomes",
+                outage.max(Duration::from_secs(10)),
+                || store.record_outcomes(&batch),
+            )
+            .instrument(span)
+            .await;
+            if let Err(e) = write {
+                tracing::error!(
+                    error = %e,
+                    n = batch.len(),
+                    "cannot record outcomes; these deliveries will be sent again when their leases run out"
+                );
             }
             batch.clear();
         }
         for ack in acks.drain(..) {
             let _ = ack.send(());
+        }
+    }
+}
+
+/// Runs a store call again while the database is unavailable (a PostgreSQL
+/// restart, a dropped connection), backing off from 100 ms to 5 s, for at
+/// most `limit` in all; then, or at once for any other error, its error.
+/// One warning when the outage starts and one line when it ends, so a
+/// restart reads as two lines in the log, not a screenful.
+async fn ride_out<T, F, Fut>(what: &str, limit: Duration, mut call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match call().await {
+            Ok(v) => {
+                if warned {
+                    tracing::warn!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "the database is back; going on"
+                    );
+                }
+                return Ok(v);
+            }
+            Err(e) if e.is_unavailable() && started.elapsed() + delay <= limit => {
+                if !warned {
+                    tracing::warn!(error = %e, limit = ?limit, "cannot {what}: the database is unavailable; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! | `GET /u/{token}` | a page that names the newsletter and asks to confirm; changes nothing |
 //! | `POST /u/{token}` | unsubscribes (RFC 8058 one-click or the page's form); 200, no redirect |
 //! | `POST /webhooks/unsubscribe`, `POST /webhooks/bounce` | signed JSON from the systems around a newsletter |
-//! | `POST /subscribe`, `GET`/`POST /confirm/{token}` | double opt-in signup |
+//! | `POST /subscribe`, `GET`/`POST /confirm/{token}` | double opt-in signup: a form answers 303 (to `server.signup_redirect` or `GET /subscribe/thanks`), JSON answers JSON, with CORS for `server.allowed_origins` |
 //! | `GET /healthz` | the database answers |
 //! | `GET /metrics` | Prometheus text, with `Authorization: Bearer <server.metrics_token>` only |
 //!
@@ -22,6 +22,7 @@
 //! the listener bounds what a client may hold (see `listen.rs`).
 
 mod client;
+mod embed;
 mod listen;
 mod metrics;
 mod pages;
@@ -51,6 +52,7 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
 pub use client::{BadProxy, TrustedProxies};
+pub use embed::{AllowedOrigins, BadOrigin, BadRedirect, HONEYPOT_FIELD, SignupRedirect};
 pub use listen::HttpLimits;
 use metrics::Metrics;
 pub use metrics::{SchedulerSnapshot, SchedulerStats, WorkerSnapshot, WorkerStats};
@@ -89,6 +91,10 @@ pub struct ServerSettings {
     pub confirm_ttl: Duration,
     /// Peers whose `X-Forwarded-For` names the visitor.
     pub trusted_proxies: TrustedProxies,
+    /// Sites whose scripts may post JSON signups (CORS).
+    pub allowed_origins: AllowedOrigins,
+    /// Where a form signup lands; without one, `GET /subscribe/thanks`.
+    pub signup_redirect: Option<SignupRedirect>,
     /// Timeouts and the connection cap of the listener.
     pub http: HttpLimits,
     /// The bearer token `/metrics` asks for; without one it answers 404.
@@ -152,7 +158,11 @@ pub fn router(state: AppState) -> Router {
             "/u/{token}",
             get(unsubscribe::page).post(unsubscribe::unsubscribe),
         )
-        .route("/subscribe", post(signup::subscribe))
+        .route(
+            "/subscribe",
+            post(signup::subscribe).layer(state.settings.allowed_origins.cors()),
+        )
+        .route("/subscribe/thanks", get(signup::thanks))
         .route(
             "/confirm/{token}",
             get(signup::confirm_page).post(signup::confirm),

@@ -8,6 +8,12 @@
 //! nothing about who is subscribed, and cannot be used to mail-bomb an
 //! address: the store allows one confirmation per address every ten
 //! minutes and three a day, on top of the per-visitor limit here.
+//!
+//! A form (from letterpress's pages or a form embedded in the operator's
+//! site) is answered with a 303 to `server.signup_redirect` or to
+//! `GET /subscribe/thanks`, so a reload never posts again; JSON is
+//! answered with JSON. A signup whose honeypot field is filled (see
+//! [`crate::HONEYPOT_FIELD`]) gets the very same answer and does nothing.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +23,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use letterpress_core::{SubscriberEmail, SubscriberName};
 use letterpress_signing::{Binding, Purpose};
@@ -26,7 +32,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::pages::{button_form, esc, not_found, page};
-use crate::{AppState, ConfirmationJob, MAX_TRACKED_VISITORS};
+use crate::{AppState, ConfirmationJob, HONEYPOT_FIELD, MAX_TRACKED_VISITORS};
 
 /// A boxed future, for [`ConfirmationMailer`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -52,7 +58,16 @@ struct SignupForm {
     email: String,
     #[serde(default)]
     name: Option<String>,
+    /// The honeypot ([`HONEYPOT_FIELD`]).
+    #[serde(default)]
+    website: Option<String>,
 }
+
+/// What a successful signup is told.
+const CHECK_INBOX: (&str, &str) = (
+    "Check your inbox",
+    "If this address can be subscribed, a confirmation link is on its way. Click it to start receiving the newsletter.",
+);
 
 fn wants_json(headers: &HeaderMap) -> bool {
     let is = |h, v: &str| {
@@ -117,6 +132,16 @@ pub(crate) async fn subscribe(
         Ok(e) => e,
         Err(e) => return reply(StatusCode::BAD_REQUEST, "Invalid address", &e.to_string()),
     };
+    // Everything a person's signup is checked for, the bot's was too; it
+    // gets the same answer, and nothing is stored or sent.
+    if form
+        .website
+        .as_deref()
+        .is_some_and(|w| !w.trim().is_empty())
+    {
+        tracing::info!(field = HONEYPOT_FIELD, "signup: honeypot filled; ignored");
+        return signed_up(&state, json);
+    }
     let name = form
         .name
         .as_deref()
@@ -163,10 +188,39 @@ pub(crate) async fn subscribe(
             tracing::warn!("signup: the confirmation queue is full; a confirmation was dropped");
         }
     }
-    reply(
+    signed_up(&state, json)
+}
+
+/// The answer to every signup that was taken (or silently dropped): JSON,
+/// or a 303 to the thank-you page.
+fn signed_up(state: &AppState, json: bool) -> Response {
+    let (title, message) = CHECK_INBOX;
+    if json {
+        return (
+            StatusCode::OK,
+            Json(json!({ "status": title, "message": message })),
+        )
+            .into_response();
+    }
+    let to = match &state.settings.signup_redirect {
+        Some(r) => r.as_str().to_string(),
+        None => format!(
+            "{}/subscribe/thanks",
+            state.settings.public_url.trim_end_matches('/')
+        ),
+    };
+    Redirect::to(&to).into_response()
+}
+
+/// `GET /subscribe/thanks`: where a form signup lands without
+/// `server.signup_redirect`. Says the same to everyone.
+pub(crate) async fn thanks(State(state): State<AppState>) -> Response {
+    let (title, message) = CHECK_INBOX;
+    page(
         StatusCode::OK,
-        "Check your inbox",
-        "If this address can be subscribed, a confirmation link is on its way. Click it to start receiving the newsletter.",
+        &state.settings.newsletter_name,
+        title,
+        &format!("<p>{}</p>", esc(message)),
     )
 }
 
@@ -175,16 +229,19 @@ pub(crate) async fn subscribe(
 fn serde_urlencoded_form(body: &[u8]) -> Result<SignupForm, String> {
     let mut email = None;
     let mut name = None;
+    let mut website = None;
     for (k, v) in url::form_urlencoded::parse(body) {
         match k.as_ref() {
             "email" => email = Some(v.into_owned()),
             "name" => name = Some(v.into_owned()),
+            HONEYPOT_FIELD => website = Some(v.into_owned()),
             _ => {}
         }
     }
     Ok(SignupForm {
         email: email.ok_or("no email field")?,
         name,
+        website,
     })
 }
 

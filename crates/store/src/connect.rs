@@ -5,12 +5,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::db::postgres::{PgPool, PgPoolOptions, Postgres};
+use crate::db::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 use crate::db::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use crate::db::{Database, Encode, QueryBuilder, Transaction, Type};
+use crate::db::{Connection, Database, Encode, QueryBuilder, Transaction, Type};
 use hmac::{KeyInit, Mac};
 
 use crate::StoreError;
@@ -165,7 +165,16 @@ impl Store {
                 .await?;
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+            let options = PgConnectOptions::from_str(url)?;
+            // One connection made by hand first: the pool's own connect
+            // retries until its acquire timeout (30 s) and then says only
+            // "pool timed out", hiding why (connection refused, a wrong
+            // password, no such database).
+            PgConnection::connect_with(&options).await?.close().await?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
             Pool::Postgres(pool)
         } else {
             return Err(StoreError::UnsupportedUrl(letterpress_core::redact_url(

@@ -42,5 +42,7 @@ pub(crate) mod sqlite {
 
 /// The PostgreSQL driver.
 pub(crate) mod postgres {
-    pub(crate) use sqlx_postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
+    pub(crate) use sqlx_postgres::{
+        PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres,
+    };
 }

@@ -58,3 +58,58 @@ pub enum StoreError {
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
 }
+
+impl StoreError {
+    /// Whether the database could not be reached or went away (a
+    /// PostgreSQL restart, a network cut, a pool that timed out waiting for
+    /// a connection): the statement did not run, and the same call may
+    /// succeed once the server is back. Anything else (a constraint, a
+    /// corrupt value, a schema problem) would fail again.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            db::Error::Io(_) | db::Error::PoolTimedOut | db::Error::Tls(_) => true,
+            db::Error::Database(d) => d.code().is_some_and(|code| unavailable_sqlstate(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// PostgreSQL's SQLSTATEs for a server that is going away or not yet
+/// there: class 08 (connection exception) and 57P01-57P03 (admin shutdown,
+/// crash shutdown, cannot connect now: the server is starting).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_failures_are_an_unavailable_database() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        for (error, unavailable) in [
+            (StoreError::Database(db::Error::Io(io())), true),
+            (StoreError::Database(db::Error::PoolTimedOut), true),
+            (StoreError::Database(db::Error::PoolClosed), false),
+            (StoreError::Database(db::Error::RowNotFound), false),
+            (StoreError::Corrupt("x".into()), false),
+            (StoreError::NoSuppressionKey, false),
+        ] {
+            assert_eq!(error.is_unavailable(), unavailable, "{error}");
+        }
+        for (code, unavailable) in [
+            ("08006", true),
+            ("08001", true),
+            ("57P01", true),
+            ("57P03", true),
+            ("23505", false),
+            ("40001", false),
+        ] {
+            assert_eq!(unavailable_sqlstate(code), unavailable, "{code}");
+        }
+    }
+}

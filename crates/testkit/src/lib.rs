@@ -15,6 +15,9 @@
 //! - [`quoted_printable::decode`]: a strict RFC 2045 decoder.
 //! - [`Dkimpy`]: an independent DKIM verifier (Python's dkimpy, with PyNaCl
 //!   for ed25519-sha256), one verdict per signature with [`Verdicts`].
+//! - [`Nginx`]: Debian's nginx as a private instance on loopback, in front
+//!   of a `serve`, with a certificate made for the run.
+//! - [`Browser`]: headless Chromium through chromedriver (fantoccini).
 //! - [`client`], [`eventually`], and the header and token helpers of [`mail`].
 //! - [`require`]: the `LP_TEST_REQUIRE` switch. When something a test needs
 //!   is missing, [`require::missing`] decides, for every test alike, whether
@@ -25,24 +28,30 @@
 
 #![warn(missing_docs)]
 
+mod browser;
 mod dkim;
 mod dns;
 mod install;
 pub mod mail;
+mod nginx;
 mod postfix;
 mod postgres;
+mod proxy;
 pub mod quoted_printable;
 pub mod require;
 mod smtp;
 pub mod sql;
 mod wait;
 
+pub use browser::Browser;
 pub use dkim::{Dkimpy, Verdicts};
 pub use dns::DnsServer;
 pub use install::{Lp, NEWSLETTER, PUBLIC_URL, SECRET, Served, WEBHOOK_SECRET};
 pub use mail::{header, list_unsubscribe_token, text_body, token_after};
+pub use nginx::Nginx;
 pub use postfix::{Postfix, Session};
 pub use postgres::PgDb;
+pub use proxy::TcpProxy;
 pub use require::Dependency;
 pub use smtp::{Behavior, Received, SmtpServer};
 pub use wait::{WAIT, client, eventually};

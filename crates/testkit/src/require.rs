@@ -37,11 +37,15 @@ pub enum Dependency {
     Spamassassin,
     /// A DNS server the tests control (DKIM, SPF and DMARC records).
     Dns,
+    /// systemd's `systemd-analyze` (the documented units, as systemd reads them).
+    Systemd,
+    /// Hugo (the documented signup partial, as a Hugo site renders it).
+    Hugo,
 }
 
 impl Dependency {
     /// Every dependency, as `all` names them.
-    pub const ALL: [Dependency; 9] = [
+    pub const ALL: [Dependency; 11] = [
         Dependency::Postgres,
         Dependency::Dkim,
         Dependency::Corpus,
@@ -51,6 +55,8 @@ impl Dependency {
         Dependency::Chromium,
         Dependency::Spamassassin,
         Dependency::Dns,
+        Dependency::Systemd,
+        Dependency::Hugo,
     ];
 
     /// Its name in `LP_TEST_REQUIRE`.
@@ -65,6 +71,8 @@ impl Dependency {
             Dependency::Chromium => "chromium",
             Dependency::Spamassassin => "spamassassin",
             Dependency::Dns => "dns",
+            Dependency::Systemd => "systemd",
+            Dependency::Hugo => "hugo",
         }
     }
 
@@ -84,9 +92,13 @@ impl Dependency {
             Dependency::Postfix => "apt-get install postfix",
             Dependency::Dovecot => "apt-get install dovecot-imapd",
             Dependency::Nginx => "apt-get install nginx",
-            Dependency::Chromium => "apt-get install chromium",
+            Dependency::Chromium => {
+                "apt-get install chromium chromium-driver (chromedriver drives the browser tests)"
+            }
             Dependency::Spamassassin => "apt-get install spamassassin",
             Dependency::Dns => "apt-get install unbound (a resolver the tests configure)",
+            Dependency::Systemd => "apt-get install systemd (for systemd-analyze)",
+            Dependency::Hugo => "apt-get install hugo",
         }
     }
 }

@@ -25,6 +25,7 @@ pub(crate) fn composer(root: &Path, template: &Path) -> Composer {
         newsletter: Newsletter {
             name: "Fixture Weekly".into(),
             postal_address: "Fixture Street 1\n1000 AA Testville".into(),
+            language: Default::default(),
         },
     })
     .expect("composer")
@@ -38,6 +39,21 @@ pub(crate) fn attribute_urls(html: &str) -> Vec<String> {
         while let Some(i) = rest.find(attr) {
             rest = &rest[i + attr.len()..];
             let end = rest.find('"').unwrap_or(rest.len());
+            out.push(unescape(&rest[..end]));
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+/// Addresses in CSS: `url(...)` and `@import "..."`.
+pub(crate) fn css_urls(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for opener in ["url(", "@import "] {
+        let mut rest = html;
+        while let Some(i) = rest.find(opener) {
+            rest = rest[i + opener.len()..].trim_start_matches(['"', '\'', ' ']);
+            let end = rest.find(['"', '\'', ')', ';']).unwrap_or(rest.len());
             out.push(unescape(&rest[..end]));
             rest = &rest[end..];
         }
