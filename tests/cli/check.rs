@@ -235,6 +235,11 @@ async fn mj_include_failures_and_deep_layouts_name_the_layout_line() {
     )
     .unwrap();
     std::fs::write(lp.path("outside.mjml"), "<mj-section></mj-section>\n").unwrap();
+    std::fs::write(
+        lp.path("layout/partials/cafe.mjml"),
+        b"<mj-section><mj-column>\n<mj-text>Caf\xe9</mj-text></mj-column></mj-section>\n",
+    )
+    .unwrap();
     let cases = [
         (
             "missing.mjml",
@@ -250,6 +255,11 @@ async fn mj_include_failures_and_deep_layouts_name_the_layout_line() {
             "cycle.mjml",
             body("<mj-include path=\"partials/loop.mjml\" />"),
             vec!["loop.mjml:2", "mj-include cycle"],
+        ),
+        (
+            "latin1.mjml",
+            body("<mj-include path=\"partials/cafe.mjml\" />"),
+            vec!["cafe.mjml:2", "UTF-8"],
         ),
         (
             "deep.mjml",
