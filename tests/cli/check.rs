@@ -287,3 +287,30 @@ async fn mj_include_failures_and_deep_layouts_name_the_layout_line() {
         }
     }
 }
+
+/// Found by `make fuzz`: an unfinished Outlook conditional comment made
+/// mrml's HTML tokenizer panic (exit 101, a panic message and no line).
+#[tokio::test]
+async fn an_unfinished_conditional_comment_is_an_error_at_its_line() {
+    let lp = own_site();
+    for (name, body) in [
+        ("endif.md", "Text.\n\n<!--<![endif\n\n foo() }}t\n"),
+        ("if.md", "Text.\n\n<!--[if mso\n"),
+    ] {
+        let issue = write(&lp, name, body);
+        refused_everywhere(
+            &lp,
+            &issue,
+            &[&format!("{name}:7"), "unfinished conditional comment"],
+        )
+        .await;
+    }
+    // A finished one is fine.
+    let fine = write(
+        &lp,
+        "mso.md",
+        "<!--[if mso]><table><tr><td><![endif]-->\nText\n<!--[if mso]></td></tr></table><![endif]-->\n",
+    );
+    let out = lp.run(&["check", &fine]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}

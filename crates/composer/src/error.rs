@@ -82,6 +82,14 @@ pub enum ComposeError {
         /// What was nested (e.g. "elements (block quotes, lists, emphasis and raw HTML)").
         what: String,
     },
+    /// Raw HTML in the issue that the MJML compiler cannot read.
+    #[error("{location}: {message}")]
+    Html {
+        /// File and line of the HTML.
+        location: Location,
+        /// What is wrong.
+        message: String,
+    },
     /// A file is not UTF-8.
     #[error("{location}: not valid UTF-8 (byte {offset} of the file)")]
     NotUtf8 {
@@ -109,6 +117,7 @@ impl ComposeError {
             | ComposeError::Shortcode { location, .. }
             | ComposeError::Template { location, .. }
             | ComposeError::TooDeep { location, .. }
+            | ComposeError::Html { location, .. }
             | ComposeError::NotUtf8 { location, .. } => Some(location),
             ComposeError::Settings { .. } => None,
         }

@@ -33,7 +33,9 @@ use mrml::prelude::render::RenderOptions;
 
 use crate::error::{ComposeError, Location, line_of, read_limited};
 use crate::html::{self, Token};
-use crate::limits::{MAX_LAYOUT_BYTES, MAX_LAYOUT_DEPTH, MAX_LAYOUT_INCLUDE_DEPTH, Nesting};
+use crate::limits::{
+    MAX_LAYOUT_BYTES, MAX_LAYOUT_DEPTH, MAX_LAYOUT_INCLUDE_DEPTH, Nesting, bad_conditional_comment,
+};
 use crate::personalize::{escape_html, marker};
 
 /// The values a layout is filled with. All but `content` are plain text.
@@ -164,11 +166,25 @@ impl Layout {
         let options = ParserOptions {
             include_loader: Box::new(MemoryIncludeLoader::from(self.partials.clone())),
         };
-        let parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
-        parsed
-            .element
-            .render(&RenderOptions::default())
-            .map_err(|e| e.to_string())
+        // mrml's tokenizer panics on some malformed input (the fuzz target
+        // found conditional comments; the are checked beforehand).
+        // A panic here is a bug of theirs, reported as this input's error
+        // rather than taking the caller down.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
+            parsed
+                .element
+                .render(&RenderOptions::default())
+                .map_err(|e| e.to_string())
+        }))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("mrml failed on this input ({why})"))
+        })
     }
 }
 
@@ -194,6 +210,13 @@ impl Scan<'_> {
         nesting: &mut Nesting,
         mjml: bool,
     ) -> Result<(), ComposeError> {
+        if let Some(offset) = bad_conditional_comment(source) {
+            return Err(ComposeError::template(
+                file,
+                Some(line_of(source, offset)),
+                "unfinished conditional comment: write `<!--[if mso]>` ... `<![endif]-->` in full",
+            ));
+        }
         for (token, range) in html::tokenize(source) {
             let Token::Tag(tag) = token else { continue };
             let line = line_of(source, range.start);

@@ -247,13 +247,19 @@ impl Composer {
         let content_hash = hex::encode(hasher.finalize());
 
         let mut warnings = Vec::new();
-        let events = markdown::events(&body, &base, &map, &mut warnings).map_err(|e| {
-            ComposeError::TooDeep {
-                location: Location::new(path, Some(e.line)),
+        let events = markdown::events(&body, &base, &map, &mut warnings).map_err(|e| match e {
+            markdown::Refused::TooDeep { line } => ComposeError::TooDeep {
+                location: Location::new(path, Some(line)),
                 limit: limits::MAX_CONTENT_DEPTH,
                 what: "elements (block quotes, lists, emphasis, links and raw HTML tags together)"
                     .into(),
-            }
+            },
+            markdown::Refused::ConditionalComment { line } => ComposeError::Html {
+                location: Location::new(path, Some(line)),
+                message: "unfinished conditional comment: write `<!--[if mso]>` ... \
+                          `<![endif]-->` in full"
+                    .into(),
+            },
         })?;
         let content = markdown::to_html(&events, body.len() * 3 / 2);
 

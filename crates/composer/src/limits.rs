@@ -124,9 +124,64 @@ impl Nesting {
     }
 }
 
+/// The offset of the first Outlook conditional comment in `fragment`
+/// that mrml's HTML tokenizer cannot read: it panics on one whose
+/// condition has no closing `]`, or whose `]` is not followed by `>`,
+/// `-->`, `>-->` or `><!-->` (e.g. `<![endif` left unfinished). Well-formed
+/// ones (`<!--[if mso]>...<![endif]-->`) pass.
+pub(crate) fn bad_conditional_comment(fragment: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = fragment[from..].find("<!") {
+        let at = from + found;
+        from = at + 2;
+        let rest = &fragment[at..];
+        // The prefixes in the order mrml's tokenizer tries them, with how
+        // much of each it skips before reading the condition up to `]`.
+        let skip = if rest.starts_with("<!--[if") {
+            5
+        } else if rest.starts_with("<![if") || rest.starts_with("<![endif]") {
+            3
+        } else if rest.starts_with("<!--<![endif") {
+            7
+        } else if rest.starts_with("<![endif") {
+            return Some(at);
+        } else {
+            continue;
+        };
+        let Some(close) = rest[skip..].find(']') else {
+            return Some(at);
+        };
+        let tail = &rest[skip + close + 1..];
+        if ![">-->", "><!-->", "-->", ">"]
+            .iter()
+            .any(|t| tail.starts_with(t))
+        {
+            return Some(at);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditional_comments_mrml_cannot_read_are_found() {
+        assert_eq!(
+            bad_conditional_comment(
+                "<!--[if mso]><table><![endif]--> <!--[if !mso]><!-->x<!--<![endif]-->"
+            ),
+            None
+        );
+        assert_eq!(
+            bad_conditional_comment("<!-- plain --> <!DOCTYPE html>"),
+            None
+        );
+        assert_eq!(bad_conditional_comment("ok <!--<![endif\n\n foo"), Some(3));
+        assert_eq!(bad_conditional_comment("<![endif x"), Some(0));
+        assert_eq!(bad_conditional_comment("<![if IE]x"), Some(0));
+    }
 
     #[test]
     fn raw_tags_nest_and_close_back_to_their_opening() {

@@ -7,7 +7,7 @@ use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
 use url::Url;
 
 use crate::html::{self, Token};
-use crate::limits::{MAX_CONTENT_DEPTH, Nesting};
+use crate::limits::{MAX_CONTENT_DEPTH, Nesting, bad_conditional_comment};
 use crate::links::{self, Resolved};
 use crate::lint::{self, Lint, LintKind};
 use crate::shortcodes::SourceMap;
@@ -28,11 +28,14 @@ struct Open {
     has_text: bool,
 }
 
-/// The issue nests elements deeper than [`MAX_CONTENT_DEPTH`] at this
-/// line of the issue file.
+/// Raw HTML or nesting the MJML compiler must not see, at a line of the
+/// issue file.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct TooDeep {
-    pub line: usize,
+pub(crate) enum Refused {
+    /// Elements nested deeper than [`MAX_CONTENT_DEPTH`].
+    TooDeep { line: usize },
+    /// A conditional comment mrml's tokenizer cannot read.
+    ConditionalComment { line: usize },
 }
 
 /// HTML elements pulldown-cmark writes for a Markdown element.
@@ -47,9 +50,15 @@ fn elements(tag: &Tag<'_>) -> usize {
 }
 
 /// Counts the raw HTML of `fragment`, written from `first_line` on.
-fn count_html(nesting: &mut Nesting, fragment: &str, first_line: usize) -> Result<(), TooDeep> {
-    nesting.html(fragment).map_err(|offset| TooDeep {
-        line: first_line + fragment[..offset].matches('\n').count(),
+fn count_html(nesting: &mut Nesting, fragment: &str, first_line: usize) -> Result<(), Refused> {
+    let line_at = |offset: usize| first_line + fragment[..offset].matches('\n').count();
+    if let Some(offset) = bad_conditional_comment(fragment) {
+        return Err(Refused::ConditionalComment {
+            line: line_at(offset),
+        });
+    }
+    nesting.html(fragment).map_err(|offset| Refused::TooDeep {
+        line: line_at(offset),
     })
 }
 
@@ -61,7 +70,7 @@ pub(crate) fn events<'a>(
     base: &Url,
     map: &SourceMap,
     lints: &mut Vec<Lint>,
-) -> Result<Vec<Event<'a>>, TooDeep> {
+) -> Result<Vec<Event<'a>>, Refused> {
     let mut nesting = Nesting::new(0, MAX_CONTENT_DEPTH);
     // What each open Markdown element counted, to take off at its end.
     let mut open_elements: Vec<usize> = Vec::new();
@@ -76,7 +85,7 @@ pub(crate) fn events<'a>(
             Event::Start(tag) => {
                 let n = elements(tag);
                 open_elements.push(n);
-                nesting.open(n).map_err(|()| TooDeep { line })?;
+                nesting.open(n).map_err(|()| Refused::TooDeep { line })?;
             }
             Event::End(_) => nesting.close(open_elements.pop().unwrap_or(0)),
             _ => {}
