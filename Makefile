@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR, as cargo does.
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/letterpress
 
-.PHONY: all build run test bench bench-e2e bench-dkim lint serve screenshots clean
+.PHONY: all build run test bench bench-e2e bench-dkim lint serve screenshots clean fuzz
 
 all: build
 
@@ -58,6 +58,18 @@ bench-e2e:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Fuzz the composer (front matter + shortcodes + Markdown -> compose) for
+## FUZZ_TIME seconds (default 60) with cargo-fuzz, which needs the nightly
+## toolchain and `cargo install cargo-fuzz`. fuzz/ is a workspace of its
+## own: `cargo test --workspace` and CI never build it. New inputs go to
+## fuzz/corpus/compose (seeded from the composer's fixtures), crashes to
+## fuzz/artifacts/compose; an input over 10 s counts as a hang.
+FUZZ_TIME ?= 60
+fuzz:
+	mkdir -p fuzz/corpus/compose
+	$(CARGO) +nightly fuzz run compose fuzz/corpus/compose crates/composer/tests/fixtures/site/issues -- \
+		-max_total_time=$(FUZZ_TIME) -timeout=10 -dict=fuzz/compose.dict
 
 ## HTTP server + scheduler + worker on the embedded defaults.
 serve: build

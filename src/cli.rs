@@ -27,7 +27,10 @@ impl Cli {
     /// on the same machine more of it (`benches/README.md`). `serve`
     /// answers HTTP requests too and keeps a thread per core.
     pub fn single_threaded(&self) -> bool {
-        matches!(self.command, Command::Send(_) | Command::Worker)
+        matches!(
+            self.command,
+            Command::Send(_) | Command::Worker | Command::ComposeStored { .. }
+        )
     }
 }
 
@@ -106,6 +109,15 @@ pub enum Command {
         /// The DNS server to ask (as for `dns`).
         #[arg(long)]
         resolver: Option<String>,
+    },
+    /// Internal: compose ISSUE and write its stored form (the JSON a
+    /// store keeps) on stdout. `serve`'s scheduler runs this in a child
+    /// process, so that an issue that crashes the composer cannot take the
+    /// server down.
+    #[command(hide = true, name = "compose-stored")]
+    ComposeStored {
+        /// The issue file.
+        issue: PathBuf,
     },
     /// Copy the SQLite database to FILE while letterpress may be running.
     Backup {

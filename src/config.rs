@@ -61,6 +61,10 @@ pub struct Config {
     pub schedule: Schedule,
     /// `[dns]`
     pub dns: Dns,
+    /// The file this configuration was read from, when it exists (a
+    /// child process is handed the same one).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// `[dns]`: how `letterpress dns --check` and `doctor` look records up.
@@ -355,6 +359,10 @@ pub struct Schedule {
     pub timezone: String,
     /// Where scheduled issues live.
     pub issues_dir: PathBuf,
+    /// How long `serve` lets the child process that composes a due issue
+    /// run before it is killed and the issue counts as not composed.
+    #[serde(with = "humantime_serde")]
+    pub compose_timeout: Duration,
 }
 
 impl Default for Schedule {
@@ -363,6 +371,7 @@ impl Default for Schedule {
             cron: "*/5 * * * *".into(),
             timezone: "UTC".into(),
             issues_dir: "issues".into(),
+            compose_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -424,9 +433,10 @@ impl Config {
                 variable("delivery.smtp_password")
             );
         }
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
+        config.file = path.is_file().then_some(path);
         config.check()?;
         Ok(config)
     }

@@ -94,5 +94,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::doctor::doctor(&config, resolver.as_deref()).await
         }
         Command::Backup { file } => commands::backup::backup(&config, &file).await,
+        Command::ComposeStored { issue } => commands::compose::compose_stored(&config, &issue),
     }
 }

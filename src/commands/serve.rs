@@ -166,7 +166,11 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
 
     let stop = shutdown::on_signal();
     let scheduler_task = schedule.map(|schedule| {
-        let composer = wiring::composer(config);
+        // The layout is read here once, to say at start-up when it is
+        // unusable; issues are composed in child processes (see
+        // `commands::compose`), where a crash cannot take the server down.
+        let composer =
+            wiring::composer(config).and_then(|_| super::compose::ChildComposer::new(config));
         let store = store.clone();
         let dir = config.schedule.issues_dir.clone();
         let stop = stop.clone();

@@ -233,3 +233,107 @@ async fn a_scheduled_issue_whose_enqueue_fails_is_sent_on_a_later_tick() {
     assert_eq!(copies_of(&smtp, &emails), once_each(&emails));
     assert_eq!(slugs(&lp).await, ["due"]);
 }
+
+/// The process of `letterpress compose-stored FILE`, once it runs.
+fn composer_child_of(file: &std::path::Path) -> Option<i32> {
+    let wanted = file.display().to_string();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "compose-stored") && args.contains(&wanted) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// A named pipe nobody writes to: whoever reads it waits forever.
+fn fifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path we own.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo {}", path.display());
+}
+
+/// `serve` composes due issues in child processes: a child that crashes
+/// (killed here with SIGABRT, as a stack overflow ends), one that hangs
+/// (past `schedule.compose_timeout`) and one that hits the nesting limit
+/// each cost only their issue, which is logged and not queued; the
+/// server keeps answering and the good issue goes out. Before, the deep
+/// issue alone aborted `serve` on its start-up catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_issue_whose_composer_crashes_hangs_or_is_too_deep_costs_only_that_issue() {
+    let smtp = SmtpServer::start().await;
+    let mut lp = lp().with_smtp(smtp.port);
+    lp.set("LETTERPRESS_SCHEDULE__COMPOSE_TIMEOUT", "5s");
+    let emails = import(&lp, "reader", 3).await;
+    // Both hanging issues include a pipe no one writes to.
+    fifo(&lp.path("pipe.md"));
+    let hanging = format!("{PAST}\n+++\n\n{{{{ include_md(path=\"pipe.md\") }}}}\n");
+    let crash = lp.write_issue("issues", "crash", "");
+    std::fs::write(
+        &crash,
+        format!("+++\ntitle = \"Crash\"\nslug = \"crash\"\n{hanging}"),
+    )
+    .unwrap();
+    let stuck = lp.path("issues/stuck.md");
+    std::fs::write(
+        &stuck,
+        format!("+++\ntitle = \"Stuck\"\nslug = \"stuck\"\n{hanging}"),
+    )
+    .unwrap();
+    std::fs::write(
+        lp.path("issues/deep.md"),
+        format!(
+            "+++\ntitle = \"Deep\"\nslug = \"deep\"\n{PAST}\n+++\n\nIntro.\n\n{} deep\n",
+            ">".repeat(5000)
+        ),
+    )
+    .unwrap();
+    lp.write_issue("issues", "good", PAST);
+
+    let served = lp.serve().await;
+    // Files are taken in name order: crash.md first.
+    let pid = eventually("the child composing crash.md", async || {
+        composer_child_of(&crash)
+    })
+    .await;
+    // SAFETY: kill(2) on the child process found above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGABRT) }, 0);
+    served
+        .wait_for_line("the crash logged", |l| {
+            l.contains("cannot compose a due issue") && l.contains("crashed (signal 6)")
+        })
+        .await;
+    served
+        .wait_for_line("the deep issue logged with its line", |l| {
+            l.contains("nesting deeper than 100 at") && l.contains("deep.md:9")
+        })
+        .await;
+    smtp.wait_until("the good issue for everyone", |s| {
+        copies_of(s, &emails).len() == emails.len()
+    })
+    .await;
+    settled(&lp, "good", 3).await;
+    served
+        .wait_for_line("the hanging child killed", |l| {
+            l.contains("schedule.compose_timeout") && l.contains("stuck.md")
+        })
+        .await;
+    let health = reqwest::get(served.url("/healthz"))
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status(), 200, "the server still answers");
+    assert_eq!(composer_child_of(&stuck), None, "the hanging child is gone");
+    served.stop_ok().await;
+    assert_eq!(copies_of(&smtp, &emails), once_each(&emails));
+    assert_eq!(slugs(&lp).await, ["good"], "only the good issue is queued");
+}

@@ -68,6 +68,36 @@ pub enum ComposeError {
         /// What is wrong.
         message: String,
     },
+    /// The issue (or the layout) nests elements deeper than the composer
+    /// allows: block quotes, lists, emphasis and raw HTML in the issue, MJML
+    /// and HTML elements in the layout and its partials. The MJML compiler
+    /// recurses once per level, so without a limit a few thousand levels
+    /// overflow the stack and abort the process.
+    #[error("nesting deeper than {limit} at {location}: {what}")]
+    TooDeep {
+        /// Where the limit was crossed.
+        location: Location,
+        /// The limit.
+        limit: usize,
+        /// What was nested (e.g. "elements (block quotes, lists, emphasis and raw HTML)").
+        what: String,
+    },
+    /// Raw HTML in the issue that the MJML compiler cannot read.
+    #[error("{location}: {message}")]
+    Html {
+        /// File and line of the HTML.
+        location: Location,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file is not UTF-8.
+    #[error("{location}: not valid UTF-8 (byte {offset} of the file)")]
+    NotUtf8 {
+        /// The file and the line of the first bad byte.
+        location: Location,
+        /// Offset of the first bad byte in the file.
+        offset: usize,
+    },
     /// A setting is unusable (e.g. `newsletter.issue_url` is not a URL once the slug is filled in).
     #[error("{key}: {message}")]
     Settings {
@@ -85,7 +115,10 @@ impl ComposeError {
             ComposeError::Io { location, .. }
             | ComposeError::FrontMatter { location, .. }
             | ComposeError::Shortcode { location, .. }
-            | ComposeError::Template { location, .. } => Some(location),
+            | ComposeError::Template { location, .. }
+            | ComposeError::TooDeep { location, .. }
+            | ComposeError::Html { location, .. }
+            | ComposeError::NotUtf8 { location, .. } => Some(location),
             ComposeError::Settings { .. } => None,
         }
     }
@@ -125,6 +158,44 @@ impl ComposeError {
             message: message.into(),
         }
     }
+}
+
+/// Decodes a file read as bytes; bad UTF-8 is an error naming the file
+/// and the line of the first bad byte.
+pub(crate) fn decode(file: &Path, bytes: Vec<u8>) -> Result<String, ComposeError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        ComposeError::NotUtf8 {
+            location: Location::new(file, Some(line)),
+            offset,
+        }
+    })
+}
+
+/// Reads at most `limit` bytes of `file` (more is an error naming the
+/// file), as UTF-8.
+pub(crate) fn read_limited(file: &Path, limit: usize) -> Result<String, ComposeError> {
+    use std::io::Read;
+    let f = std::fs::File::open(file).map_err(|e| ComposeError::io(file, e))?;
+    let mut bytes = Vec::new();
+    f.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ComposeError::io(file, e))?;
+    if bytes.len() > limit {
+        return Err(ComposeError::Io {
+            location: Location::new(file, None),
+            source: std::io::Error::other(format!(
+                "the file is larger than {} KB, the most an issue, include or layout may be",
+                limit / 1024
+            )),
+        });
+    }
+    decode(file, bytes)
 }
 
 /// 1-based line number of byte `offset` in `text`.

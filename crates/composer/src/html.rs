@@ -22,6 +22,8 @@ pub(crate) struct Tag<'a> {
     /// Lower-cased tag name.
     pub name: String,
     pub closing: bool,
+    /// Written `<tag ... />`.
+    pub self_closing: bool,
     pub attrs: Vec<Attr<'a>>,
 }
 
@@ -98,12 +100,16 @@ fn parse_tag(s: &str, start: usize) -> Option<(Token<'_>, usize)> {
     }
     let name = s[name_start..i].to_ascii_lowercase();
     let mut attrs = Vec::new();
+    let self_closing;
     loop {
         while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
             i += 1;
         }
         match b.get(i)? {
-            b'>' => break,
+            b'>' => {
+                self_closing = b[i - 1] == b'/';
+                break;
+            }
             b'<' => return None,
             _ => {}
         }
@@ -152,6 +158,7 @@ fn parse_tag(s: &str, start: usize) -> Option<(Token<'_>, usize)> {
         Token::Tag(Tag {
             name,
             closing,
+            self_closing,
             attrs,
         }),
         i + 1,

@@ -14,20 +14,29 @@
 //! A fixed set of values does not need a template engine, and a hand-written
 //! filler can report an unknown placeholder with its line.
 //!
-//! `mj-include` paths are resolved by mrml's local loader rooted at the
-//! layout's folder, which refuses anything outside it. Included partials are
-//! static MJML: placeholders are only filled in the layout file itself (the
-//! per-recipient markers, e.g. `%%lp-unsubscribe-url%%`, work anywhere).
+//! `mj-include` paths resolve in the layout's folder, as mrml's local
+//! loader resolves them, and may not leave it. The layout and its
+//! partials are read once, when the layout is loaded (a missing or escaping
+//! include, a cycle, bad UTF-8 or nesting past the limit is an error at the
+//! file and line that names it), and mrml is handed the partials from
+//! memory. Included partials are static MJML: placeholders are only filled
+//! in the layout file itself (the per-recipient markers, e.g.
+//! `%%lp-unsubscribe-url%%`, work anywhere).
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
 use mrml::prelude::parser::ParserOptions;
-use mrml::prelude::parser::local_loader::LocalIncludeLoader;
-use mrml::prelude::parser::noop_loader::NoopIncludeLoader;
+use mrml::prelude::parser::memory_loader::MemoryIncludeLoader;
 use mrml::prelude::render::RenderOptions;
 
-use crate::error::{ComposeError, line_of};
+use crate::error::{ComposeError, Location, line_of, read_limited};
+use crate::html::{self, Token};
 use crate::language::Language;
+use crate::limits::{
+    MAX_LAYOUT_BYTES, MAX_LAYOUT_DEPTH, MAX_LAYOUT_INCLUDE_DEPTH, Nesting, bad_conditional_comment,
+};
 use crate::personalize::{escape_html, marker};
 
 /// The values a layout is filled with. All but `content` are plain text.
@@ -51,9 +60,10 @@ pub(crate) struct Layout {
     /// The file, or `(built-in default layout)`, for messages.
     pub path: PathBuf,
     source: String,
-    /// Where `mj-include` resolves; `None` for the built-in layout, which
-    /// includes nothing.
-    folder: Option<PathBuf>,
+    /// The `mj-include` partials, read once with the layout and keyed by
+    /// the path as the layout writes it (which is what mrml asks for).
+    /// The built-in layout includes nothing.
+    partials: HashMap<String, String>,
 }
 
 impl Layout {
@@ -62,13 +72,14 @@ impl Layout {
         Layout {
             path: PathBuf::from("(built-in default layout)"),
             source: BUILT_IN.to_string(),
-            folder: None,
+            partials: HashMap::new(),
         }
     }
 
-    /// Reads the layout and checks that it fills and compiles.
+    /// Reads the layout and its partials, checks their nesting, and that
+    /// the layout fills and compiles.
     pub(crate) fn load(path: &Path) -> Result<Layout, ComposeError> {
-        let source = std::fs::read_to_string(path).map_err(|e| ComposeError::io(path, e))?;
+        let source = read_limited(path, MAX_LAYOUT_BYTES)?;
         let folder = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -76,10 +87,17 @@ impl Layout {
         let folder = folder
             .canonicalize()
             .map_err(|e| ComposeError::io(folder, e))?;
+        let mut partials = HashMap::new();
+        let mut scan = Scan {
+            folder: &folder,
+            partials: &mut partials,
+            chain: vec![path.canonicalize().unwrap_or_else(|_| path.to_path_buf())],
+        };
+        scan.file(path, &source, &mut Nesting::new(0, MAX_LAYOUT_DEPTH), true)?;
         let layout = Layout {
             path: path.to_path_buf(),
             source,
-            folder: Some(folder),
+            partials,
         };
         let sample = layout.fill(&Values {
             newsletter_name: "Newsletter",
@@ -154,23 +172,139 @@ impl Layout {
     /// stack names, which tells Google who opened which issue.
     pub(crate) fn compile(&self, mjml: &str, language: &Language) -> Result<String, String> {
         let options = ParserOptions {
-            include_loader: match &self.folder {
-                Some(folder) => Box::new(LocalIncludeLoader::new(folder.clone())),
-                None => Box::new(NoopIncludeLoader),
-            },
+            include_loader: Box::new(MemoryIncludeLoader::from(self.partials.clone())),
         };
-        let mut parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
-        let attributes = &mut parsed.element.attributes;
-        attributes
-            .lang
-            .get_or_insert_with(|| language.as_str().to_string());
-        attributes
-            .dir
-            .get_or_insert_with(|| language.dir().to_string());
-        let render = RenderOptions {
-            fonts: Default::default(),
-            ..RenderOptions::default()
-        };
-        parsed.element.render(&render).map_err(|e| e.to_string())
+        // mrml's tokenizer panics on some malformed input (the fuzz target
+        // found conditional comments; the issue's are checked beforehand).
+        // A panic here is a bug of theirs, reported as this input's error
+        // rather than taking the caller down.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut parsed = mrml::parse_with_options(mjml, &options).map_err(|e| e.to_string())?;
+            let attributes = &mut parsed.element.attributes;
+            attributes
+                .lang
+                .get_or_insert_with(|| language.as_str().to_string());
+            attributes
+                .dir
+                .get_or_insert_with(|| language.dir().to_string());
+            let render = RenderOptions {
+                fonts: Default::default(),
+                ..RenderOptions::default()
+            };
+            parsed.element.render(&render).map_err(|e| e.to_string())
+        }))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("mrml failed on this input ({why})"))
+        })
+    }
+}
+
+/// Walks the layout and, through its `mj-include`s, every partial: counts
+/// the nesting and reads each partial once, so that a missing or escaping
+/// include, a cycle or bad UTF-8 is reported at the file and line that
+/// names it, before mrml (which knows no lines) sees any of it.
+struct Scan<'a> {
+    /// Canonical layout folder: includes resolve in it, as mrml's local
+    /// loader resolves them, and may not leave it.
+    folder: &'a Path,
+    partials: &'a mut HashMap<String, String>,
+    /// Canonical files being scanned, outermost first.
+    chain: Vec<PathBuf>,
+}
+
+impl Scan<'_> {
+    /// `mjml` is false for `type="html"` partials (HTML, no includes).
+    fn file(
+        &mut self,
+        file: &Path,
+        source: &str,
+        nesting: &mut Nesting,
+        mjml: bool,
+    ) -> Result<(), ComposeError> {
+        if let Some(offset) = bad_conditional_comment(source) {
+            return Err(ComposeError::template(
+                file,
+                Some(line_of(source, offset)),
+                "unfinished conditional comment: write `<!--[if mso]>` ... `<![endif]-->` in full",
+            ));
+        }
+        for (token, range) in html::tokenize(source) {
+            let Token::Tag(tag) = token else { continue };
+            let line = line_of(source, range.start);
+            nesting
+                .tag(&tag.name, tag.closing, tag.self_closing)
+                .map_err(|()| ComposeError::TooDeep {
+                    location: Location::new(file, Some(line)),
+                    limit: MAX_LAYOUT_DEPTH,
+                    what: "MJML and HTML elements of the layout and its partials".into(),
+                })?;
+            if !mjml || tag.closing || tag.name != "mj-include" {
+                continue;
+            }
+            // Without a path mrml reports the tag itself.
+            let Some(written) = tag
+                .attr("path")
+                .map(|p| html::decode_entities(p).into_owned())
+            else {
+                continue;
+            };
+            let kind = tag.attr("type").unwrap_or("mjml").to_ascii_lowercase();
+            self.include(file, line, &written, &kind, nesting)?;
+        }
+        Ok(())
+    }
+
+    fn include(
+        &mut self,
+        file: &Path,
+        line: usize,
+        written: &str,
+        kind: &str,
+        nesting: &mut Nesting,
+    ) -> Result<(), ComposeError> {
+        let bad = |message: String| ComposeError::template(file, Some(line), message);
+        let relative = written.trim_start_matches("file:///");
+        let target = self.folder.join(relative);
+        let canonical = target.canonicalize().map_err(|e| {
+            bad(format!(
+                "mj-include: cannot open `{written}` (looked for {}): {e}",
+                target.display()
+            ))
+        })?;
+        if !canonical.starts_with(self.folder) {
+            return Err(bad(format!(
+                "mj-include: `{written}` is outside the layout's folder {}",
+                self.folder.display()
+            )));
+        }
+        if self.chain.contains(&canonical) {
+            let chain: Vec<String> = self
+                .chain
+                .iter()
+                .chain(std::iter::once(&canonical))
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(bad(format!("mj-include cycle: {}", chain.join(" -> "))));
+        }
+        if self.chain.len() > MAX_LAYOUT_INCLUDE_DEPTH {
+            return Err(bad(format!(
+                "mj-include: partials nest more than {MAX_LAYOUT_INCLUDE_DEPTH} deep"
+            )));
+        }
+        let text = read_limited(&target, MAX_LAYOUT_BYTES)?;
+        if kind != "css" {
+            self.chain.push(canonical);
+            // mrml puts the partial where its mj-include stands.
+            let mut inner = Nesting::new(nesting.depth(), MAX_LAYOUT_DEPTH);
+            self.file(&target, &text, &mut inner, kind == "mjml")?;
+            self.chain.pop();
+        }
+        self.partials.insert(written.to_string(), text);
+        Ok(())
     }
 }

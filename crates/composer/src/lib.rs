@@ -22,6 +22,17 @@
 //!
 //! Shortcodes inside code spans and code blocks are left as text.
 //!
+//! # Limits
+//!
+//! An issue nests at most 100 elements (block quotes, lists, emphasis, raw
+//! HTML together), includes at most 100 files (repeats counted) and expands
+//! to at most 2 MB of Markdown; a layout and its partials nest at most 100
+//! elements. Past a limit composing is an error at the file and line that
+//! crossed it ([`ComposeError::TooDeep`], or the `include_md` shortcode), never
+//! a stack overflow. A file that is not UTF-8 is an error at the line of its
+//! first bad byte ([`ComposeError::NotUtf8`]). The reasons for each number are
+//! in `limits.rs`.
+//!
 //! # Layout placeholders
 //!
 //! The MJML layout (the built-in default is `templates/default.mjml`) uses `{{ content }}` (the issue's HTML),
@@ -45,6 +56,7 @@ mod front_matter;
 mod html;
 mod language;
 mod layout;
+mod limits;
 mod links;
 mod lint;
 mod markdown;
@@ -150,12 +162,18 @@ pub fn read_issue_header(path: &Path) -> Result<IssueHeader, ComposeError> {
 }
 
 fn read_source(path: &Path) -> Result<String, ComposeError> {
-    let src = std::fs::read_to_string(path).map_err(|e| ComposeError::io(path, e))?;
-    // A byte-order mark would hide the opening `+++`.
-    Ok(match src.strip_prefix('\u{feff}') {
+    Ok(strip_bom(error::read_limited(
+        path,
+        limits::MAX_EXPANDED_BYTES,
+    )?))
+}
+
+/// A byte-order mark would hide the opening `+++`.
+fn strip_bom(src: String) -> String {
+    match src.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_string(),
         None => src,
-    })
+    }
 }
 
 fn issue_slug(path: &Path, fm: &FrontMatter) -> String {
@@ -202,7 +220,10 @@ impl Composer {
         let split = front_matter::split(path, &src)?;
         let front_matter = front_matter::parse(path, &src, &split)?;
         let base = self.issue_base(&issue_slug(path, &front_matter))?;
-        let expander = shortcodes::Expander { root: &self.root };
+        let expander = shortcodes::Expander {
+            root: &self.root,
+            includes: std::cell::Cell::new(0),
+        };
         let (body, map) = expander.expand_issue(path, &src, split.body_offset)?;
         Ok(addresses::collect(&body, &base, &map))
     }
@@ -220,14 +241,37 @@ impl Composer {
     pub fn compose_file(&self, path: &Path) -> Result<ComposedIssue, ComposeError> {
         let span = tracing::info_span!("compose", file = %path.display());
         let _entered = span.enter();
-
         let src = read_source(path)?;
+        self.compose_source(path, src)
+    }
+
+    /// Composes an issue from its bytes, as if read from `path` (which
+    /// names it in messages and in its slug; its includes are read as
+    /// usual). For callers that hold the file already, and the fuzz target.
+    pub fn compose_bytes(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<ComposedIssue, ComposeError> {
+        if bytes.len() > limits::MAX_EXPANDED_BYTES {
+            return Err(ComposeError::Io {
+                location: Location::new(path, None),
+                source: std::io::Error::other("the issue is larger than the composer accepts"),
+            });
+        }
+        self.compose_source(path, strip_bom(error::decode(path, bytes)?))
+    }
+
+    fn compose_source(&self, path: &Path, src: String) -> Result<ComposedIssue, ComposeError> {
         let split = front_matter::split(path, &src)?;
         let front_matter = front_matter::parse(path, &src, &split)?;
         let slug = issue_slug(path, &front_matter);
         let base = self.issue_base(&slug)?;
 
-        let expander = shortcodes::Expander { root: &self.root };
+        let expander = shortcodes::Expander {
+            root: &self.root,
+            includes: std::cell::Cell::new(0),
+        };
         let (body, map) = expander.expand_issue(path, &src, split.body_offset)?;
 
         let mut hasher = Sha256::new();
@@ -236,7 +280,20 @@ impl Composer {
         let content_hash = hex::encode(hasher.finalize());
 
         let mut warnings = Vec::new();
-        let events = markdown::events(&body, &base, &map, &mut warnings);
+        let events = markdown::events(&body, &base, &map, &mut warnings).map_err(|e| match e {
+            markdown::Refused::TooDeep { line } => ComposeError::TooDeep {
+                location: Location::new(path, Some(line)),
+                limit: limits::MAX_CONTENT_DEPTH,
+                what: "elements (block quotes, lists, emphasis, links and raw HTML tags together)"
+                    .into(),
+            },
+            markdown::Refused::ConditionalComment { line } => ComposeError::Html {
+                location: Location::new(path, Some(line)),
+                message: "unfinished conditional comment: write `<!--[if mso]>` ... \
+                          `<![endif]-->` in full"
+                    .into(),
+            },
+        })?;
         let content = markdown::to_html(&events, body.len() * 3 / 2);
 
         let subject = front_matter

@@ -7,6 +7,7 @@ use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
 use url::Url;
 
 use crate::html::{self, Token};
+use crate::limits::{MAX_CONTENT_DEPTH, Nesting, bad_conditional_comment};
 use crate::links::{self, Resolved};
 use crate::lint::{self, Lint, LintKind};
 use crate::shortcodes::SourceMap;
@@ -27,13 +28,52 @@ struct Open {
     has_text: bool,
 }
 
+/// Raw HTML or nesting the MJML compiler must not see, at a line of the
+/// issue file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Elements nested deeper than [`MAX_CONTENT_DEPTH`].
+    TooDeep { line: usize },
+    /// A conditional comment mrml's tokenizer cannot read.
+    ConditionalComment { line: usize },
+}
+
+/// HTML elements pulldown-cmark writes for a Markdown element.
+fn elements(tag: &Tag<'_>) -> usize {
+    match tag {
+        // <pre><code>, <table><tbody>, <thead><tr>, <div><sup>
+        Tag::CodeBlock(_) | Tag::Table(_) | Tag::TableHead | Tag::FootnoteDefinition(_) => 2,
+        // Raw HTML is counted tag by tag; an image is one void element.
+        Tag::HtmlBlock | Tag::MetadataBlock(_) | Tag::Image { .. } => 0,
+        _ => 1,
+    }
+}
+
+/// Counts the raw HTML of `fragment`, written from `first_line` on.
+fn count_html(nesting: &mut Nesting, fragment: &str, first_line: usize) -> Result<(), Refused> {
+    let line_at = |offset: usize| first_line + fragment[..offset].matches('\n').count();
+    if let Some(offset) = bad_conditional_comment(fragment) {
+        return Err(Refused::ConditionalComment {
+            line: line_at(offset),
+        });
+    }
+    nesting.html(fragment).map_err(|offset| Refused::TooDeep {
+        line: line_at(offset),
+    })
+}
+
 /// Parses `body` and returns its events with addresses made absolute.
+/// Nesting deeper than [`MAX_CONTENT_DEPTH`] elements is an error: the
+/// events are walked before anything reaches mrml.
 pub(crate) fn events<'a>(
     body: &'a str,
     base: &Url,
     map: &SourceMap,
     lints: &mut Vec<Lint>,
-) -> Vec<Event<'a>> {
+) -> Result<Vec<Event<'a>>, Refused> {
+    let mut nesting = Nesting::new(0, MAX_CONTENT_DEPTH);
+    // What each open Markdown element counted, to take off at its end.
+    let mut open_elements: Vec<usize> = Vec::new();
     let mut out = Vec::with_capacity(body.len() / 16);
     let mut image: Option<Open> = None;
     let mut link: Option<Open> = None;
@@ -41,6 +81,15 @@ pub(crate) fn events<'a>(
     let mut html_block: Option<(String, usize)> = None;
     for (event, range) in Parser::new_ext(body, options()).into_offset_iter() {
         let line = map.line(range.start);
+        match &event {
+            Event::Start(tag) => {
+                let n = elements(tag);
+                open_elements.push(n);
+                nesting.open(n).map_err(|()| Refused::TooDeep { line })?;
+            }
+            Event::End(_) => nesting.close(open_elements.pop().unwrap_or(0)),
+            _ => {}
+        }
         match event {
             Event::Start(Tag::Link {
                 link_type,
@@ -120,6 +169,7 @@ pub(crate) fn events<'a>(
             }
             Event::End(TagEnd::HtmlBlock) => {
                 if let Some((buf, first_line)) = html_block.take() {
+                    count_html(&mut nesting, &buf, first_line)?;
                     let buf = rewrite_html(base, &buf, first_line, lints).unwrap_or(buf);
                     out.push(Event::Start(Tag::HtmlBlock));
                     out.push(Event::Html(buf.into()));
@@ -131,13 +181,14 @@ pub(crate) fn events<'a>(
                     // `[<img ...>](url)` has visible content.
                     open.has_text |= t.trim_start().to_ascii_lowercase().starts_with("<img");
                 }
+                count_html(&mut nesting, &t, line)?;
                 let t = rewrite_html(base, &t, line, lints).map_or(t, CowStr::from);
                 out.push(Event::InlineHtml(t));
             }
             other => out.push(other),
         }
     }
-    out
+    Ok(out)
 }
 
 /// Renders the events to HTML.

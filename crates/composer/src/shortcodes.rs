@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use pulldown_cmark::{Event, Parser, Tag};
 
 use crate::error::{ComposeError, line_of};
+use crate::limits::{MAX_EXPANDED_BYTES, MAX_INCLUDES};
 use crate::personalize::marker;
 
 /// Maps byte offsets of the expanded body back to lines of the issue file.
@@ -58,6 +59,8 @@ type Segments<'m> = Option<(&'m mut Vec<Segment>, usize)>;
 pub(crate) struct Expander<'a> {
     /// Canonical content root.
     pub root: &'a Path,
+    /// `include_md` expansions so far (at most [`MAX_INCLUDES`]).
+    pub includes: std::cell::Cell<usize>,
 }
 
 /// A shortcode call found in the text.
@@ -201,8 +204,42 @@ impl Expander<'_> {
                 chain.join(" -> ")
             )));
         }
-        let text = std::fs::read_to_string(&canonical)
+        let count = self.includes.get() + 1;
+        self.includes.set(count);
+        if count > MAX_INCLUDES {
+            return Err(bad(format!(
+                "include_md: more than {MAX_INCLUDES} includes in one issue \
+                 (each time a file is included counts, nested ones too)"
+            )));
+        }
+        let too_large = || {
+            bad(format!(
+                "include_md: with `{path}` the issue grows past {} KB of Markdown, \
+                 the most it may expand to",
+                MAX_EXPANDED_BYTES / 1024
+            ))
+        };
+        let budget = MAX_EXPANDED_BYTES.saturating_sub(out.len());
+        let mut bytes = Vec::new();
+        std::fs::File::open(&canonical)
+            .and_then(|f| {
+                use std::io::Read;
+                f.take(budget as u64 + 1).read_to_end(&mut bytes)
+            })
             .map_err(|e| bad(format!("include_md: cannot read `{path}`: {e}")))?;
+        if bytes.len() > budget {
+            return Err(too_large());
+        }
+        let text = crate::error::decode(&target, bytes).map_err(|e| match e {
+            ComposeError::NotUtf8 { location, offset } => ComposeError::Shortcode {
+                location,
+                message: format!(
+                    "not valid UTF-8 (byte {offset} of the file) (included from {}:{line})",
+                    file.display()
+                ),
+            },
+            other => other,
+        })?;
         stack.push(canonical);
         // Errors inside the included file name that file (as joined to the root) and its line.
         // The chain of includes is appended so the message also names the issue file.
@@ -215,6 +252,9 @@ impl Expander<'_> {
                 other => other,
             })?;
         stack.pop();
+        if out.len() > MAX_EXPANDED_BYTES {
+            return Err(too_large());
+        }
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use letterpress_composer::Composer;
+use letterpress_composer::{Composer, SendableIssue};
 use letterpress_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -141,30 +141,60 @@ pub async fn due_issues(
     Ok(due)
 }
 
+/// How the scheduler turns a due issue file into the issue it publishes.
+/// [`Composer`] does it in process; `letterpress serve` does it in a child
+/// process, so that an issue that crashes the composer cannot take the
+/// server down with it.
+pub trait ComposeIssue: Sync {
+    /// Why an issue did not compose (logged; the issue stays due).
+    type Error: std::fmt::Display + Send;
+
+    /// Composes the issue file at `path`.
+    fn compose(
+        &self,
+        path: &Path,
+    ) -> impl Future<Output = Result<SendableIssue, Self::Error>> + Send;
+}
+
+impl ComposeIssue for Composer {
+    type Error = letterpress_composer::ComposeError;
+
+    fn compose(
+        &self,
+        path: &Path,
+    ) -> impl Future<Output = Result<SendableIssue, Self::Error>> + Send {
+        std::future::ready(self.compose_file(path).map(|c| c.issue))
+    }
+}
+
 /// One scheduler pass: publish every due issue. An issue that does not
 /// compose is logged and the others still go; a publish that fails ends
 /// the pass with its error (the issue stays due for the next pass).
 /// Returns each published slug with the deliveries it queued.
-pub async fn tick(
+pub async fn tick<C: ComposeIssue>(
     dir: &Path,
-    composer: &Composer,
+    composer: &C,
     store: &Store,
 ) -> Result<Vec<(String, u64)>, ScheduleError> {
     async {
         let mut queued = Vec::new();
         for due in due_issues(dir, store, Utc::now()).await? {
-            let composed = match composer.compose_file(&due.path) {
+            let issue = match composer.compose(&due.path).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(error = %e, "scheduler: cannot compose a due issue");
+                    tracing::error!(
+                        error = %e,
+                        file = %due.path.display(),
+                        "scheduler: cannot compose a due issue; it is not queued"
+                    );
                     continue;
                 }
             };
             // A due issue has no row, so a changed file cannot be refused
             // here unless another publisher got in first; then it is.
-            let published = crate::publish_now(store, &composed.issue, false).await?;
-            tracing::info!(slug = %composed.issue.slug, queued = published.queued, "scheduled issue queued");
-            queued.push((composed.issue.slug, published.queued));
+            let published = crate::publish_now(store, &issue, false).await?;
+            tracing::info!(slug = %issue.slug, queued = published.queued, "scheduled issue queued");
+            queued.push((issue.slug, published.queued));
         }
         tracing::debug!(issues = queued.len(), "scheduler tick done");
         Ok(queued)
