@@ -290,8 +290,13 @@ impl Store {
                             (SubscriberStatus::Pending, Some(n)) => n,
                             _ => fresh_nonce as i64,
                         };
+                        // The request is later than the suppression it lifts
+                        // even within one millisecond of it: confirmation
+                        // asks for `signup_requested_at > unsubscribed_at`.
                         db::query(
-                            "UPDATE subscribers SET confirm_nonce = $2, signup_requested_at = $3 WHERE id = $1",
+                            "UPDATE subscribers SET confirm_nonce = $2, \
+                             signup_requested_at = CASE WHEN $3 > COALESCE(unsubscribed_at, 0) \
+                             THEN $3 ELSE unsubscribed_at + 1 END WHERE id = $1",
                         )
                         .bind(id)
                         .bind(nonce)
