@@ -122,6 +122,8 @@ mod bench {
         backends: Vec<Backend>,
         postgres: Option<String>,
         compare: Option<PathBuf>,
+        /// `LP_BENCH_BIG_STOP=1`: stop the big runs at "newly queued".
+        big_stop: bool,
     }
 
     fn env_u64(key: &str, default: u64) -> anyhow::Result<u64> {
@@ -188,6 +190,7 @@ mod bench {
                 backends,
                 postgres,
                 compare,
+                big_stop: std::env::var("LP_BENCH_BIG_STOP").is_ok_and(|v| v == "1"),
             })
         }
 
@@ -240,8 +243,8 @@ mod bench {
         own: Duration,
         /// smtp-sink, over the same interval (from `/proc`).
         sink: Option<Duration>,
-        /// Every `postgres` process on this machine over the interval,
-        /// exited backends included (their parent's children times).
+        /// The PostgreSQL backends serving the run's database (sampled
+        /// from `/proc`, see [`backends_cpu`]).
         postgres: Option<Duration>,
     }
 
@@ -455,7 +458,7 @@ mod bench {
                     thousands(params.n)
                 );
                 let folder = work.join(format!("n{r}-{i}"));
-                let ours = ctx.send_run(&folder, params.n, case)?;
+                let ours = ctx.send_run(&folder, params.n, case, false)?;
                 print_send(&ours);
                 if !params.keep {
                     let _ = fs::remove_dir_all(&folder);
@@ -500,8 +503,12 @@ mod bench {
                     case.label(),
                     thousands(params.big)
                 );
-                let big =
-                    ctx.send_run(&work.join(format!("big-{backend:?}")), params.big, &case)?;
+                let big = ctx.send_run(
+                    &work.join(format!("big-{backend:?}")),
+                    params.big,
+                    &case,
+                    params.big_stop,
+                )?;
                 print_send(&big);
                 bigs.push((case, big));
             }
@@ -649,7 +656,7 @@ mod bench {
         let _ = writeln!(
             t,
             "  (CPU in seconds per 1,000 messages = ms per message: of our send, of smtp-source, \
-             of smtp-sink during each, and of every postgres process here during ours)"
+             of smtp-sink during each, and of the PostgreSQL backends serving our run's database)"
         );
         let _ = writeln!(
             t,
@@ -959,7 +966,15 @@ mod bench {
 
         /// Imports `n` subscribers, then times `letterpress send` over SMTP
         /// into the sink and takes its CPU time and peak RSS.
-        fn send_run(&self, dir: &Path, n: u64, case: &Case) -> anyhow::Result<SendRun> {
+        /// With `stop_at_enqueue`, the send is stopped (SIGTERM) once it
+        /// says "newly queued": the enqueue is what is measured.
+        fn send_run(
+            &self,
+            dir: &Path,
+            n: u64,
+            case: &Case,
+            stop_at_enqueue: bool,
+        ) -> anyhow::Result<SendRun> {
             fs::create_dir_all(dir)?;
             let db = self.database(dir, case.backend)?;
             let s = Setup {
@@ -972,7 +987,7 @@ mod bench {
             };
             let import = self.prepare(&s, n)?;
             let log_len = fs::metadata(dir.join("letterpress.log")).map_or(0, |m| m.len());
-            let before = self.others_cpu(case.backend);
+            let sink_before = process_cpu(self.sink_pid);
             let start = Instant::now();
             let child = self
                 .command(&s)?
@@ -980,17 +995,35 @@ mod bench {
                 .spawn()
                 .context("starting letterpress send")?;
             let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let backends = match &db {
+                Db::Postgres(pg) => {
+                    let name = pg.url.rsplit('/').next().unwrap_or_default().to_string();
+                    let done = done.clone();
+                    Some(std::thread::spawn(move || backends_cpu(&name, &done)))
+                }
+                Db::Sqlite(_) => None,
+            };
             let watcher = {
                 let (log, done) = (dir.join("letterpress.log"), done.clone());
-                std::thread::spawn(move || enqueued_at(&log, log_len, start, &done))
+                let pid = child.id() as libc::pid_t;
+                std::thread::spawn(move || {
+                    let at = enqueued_at(&log, log_len, start, &done);
+                    if stop_at_enqueue && at.is_some() {
+                        // SAFETY: pid is our child, not yet reaped (the
+                        // waiting thread reaps it only once it exits).
+                        unsafe { libc::kill(pid, libc::SIGTERM) };
+                    }
+                    at
+                })
             };
             let waited = wait_with_rusage(&child);
             let wall = start.elapsed();
-            let after = self.others_cpu(case.backend);
+            let sink = delta(sink_before, process_cpu(self.sink_pid));
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             let enqueue = watcher.join().unwrap_or(None);
+            let postgres = backends.and_then(|b| b.join().ok()).flatten();
             let waited = waited?;
-            if waited.code != 0 {
+            if waited.code != 0 && !stop_at_enqueue {
                 bail!(
                     "letterpress send exited with {}; its log ends:\n{}",
                     waited.code,
@@ -998,7 +1031,7 @@ mod bench {
                 );
             }
             let (delivered, failed) = self.counts(&s)?;
-            if delivered == 0 {
+            if delivered == 0 && !stop_at_enqueue {
                 bail!("nothing was delivered; log:\n{}", log_tail(dir));
             }
             Ok(SendRun {
@@ -1011,19 +1044,10 @@ mod bench {
                 peak_rss_kib: waited.peak_rss_kib,
                 cpu: Cpu {
                     own: waited.cpu,
-                    sink: delta(before.0, after.0),
-                    postgres: delta(before.1, after.1),
+                    sink,
+                    postgres,
                 },
             })
-        }
-
-        /// The sink's CPU so far, and the PostgreSQL server's when `backend`
-        /// is PostgreSQL.
-        fn others_cpu(&self, backend: Backend) -> (Option<Duration>, Option<Duration>) {
-            (
-                process_cpu(self.sink_pid),
-                (backend == Backend::Postgres).then(postgres_cpu).flatten(),
-            )
         }
 
         /// Sent and failed deliveries, from `letterpress status --json`.
@@ -1071,30 +1095,44 @@ mod bench {
         Some(Duration::from_secs_f64(t[0] + t[1]))
     }
 
-    /// CPU of every `postgres` process on this machine so far, with the
-    /// children each has reaped (the postmaster reaps exited backends, so
-    /// a backend that ended between two readings is still counted).
-    /// `None` when there is none (a server elsewhere). Other clients of
-    /// the same server count too.
-    fn postgres_cpu() -> Option<Duration> {
-        let mut total = 0.0;
-        let mut found = false;
-        for entry in fs::read_dir("/proc").ok()?.flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-                continue;
+    /// CPU of the PostgreSQL backends serving database `name` (their
+    /// process title names it) until `done` is set: each backend's CPU as
+    /// last read, sampled every 50 ms, summed (a backend's last 50 ms may
+    /// be missed). `None` when none was seen (a server elsewhere). Other
+    /// clients of the server do not count; its background processes
+    /// (WAL writer, checkpointer, autovacuum) neither.
+    fn backends_cpu(name: &str, done: &std::sync::atomic::AtomicBool) -> Option<Duration> {
+        let needle = format!(" {name} ");
+        let mut last: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::Relaxed);
+            for entry in fs::read_dir("/proc").ok()?.flatten() {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+                    continue;
+                };
+                if !String::from_utf8_lossy(&cmdline).contains(&needle) {
+                    continue;
+                }
+                let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                    continue;
+                };
+                if let Some((comm, t)) = stat_times(&stat)
+                    && comm == "postgres"
+                {
+                    last.insert(pid, t[0] + t[1]);
+                }
             }
-            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            if let Some((comm, t)) = stat_times(&stat)
-                && comm == "postgres"
-            {
-                found = true;
-                total += t.iter().sum::<f64>();
+            if finished {
+                break;
             }
+            // Sampling other processes' counters: nothing to wait on.
+            std::thread::sleep(Duration::from_millis(50));
         }
-        found.then(|| Duration::from_secs_f64(total))
+        (!last.is_empty()).then(|| Duration::from_secs_f64(last.values().sum()))
     }
 
     /// When the send's "newly queued" line appeared in its log (after
