@@ -47,9 +47,12 @@ bench-dkim:
 	@if command -v openssl >/dev/null; then openssl speed -seconds 3 rsa2048 2>/dev/null | tail -2; \
 	else echo "skipped: openssl speed (no openssl on PATH)"; fi
 
-## Delivery to postfix's smtp-sink vs smtp-source (apt-get install postfix):
-## msgs/s, the ratio, peak RSS at 100k and 1M subscribers. Quick run:
-## LP_BENCH_N=10000 LP_BENCH_BIG=0 make bench-e2e (see benches/README.md).
+## Delivery to postfix's smtp-sink vs smtp-source (apt-get install postfix),
+## DKIM-signed (RSA-2048, a key it generates) and unsigned, SQLite and, with
+## TEST_DATABASE_URL or LP_BENCH_POSTGRES set, PostgreSQL: msgs/s, the ratio,
+## CPU s/1000 msgs of ours and smtp-source's (wait4), openssl speed rsa2048,
+## dkimpy on a sample, peak RSS at 100k and 1M subscribers. Quick run:
+## LP_BENCH_N=20000 LP_BENCH_BIG=0 LP_BENCH_ROUNDS=1 make bench-e2e (see benches/README.md).
 ## `cargo run` finds the binaries wherever CARGO_TARGET_DIR puts them.
 bench-e2e:
 	$(CARGO) build --release -p letterpress -p letterpress-bench --bins

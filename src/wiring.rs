@@ -198,6 +198,10 @@ pub(crate) fn worker_settings(config: &Config) -> WorkerSettings {
         poll_interval: d.poll_interval,
         shutdown_grace: d.shutdown_grace,
         database_outage: d.database_outage,
+        // One builder per core: on two cores the event loop and one signer
+        // share them with the relay, and a signer waiting for a core costs
+        // nothing but the memory of the message it holds.
+        build_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
 }
 

@@ -1,27 +1,37 @@
 //! `lp-bench`: the end-to-end delivery benchmark (`make bench-e2e`).
 //!
-//! Measures the figures the product contract sets targets for:
+//! Measures what operators run against what postfix's `smtp-source`
+//! reaches into the same `smtp-sink`:
 //!
-//! 1. messages per second that `letterpress send` reaches delivering the
-//!    sample issue to `LP_BENCH_N` subscribers (default 100,000) through
-//!    postfix's `smtp-sink`, with SQLite bookkeeping;
-//! 2. what postfix's `smtp-source` reaches into the same sink with the same
-//!    number of connections and messages of the same size, and the ratio;
-//! 3. the peak resident memory of the send at `LP_BENCH_N` and at
-//!    `LP_BENCH_BIG` subscribers (default 1,000,000), to show it is flat;
-//! 4. as a bonus, CSV import speed (rows/s).
+//! 1. messages per second of `letterpress send` delivering the sample
+//!    issue to `LP_BENCH_N` subscribers (default 100,000), DKIM-signed with
+//!    a 2048-bit RSA key the bench generates, and unsigned; with SQLite
+//!    bookkeeping, and with PostgreSQL when `LP_BENCH_POSTGRES` or
+//!    `TEST_DATABASE_URL` names a server;
+//! 2. next to each rate, CPU seconds per 1,000 messages of our process and
+//!    of smtp-source (`wait4`'s rusage), of the sink while each ran, and of
+//!    the PostgreSQL server's processes (from `/proc`, when it runs here):
+//!    on a shared machine a ratio of CPU is far steadier than one of rates;
+//! 3. `openssl speed rsa2048`'s signing time in the same run, the physical
+//!    reference for what a signature costs;
+//! 4. dkimpy's verdict on a sample of signed messages as `smtp-sink`
+//!    received them;
+//! 5. the peak resident memory of the send at `LP_BENCH_N` and at
+//!    `LP_BENCH_BIG` subscribers (default 1,000,000), and the time from
+//!    the start of `send` to "newly queued" (the enqueue) at that size;
+//! 6. as a bonus, CSV import speed (rows/s).
 //!
 //! It drives the release `letterpress` binary found next to itself, each
-//! run in a fresh temporary folder with its own SQLite database and a
+//! run in a fresh temporary folder with its own database and a
 //! configuration made only of `LETTERPRESS_*` variables. Children's
 //! progress output goes to log files in that folder; stdout carries only
 //! the figures. Nothing is installed: without `smtp-sink` the bench says
 //! how to get it and exits 0.
 //!
-//! Environment: `LP_BENCH_N`, `LP_BENCH_BIG` (0 skips the big run),
-//! `LP_BENCH_CONNECTIONS` (default 8), `LP_BENCH_ROUNDS` (default 3: our
-//! send and smtp-source alternate this many times, and the median round is
-//! reported), `LP_BENCH_KEEP=1` keeps the temporary folder.
+//! Environment: see `benches/README.md` (`LP_BENCH_N`, `LP_BENCH_BIG`,
+//! `LP_BENCH_CONNECTIONS`, `LP_BENCH_ROUNDS`, `LP_BENCH_MODES`,
+//! `LP_BENCH_BACKENDS`, `LP_BENCH_POSTGRES`, `LP_BENCH_SAMPLE`,
+//! `LP_BENCH_COMPARE`, `LP_BENCH_KEEP`).
 
 #[cfg(unix)]
 fn main() -> std::process::ExitCode {
@@ -45,16 +55,60 @@ mod bench {
     use std::fs;
     use std::io::Write as _;
     use std::net::{TcpListener, TcpStream};
+    use std::os::unix::fs::PermissionsExt as _;
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
     use anyhow::{Context, anyhow, bail};
+    use letterpress_testkit::{Dkimpy, PgDb};
 
     const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
     const SMTP_SOURCE: &str = "/usr/sbin/smtp-source";
     /// Stands in for any server secret: the bench only needs tokens that verify.
     const SECRET: &str = "lp-bench-secret-lp-bench-secret-lp-bench";
+    /// The signing domain: the default `newsletter.from`'s.
+    const DKIM_DOMAIN: &str = "example.com";
+    const DKIM_SELECTOR: &str = "lpbench";
+
+    /// Where a run keeps its bookkeeping.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Backend {
+        Sqlite,
+        Postgres,
+    }
+
+    impl Backend {
+        fn name(self) -> &'static str {
+            match self {
+                Backend::Sqlite => "SQLite",
+                Backend::Postgres => "PostgreSQL",
+            }
+        }
+    }
+
+    /// One configuration the rounds measure.
+    struct Case {
+        backend: Backend,
+        signed: bool,
+        /// `None`: the binary beside the bench; else `LP_BENCH_COMPARE`'s.
+        other: bool,
+    }
+
+    impl Case {
+        fn label(&self) -> String {
+            format!(
+                "{}, {}{}",
+                self.backend.name(),
+                if self.signed {
+                    "DKIM RSA-2048"
+                } else {
+                    "unsigned"
+                },
+                if self.other { " [compare]" } else { "" }
+            )
+        }
+    }
 
     /// What the environment asks for.
     struct Params {
@@ -63,6 +117,13 @@ mod bench {
         connections: u32,
         rounds: u64,
         keep: bool,
+        sample: u64,
+        modes: Vec<bool>,
+        backends: Vec<Backend>,
+        postgres: Option<String>,
+        compare: Option<PathBuf>,
+        /// `LP_BENCH_BIG_STOP=1`: stop the big runs at "newly queued".
+        big_stop: bool,
     }
 
     fn env_u64(key: &str, default: u64) -> anyhow::Result<u64> {
@@ -72,6 +133,84 @@ mod bench {
                 .parse()
                 .with_context(|| format!("{key}={v:?} is not a whole number")),
             Err(_) => Ok(default),
+        }
+    }
+
+    /// A comma-separated list of names, each mapped by `parse`.
+    fn env_list<T>(
+        key: &str,
+        default: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> anyhow::Result<Vec<T>> {
+        let v = std::env::var(key).unwrap_or_else(|_| default.to_string());
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| parse(s).ok_or_else(|| anyhow!("{key}={v:?}: unknown name {s:?}")))
+            .collect()
+    }
+
+    impl Params {
+        fn from_env() -> anyhow::Result<Params> {
+            let postgres = ["LP_BENCH_POSTGRES", "TEST_DATABASE_URL"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()));
+            let mut backends = env_list("LP_BENCH_BACKENDS", "sqlite,postgres", |s| match s {
+                "sqlite" => Some(Backend::Sqlite),
+                "postgres" => Some(Backend::Postgres),
+                _ => None,
+            })?;
+            if postgres.is_none() {
+                backends.retain(|b| *b != Backend::Postgres);
+            }
+            let modes = env_list("LP_BENCH_MODES", "signed,unsigned", |s| match s {
+                "signed" => Some(true),
+                "unsigned" => Some(false),
+                _ => None,
+            })?;
+            if backends.is_empty() || modes.is_empty() {
+                bail!("LP_BENCH_BACKENDS and LP_BENCH_MODES leave nothing to measure");
+            }
+            let compare = std::env::var_os("LP_BENCH_COMPARE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+            if let Some(c) = &compare
+                && !c.is_file()
+            {
+                bail!("LP_BENCH_COMPARE={}: no such binary", c.display());
+            }
+            Ok(Params {
+                n: env_u64("LP_BENCH_N", 100_000)?.max(1),
+                big: env_u64("LP_BENCH_BIG", 1_000_000)?,
+                connections: env_u64("LP_BENCH_CONNECTIONS", 8)?.clamp(1, 256) as u32,
+                rounds: env_u64("LP_BENCH_ROUNDS", 3)?.clamp(1, 99),
+                keep: std::env::var("LP_BENCH_KEEP").is_ok_and(|v| v == "1"),
+                sample: env_u64("LP_BENCH_SAMPLE", 20)?,
+                modes,
+                backends,
+                postgres,
+                compare,
+                big_stop: std::env::var("LP_BENCH_BIG_STOP").is_ok_and(|v| v == "1"),
+            })
+        }
+
+        fn cases(&self) -> Vec<Case> {
+            let mut cases = Vec::new();
+            for &backend in &self.backends {
+                for &signed in &self.modes {
+                    for other in [false, true] {
+                        if other && self.compare.is_none() {
+                            continue;
+                        }
+                        cases.push(Case {
+                            backend,
+                            signed,
+                            other,
+                        });
+                    }
+                }
+            }
+            cases
         }
     }
 
@@ -97,6 +236,18 @@ mod bench {
         }
     }
 
+    /// CPU time used while a run went, by the processes it concerns.
+    #[derive(Default, Clone, Copy)]
+    struct Cpu {
+        /// The measured process itself (user + system, from `wait4`).
+        own: Duration,
+        /// smtp-sink, over the same interval (from `/proc`).
+        sink: Option<Duration>,
+        /// The PostgreSQL backends serving the run's database (sampled
+        /// from `/proc`, see [`backends_cpu`]).
+        postgres: Option<Duration>,
+    }
+
     /// One `letterpress send` run.
     struct SendRun {
         subscribers: u64,
@@ -108,6 +259,7 @@ mod bench {
         /// the issue and enqueueing one delivery per subscriber.
         enqueue: Option<Duration>,
         peak_rss_kib: u64,
+        cpu: Cpu,
     }
 
     impl SendRun {
@@ -128,12 +280,18 @@ mod bench {
     struct SourceRun {
         messages: u64,
         wall: Duration,
+        cpu: Cpu,
     }
 
     impl SourceRun {
         fn rate(&self) -> f64 {
             self.messages as f64 / self.wall.as_secs_f64()
         }
+    }
+
+    /// CPU seconds per 1,000 messages (= ms per message).
+    fn per_k(cpu: Duration, messages: u64) -> f64 {
+        cpu.as_secs_f64() * 1000.0 / messages.max(1) as f64
     }
 
     /// Kills the child it holds when dropped (the sink must not outlive the bench).
@@ -146,6 +304,27 @@ mod bench {
         }
     }
 
+    /// The signing key the signed runs use, generated for this run.
+    struct Dkim {
+        key_path: PathBuf,
+        /// The TXT record of `DKIM_SELECTOR._domainkey.DKIM_DOMAIN`.
+        record: String,
+    }
+
+    fn make_key(work: &Path) -> anyhow::Result<Dkim> {
+        let key = letterpress_dkim::RsaKey::generate()
+            .map_err(|e| anyhow!("generating an RSA key: {e}"))?;
+        if key.bits() != 2048 {
+            bail!("the generated key has {} bits, not 2048", key.bits());
+        }
+        let pem = key.to_pkcs8_pem().map_err(|e| anyhow!("{e}"))?;
+        let record = key.dns_record().map_err(|e| anyhow!("{e}"))?;
+        let key_path = work.join("dkim.pem");
+        fs::write(&key_path, pem)?;
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600))?;
+        Ok(Dkim { key_path, record })
+    }
+
     pub(crate) fn run() -> anyhow::Result<()> {
         if !Path::new(SMTP_SINK).exists() || !Path::new(SMTP_SOURCE).exists() {
             println!(
@@ -153,13 +332,7 @@ mod bench {
             );
             return Ok(());
         }
-        let params = Params {
-            n: env_u64("LP_BENCH_N", 100_000)?.max(1),
-            big: env_u64("LP_BENCH_BIG", 1_000_000)?,
-            connections: env_u64("LP_BENCH_CONNECTIONS", 8)?.clamp(1, 256) as u32,
-            rounds: env_u64("LP_BENCH_ROUNDS", 3)?.clamp(1, 99),
-            keep: std::env::var("LP_BENCH_KEEP").is_ok_and(|v| v == "1"),
-        };
+        let params = Params::from_env()?;
         // The workspace root, two levels above this crate.
         let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let letterpress = std::env::current_exe()
@@ -177,6 +350,9 @@ mod bench {
 
         println!("letterpress end-to-end delivery bench");
         println!("  binary       {}", letterpress.display());
+        if let Some(c) = &params.compare {
+            println!("  compared to  {} (LP_BENCH_COMPARE)", c.display());
+        }
         println!("  issue        {}", issue.path.display());
         println!(
             "  subscribers  {} (LP_BENCH_N), {} (LP_BENCH_BIG)",
@@ -186,6 +362,20 @@ mod bench {
         println!(
             "  connections  {} (LP_BENCH_CONNECTIONS)",
             params.connections
+        );
+        println!(
+            "  backends     {}{}",
+            params
+                .backends
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if params.postgres.is_none() {
+                " (PostgreSQL: set LP_BENCH_POSTGRES or TEST_DATABASE_URL)"
+            } else {
+                ""
+            }
         );
         println!("  machine      {} cores, {}", cores(), load());
         println!("  work dir     {}", work.display());
@@ -206,84 +396,148 @@ mod bench {
         issue: &Issue,
         work: &Path,
     ) -> anyhow::Result<()> {
-        let (sink, port) = start_sink(work)?;
+        let (sink, port) = start_sink(work, None)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("a runtime for creating PostgreSQL databases")?;
         let ctx = Ctx {
             letterpress,
+            compare: params.compare.as_deref(),
             repo,
             issue,
             port,
             connections: params.connections,
+            dkim: make_key(work)?,
+            postgres: params.postgres.as_deref(),
+            runtime,
+            sink_pid: sink.0.id(),
+            work,
         };
 
         // The size of our messages, for smtp-source's -l: the same issue
         // written by the file transport, which writes exactly the bytes
         // the SMTP transport sends.
-        let size = ctx.message_size(&work.join("size"))?;
-        println!("\naverage message size: {} bytes", thousands(size));
-
-        // The rate of a shared machine drifts by tens of percent within
-        // minutes, smtp-source's as much as ours. So the two runs alternate,
-        // round after round, and the median round is the figure: each ratio
-        // compares runs made a few seconds apart.
-        let mut rounds = Vec::new();
-        for r in 1..=params.rounds {
+        let mut sizes = Vec::new();
+        for &signed in &params.modes {
+            let size = ctx.message_size(&work.join(format!("size-{signed}")), signed)?;
             println!(
-                "\n[1/4] round {r}/{}: letterpress send to {} subscribers",
-                params.rounds,
-                thousands(params.n)
-            );
-            let folder = work.join(format!("n{r}"));
-            let ours = ctx.send_run(&folder, params.n)?;
-            print_send(&ours);
-            if !params.keep {
-                let _ = fs::remove_dir_all(&folder);
-            }
-            println!(
-                "\n[2/4] round {r}/{}: smtp-source, {} messages of {} bytes",
-                params.rounds,
-                thousands(params.n),
+                "\naverage message size, {}: {} bytes",
+                if signed { "signed" } else { "unsigned" },
                 thousands(size)
             );
-            let source = source_run(port, params.connections, params.n, Some(size))?;
-            print_source(&source);
-            println!("  ratio this round: {:.0} %", ratio(&ours, &source));
-            rounds.push((ours, source));
+            sizes.push((signed, size));
         }
-        rounds.sort_by(|a, b| ratio(&a.0, &a.1).total_cmp(&ratio(&b.0, &b.1)));
-        let ratios: Vec<String> = rounds
-            .iter()
-            .map(|(o, s)| format!("{:.0} %", ratio(o, s)))
-            .collect();
-        let (ours, source_sized) = rounds.swap_remove(rounds.len() / 2);
-        println!(
-            "\n[3/4] smtp-source, {} messages of its default size",
-            thousands(params.n)
-        );
-        let source_plain = source_run(port, params.connections, params.n, None)?;
-        print_source(&source_plain);
+        let size_of = |signed: bool| {
+            sizes
+                .iter()
+                .find(|(s, _)| *s == signed)
+                .map_or(0, |(_, size)| *size)
+        };
 
-        let big = if params.big > 0 {
-            println!(
-                "\n[4/4] letterpress send to {} subscribers",
-                thousands(params.big)
-            );
-            let big = ctx.send_run(&work.join("big"), params.big)?;
-            print_send(&big);
-            Some(big)
+        let verified = if params.modes.contains(&true) && params.sample > 0 {
+            Some(ctx.verify_sample(&work.join("sample"), params.sample)?)
         } else {
-            println!("\n[4/4] skipped (LP_BENCH_BIG=0)");
             None
         };
+
+        // The rate of a shared machine drifts by tens of percent within
+        // minutes, smtp-source's as much as ours. So each of our runs is
+        // followed by smtp-source with messages of the same size, round
+        // after round, and the median round of each case is the figure:
+        // each ratio compares runs made a few seconds apart.
+        let cases = params.cases();
+        let mut results: Vec<Vec<(SendRun, SourceRun)>> =
+            cases.iter().map(|_| Vec::new()).collect();
+        for r in 1..=params.rounds {
+            for (i, case) in cases.iter().enumerate() {
+                println!(
+                    "\n[round {r}/{}] {}: letterpress send to {} subscribers",
+                    params.rounds,
+                    case.label(),
+                    thousands(params.n)
+                );
+                let folder = work.join(format!("n{r}-{i}"));
+                let ours = ctx.send_run(&folder, params.n, case, false)?;
+                print_send(&ours);
+                if !params.keep {
+                    let _ = fs::remove_dir_all(&folder);
+                }
+                let size = size_of(case.signed);
+                println!(
+                    "  then smtp-source, {} messages of {} bytes",
+                    thousands(params.n),
+                    thousands(size)
+                );
+                let source = source_run(port, params.connections, params.n, Some(size), &ctx)?;
+                print_source(&source);
+                println!("  ratio this round: {:.0} %", ratio(&ours, &source));
+                results[i].push((ours, source));
+            }
+        }
+        println!(
+            "\nsmtp-source, {} messages of its default size",
+            thousands(params.n)
+        );
+        let source_plain = source_run(port, params.connections, params.n, None, &ctx)?;
+        print_source(&source_plain);
+
+        println!("\nopenssl speed -seconds 3 rsa2048");
+        let openssl = openssl_sign_time();
+        match openssl {
+            Some(t) => println!("  one RSA-2048 signature: {:.3} ms", t * 1000.0),
+            None => println!("  skipped: no openssl on PATH, or its output was not understood"),
+        }
+
+        let mut bigs = Vec::new();
+        if params.big > 0 {
+            let signed = params.modes.contains(&true);
+            for &backend in &params.backends {
+                let case = Case {
+                    backend,
+                    signed,
+                    other: false,
+                };
+                println!(
+                    "\n[big] {}: letterpress send to {} subscribers",
+                    case.label(),
+                    thousands(params.big)
+                );
+                let big = ctx.send_run(
+                    &work.join(format!("big-{backend:?}")),
+                    params.big,
+                    &case,
+                    params.big_stop,
+                )?;
+                print_send(&big);
+                bigs.push((case, big));
+            }
+        } else {
+            println!("\n[big] skipped (LP_BENCH_BIG=0)");
+        }
         drop(sink);
 
+        let medians: Vec<(&Case, Vec<String>, SendRun, SourceRun)> = cases
+            .iter()
+            .zip(results)
+            .map(|(case, mut rounds)| {
+                rounds.sort_by(|a, b| ratio(&a.0, &a.1).total_cmp(&ratio(&b.0, &b.1)));
+                let ratios = rounds
+                    .iter()
+                    .map(|(o, s)| format!("{:.0} %", ratio(o, s)))
+                    .collect();
+                let (ours, source) = rounds.swap_remove(rounds.len() / 2);
+                (case, ratios, ours, source)
+            })
+            .collect();
         summary(
             params,
-            size,
-            &ours,
-            &source_sized,
+            &sizes,
+            &medians,
             &source_plain,
-            big.as_ref(),
-            &ratios,
+            openssl,
+            verified,
+            &bigs,
         );
         Ok(())
     }
@@ -293,11 +547,23 @@ mod bench {
         ours.rate() / source.rate() * 100.0
     }
 
+    fn cpu_line(cpu: &Cpu, messages: u64) -> String {
+        let mut line = format!("CPU s/1000 msgs: own {:.3}", per_k(cpu.own, messages));
+        if let Some(sink) = cpu.sink {
+            let _ = write!(line, ", sink {:.3}", per_k(sink, messages));
+        }
+        if let Some(pg) = cpu.postgres {
+            let _ = write!(line, ", postgres {:.3}", per_k(pg, messages));
+        }
+        line
+    }
+
     fn print_source(r: &SourceRun) {
         println!(
-            "  {:.2} s, {} msgs/s",
+            "  {:.2} s, {} msgs/s; {}",
             r.wall.as_secs_f64(),
-            thousands(r.rate() as u64)
+            thousands(r.rate() as u64),
+            cpu_line(&r.cpu, r.messages)
         );
     }
 
@@ -322,95 +588,139 @@ mod bench {
                 thousands(rate as u64)
             );
         }
+        println!("         {}", cpu_line(&r.cpu, r.delivered));
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn summary(
         params: &Params,
-        size: u64,
-        ours: &SendRun,
-        sized: &SourceRun,
+        sizes: &[(bool, u64)],
+        medians: &[(&Case, Vec<String>, SendRun, SourceRun)],
         plain: &SourceRun,
-        big: Option<&SendRun>,
-        ratios: &[String],
+        openssl: Option<f64>,
+        verified: Option<(u64, u64)>,
+        bigs: &[(Case, SendRun)],
     ) {
-        let median = ratio(ours, sized);
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "\nsummary ({} connections; the median of {} rounds, whose ratios were {})",
+            "\nsummary ({} connections, {} subscribers; each case's median of {} rounds, \
+             each round our send then smtp-source with messages of our size)",
             params.connections,
-            ratios.len(),
-            ratios.join(", ")
+            thousands(params.n),
+            params.rounds
         );
-        let _ = writeln!(t, "  {:<52} {:>12} {:>10}", "what", "figure", "target");
-        let mut row = |what: String, figure: String, target: &str| {
-            let _ = writeln!(t, "  {what:<52} {figure:>12} {target:>10}");
-        };
-        row(
-            format!(
-                "letterpress send, {} subscribers",
-                thousands(ours.subscribers)
-            ),
-            format!("{} msg/s", thousands(ours.rate() as u64)),
-            "",
-        );
-        if let Some(rate) = ours.delivery_rate() {
-            row(
-                "  of which the delivery loop (after the enqueue)".into(),
-                format!("{} msg/s", thousands(rate as u64)),
-                "",
+        for (signed, size) in sizes {
+            let _ = writeln!(
+                t,
+                "  message size {}: {} bytes",
+                if *signed { "signed" } else { "unsigned" },
+                thousands(*size)
             );
         }
-        row(
-            format!("smtp-source -l {size} (our message size)"),
-            format!("{} msg/s", thousands(sized.rate() as u64)),
-            "",
+        let _ = writeln!(
+            t,
+            "\n  {:<34} {:>10} {:>10} {:>7}  {:>21}  {:>21}  {:>8}  rounds",
+            "case",
+            "ours/s",
+            "source/s",
+            "ratio",
+            "CPU/1000: ours  src",
+            "sink: ours  src",
+            "postgres"
         );
-        row(
-            "smtp-source, default size".into(),
-            format!("{} msg/s", thousands(plain.rate() as u64)),
-            "",
-        );
-        row(
-            "ratio letterpress / smtp-source (same size)".into(),
-            format!("{median:.0} %"),
-            ">= 90 %",
-        );
-        row(
-            format!(
-                "peak RSS of send, {} subscribers",
-                thousands(ours.subscribers)
-            ),
-            format!("{:.1} MB", mb(ours.peak_rss_kib)),
-            "<= 40 MB",
-        );
-        if let Some(big) = big {
-            row(
-                format!(
-                    "peak RSS of send, {} subscribers",
-                    thousands(big.subscribers)
-                ),
-                format!("{:.1} MB", mb(big.peak_rss_kib)),
-                "<= 40 MB",
+        for (case, ratios, ours, source) in medians {
+            let pg = ours.cpu.postgres.map_or_else(
+                || "-".to_string(),
+                |c| format!("{:.3}", per_k(c, ours.delivered)),
             );
-            row(
-                format!(
-                    "letterpress send, {} subscribers",
-                    thousands(big.subscribers)
-                ),
-                format!("{} msg/s", thousands(big.rate() as u64)),
-                "",
+            let sink = |cpu: &Cpu, n: u64| {
+                cpu.sink
+                    .map_or_else(|| "-".to_string(), |c| format!("{:.3}", per_k(c, n)))
+            };
+            let _ = writeln!(
+                t,
+                "  {:<34} {:>10} {:>10} {:>6.0} %  {:>14.3} {:>6.3}  {:>14} {:>6}  {:>8}  {}",
+                case.label(),
+                thousands(ours.rate() as u64),
+                thousands(source.rate() as u64),
+                ratio(ours, source),
+                per_k(ours.cpu.own, ours.delivered),
+                per_k(source.cpu.own, source.messages),
+                sink(&ours.cpu, ours.delivered),
+                sink(&source.cpu, source.messages),
+                pg,
+                ratios.join(", ")
             );
-            row(
-                format!("CSV import, {} rows", thousands(big.subscribers)),
-                format!("{} rows/s", thousands(big.import_rate() as u64)),
-                ">= 100k/s",
+        }
+        let _ = writeln!(
+            t,
+            "  (CPU in seconds per 1,000 messages = ms per message: of our send, of smtp-source, \
+             of smtp-sink during each, and of the PostgreSQL backends serving our run's database)"
+        );
+        let _ = writeln!(
+            t,
+            "  smtp-source, default size: {} msgs/s",
+            thousands(plain.rate() as u64)
+        );
+        if let Some(t_sign) = openssl {
+            let _ = writeln!(
+                t,
+                "  openssl speed rsa2048, one signature: {:.3} ms (CPU)",
+                t_sign * 1000.0
             );
-        } else {
-            row(
-                format!("CSV import, {} rows", thousands(ours.subscribers)),
-                format!("{} rows/s", thousands(ours.import_rate() as u64)),
-                ">= 100k/s",
+            for backend in &params.backends {
+                let find = |signed: bool| {
+                    medians
+                        .iter()
+                        .find(|(c, ..)| c.backend == *backend && c.signed == signed && !c.other)
+                };
+                if let (Some((_, _, s, _)), Some((_, _, u, _))) = (find(true), find(false)) {
+                    let extra = per_k(s.cpu.own, s.delivered) - per_k(u.cpu.own, u.delivered);
+                    let _ = writeln!(
+                        t,
+                        "  {}: signing adds {:.3} ms CPU per message = {:.2} x openssl's signature (target <= 1.3 x)",
+                        backend.name(),
+                        extra,
+                        extra / (t_sign * 1000.0)
+                    );
+                }
+            }
+        }
+        match verified {
+            Some((ok, n)) => {
+                let _ = writeln!(
+                    t,
+                    "  dkimpy verified {ok} of {n} signed messages as smtp-sink received them"
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    t,
+                    "  dkimpy: no signed sample (LP_BENCH_SAMPLE=0 or no signed mode)"
+                );
+            }
+        }
+        for (case, big) in bigs {
+            let _ = writeln!(
+                t,
+                "  {} at {}: {} msg/s, compose + enqueue {}, peak RSS {:.1} MB (target <= 40 MB), \
+                 import {} rows/s",
+                case.label(),
+                thousands(big.subscribers),
+                thousands(big.rate() as u64),
+                big.enqueue
+                    .map_or_else(|| "?".to_string(), |e| format!("{:.2} s", e.as_secs_f64())),
+                mb(big.peak_rss_kib),
+                thousands(big.import_rate() as u64)
+            );
+        }
+        if let Some((_, _, ours, _)) = medians.first() {
+            let _ = writeln!(
+                t,
+                "  peak RSS of the send at {}: {:.1} MB",
+                thousands(ours.subscribers),
+                mb(ours.peak_rss_kib)
             );
         }
         let _ = writeln!(t, "  machine: {} cores, {}", cores(), load());
@@ -422,54 +732,87 @@ mod bench {
         );
         let _ = writeln!(
             t,
-            "quick run: LP_BENCH_N=10000 LP_BENCH_BIG=0 make bench-e2e"
+            "quick run: LP_BENCH_N=20000 LP_BENCH_BIG=0 LP_BENCH_ROUNDS=1 make bench-e2e"
         );
         print!("{t}");
+    }
+
+    /// A run's database.
+    enum Db {
+        Sqlite(PathBuf),
+        /// Dropped (with `DROP DATABASE`) when the run is done.
+        Postgres(PgDb),
+    }
+
+    impl Db {
+        fn url(&self) -> String {
+            match self {
+                Db::Sqlite(path) => format!("sqlite://{}", path.display()),
+                Db::Postgres(db) => db.url.clone(),
+            }
+        }
     }
 
     /// What every `letterpress` run of the bench shares.
     struct Ctx<'a> {
         letterpress: &'a Path,
+        compare: Option<&'a Path>,
         repo: &'a Path,
         issue: &'a Issue,
         port: u16,
         connections: u32,
+        dkim: Dkim,
+        postgres: Option<&'a str>,
+        runtime: tokio::runtime::Runtime,
+        sink_pid: u32,
+        work: &'a Path,
+    }
+
+    /// How one `letterpress` command of a run is set up.
+    struct Setup<'a> {
+        dir: &'a Path,
+        db: &'a Db,
+        transport: &'a str,
+        port: u16,
+        signed: bool,
+        other: bool,
     }
 
     impl Ctx<'_> {
-        /// `letterpress ARGS` in `dir` with the bench's configuration; its
+        /// `letterpress` in `s.dir` with the bench's configuration; its
         /// stdout and stderr are appended to `dir/letterpress.log`.
-        fn command(&self, dir: &Path, transport: &str) -> anyhow::Result<Command> {
+        fn command(&self, s: &Setup<'_>) -> anyhow::Result<Command> {
             let log = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(dir.join("letterpress.log"))
+                .open(s.dir.join("letterpress.log"))
                 .context("opening the log")?;
-            let mut cmd = Command::new(self.letterpress);
+            let binary = match (s.other, self.compare) {
+                (true, Some(other)) => other,
+                _ => self.letterpress,
+            };
+            let mut cmd = Command::new(binary);
             // Nothing from the caller's environment may change the setup.
             for (key, _) in std::env::vars_os() {
                 if key.to_string_lossy().starts_with("LETTERPRESS_") {
                     cmd.env_remove(key);
                 }
             }
-            cmd.current_dir(dir)
+            cmd.current_dir(s.dir)
                 .arg("--config")
-                .arg(dir.join("none.toml"))
-                .env(
-                    "LETTERPRESS_DATABASE__URL",
-                    format!("sqlite://{}/lp.db", dir.display()),
-                )
+                .arg(s.dir.join("none.toml"))
+                .env("LETTERPRESS_DATABASE__URL", s.db.url())
                 .env("LETTERPRESS_SERVER__SECRET", SECRET)
                 .env("LETTERPRESS_CONTENT__ROOT", &self.issue.content_root)
                 .env(
                     "LETTERPRESS_CONTENT__TEMPLATE",
                     self.repo.join("templates/default.mjml"),
                 )
-                .env("LETTERPRESS_DELIVERY__TRANSPORT", transport)
-                .env("LETTERPRESS_DELIVERY__OUTBOX_DIR", dir.join("outbox"))
+                .env("LETTERPRESS_DELIVERY__TRANSPORT", s.transport)
+                .env("LETTERPRESS_DELIVERY__OUTBOX_DIR", s.dir.join("outbox"))
                 .env(
                     "LETTERPRESS_DELIVERY__SMTP_URL",
-                    format!("smtp://127.0.0.1:{}", self.port),
+                    format!("smtp://127.0.0.1:{}", s.port),
                 )
                 .env(
                     "LETTERPRESS_DELIVERY__CONCURRENCY",
@@ -480,32 +823,46 @@ mod bench {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log);
+            if s.signed {
+                cmd.env("LETTERPRESS_DKIM__DOMAIN", DKIM_DOMAIN)
+                    .env("LETTERPRESS_DKIM__SELECTOR", DKIM_SELECTOR)
+                    .env("LETTERPRESS_DKIM__PRIVATE_KEY_PATH", &self.dkim.key_path);
+            }
             Ok(cmd)
         }
 
-        /// A fresh folder with a migrated database holding `n` subscribers;
+        /// A fresh database of `backend` for a run in `dir`.
+        fn database(&self, dir: &Path, backend: Backend) -> anyhow::Result<Db> {
+            Ok(match backend {
+                Backend::Sqlite => Db::Sqlite(dir.join("lp.db")),
+                Backend::Postgres => {
+                    let admin = self
+                        .postgres
+                        .ok_or_else(|| anyhow!("no PostgreSQL server named"))?;
+                    Db::Postgres(self.runtime.block_on(PgDb::create_on(admin)))
+                }
+            })
+        }
+
+        /// A migrated database in a fresh folder holding `n` subscribers;
         /// returns how long the import took.
-        fn prepare(&self, dir: &Path, n: u64, transport: &str) -> anyhow::Result<Duration> {
-            fs::create_dir_all(dir)?;
-            fs::write(dir.join("none.toml"), "")?;
-            let csv = dir.join("subscribers.csv");
+        fn prepare(&self, s: &Setup<'_>, n: u64) -> anyhow::Result<Duration> {
+            fs::create_dir_all(s.dir)?;
+            fs::write(s.dir.join("none.toml"), "")?;
+            let csv = s.dir.join("subscribers.csv");
             write_csv(&csv, n)?;
-            self.checked(dir, transport, &["migrate"])?;
+            self.checked(s, &["migrate"])?;
             let start = Instant::now();
-            self.checked(
-                dir,
-                transport,
-                &["subscribers", "import", &csv.to_string_lossy()],
-            )?;
+            self.checked(s, &["subscribers", "import", &csv.to_string_lossy()])?;
             let took = start.elapsed();
             // The CSV is large at a million rows and no longer needed.
             let _ = fs::remove_file(&csv);
             Ok(took)
         }
 
-        fn checked(&self, dir: &Path, transport: &str, args: &[&str]) -> anyhow::Result<()> {
+        fn checked(&self, s: &Setup<'_>, args: &[&str]) -> anyhow::Result<()> {
             let status = self
-                .command(dir, transport)?
+                .command(s)?
                 .args(args)
                 .status()
                 .with_context(|| format!("starting letterpress {}", args.join(" ")))?;
@@ -513,7 +870,7 @@ mod bench {
                 bail!(
                     "letterpress {} failed ({status}); its log ends:\n{}",
                     args.join(" "),
-                    log_tail(dir)
+                    log_tail(s.dir)
                 );
             }
             Ok(())
@@ -530,17 +887,20 @@ mod bench {
         }
 
         /// The average size of our messages, from 20 written by the file transport.
-        fn message_size(&self, dir: &Path) -> anyhow::Result<u64> {
-            self.prepare(dir, 20, "file")?;
-            self.checked(
+        fn message_size(&self, dir: &Path, signed: bool) -> anyhow::Result<u64> {
+            fs::create_dir_all(dir)?;
+            let db = self.database(dir, Backend::Sqlite)?;
+            let s = Setup {
                 dir,
-                "file",
-                &self
-                    .send_args()
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>(),
-            )?;
+                db: &db,
+                transport: "file",
+                port: self.port,
+                signed,
+                other: false,
+            };
+            self.prepare(&s, 20)?;
+            let args = self.send_args();
+            self.checked(&s, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
             let (mut total, mut count) = (0u64, 0u64);
             for slug in fs::read_dir(dir.join("outbox"))? {
                 for file in fs::read_dir(slug?.path())? {
@@ -558,35 +918,120 @@ mod bench {
             Ok(total / count)
         }
 
+        /// Sends `n` signed messages over SMTP into an smtp-sink of their
+        /// own that keeps each one, and has dkimpy verify every one as the
+        /// sink received it. Returns (verified, checked); fails when one
+        /// does not verify.
+        fn verify_sample(&self, dir: &Path, n: u64) -> anyhow::Result<(u64, u64)> {
+            println!("\ndkimpy: {n} signed messages through smtp-sink, each verified");
+            let Some(dkimpy) = Dkimpy::find() else {
+                println!("  skipped: dkimpy not found (see above)");
+                return Ok((0, 0));
+            };
+            let dumps = dir.join("dumps");
+            fs::create_dir_all(&dumps)?;
+            // The sink drops root for nobody, who must be able to write here.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+            fs::set_permissions(&dumps, fs::Permissions::from_mode(0o777))?;
+            let (sink, port) = start_sink(dir, Some(&dumps))?;
+            let db = self.database(dir, Backend::Sqlite)?;
+            let s = Setup {
+                dir,
+                db: &db,
+                transport: "smtp",
+                port,
+                signed: true,
+                other: false,
+            };
+            self.prepare(&s, n)?;
+            let args = self.send_args();
+            self.checked(&s, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
+            drop(sink);
+            let (mut ok, mut checked) = (0, 0);
+            for file in fs::read_dir(&dumps)? {
+                let path = file?.path();
+                let message = fs::read(&path)?;
+                checked += 1;
+                match dkimpy.verify(&message, &self.dkim.record) {
+                    Ok(_) => ok += 1,
+                    Err(log) => bail!("dkimpy does not verify {} (kept):\n{log}", path.display()),
+                }
+            }
+            if checked != n {
+                bail!("smtp-sink kept {checked} messages of {n}");
+            }
+            println!("  {ok} of {checked} verified");
+            Ok((ok, checked))
+        }
+
         /// Imports `n` subscribers, then times `letterpress send` over SMTP
-        /// into the sink and takes its peak RSS.
-        fn send_run(&self, dir: &Path, n: u64) -> anyhow::Result<SendRun> {
-            let import = self.prepare(dir, n, "smtp")?;
+        /// into the sink and takes its CPU time and peak RSS.
+        /// With `stop_at_enqueue`, the send is stopped (SIGTERM) once it
+        /// says "newly queued": the enqueue is what is measured.
+        fn send_run(
+            &self,
+            dir: &Path,
+            n: u64,
+            case: &Case,
+            stop_at_enqueue: bool,
+        ) -> anyhow::Result<SendRun> {
+            fs::create_dir_all(dir)?;
+            let db = self.database(dir, case.backend)?;
+            let s = Setup {
+                dir,
+                db: &db,
+                transport: "smtp",
+                port: self.port,
+                signed: case.signed,
+                other: case.other,
+            };
+            let import = self.prepare(&s, n)?;
             let log_len = fs::metadata(dir.join("letterpress.log")).map_or(0, |m| m.len());
+            let sink_before = process_cpu(self.sink_pid);
             let start = Instant::now();
             let child = self
-                .command(dir, "smtp")?
+                .command(&s)?
                 .args(self.send_args())
                 .spawn()
                 .context("starting letterpress send")?;
             let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let backends = match &db {
+                Db::Postgres(pg) => {
+                    let name = pg.url.rsplit('/').next().unwrap_or_default().to_string();
+                    let done = done.clone();
+                    Some(std::thread::spawn(move || backends_cpu(&name, &done)))
+                }
+                Db::Sqlite(_) => None,
+            };
             let watcher = {
                 let (log, done) = (dir.join("letterpress.log"), done.clone());
-                std::thread::spawn(move || enqueued_at(&log, log_len, start, &done))
+                let pid = child.id() as libc::pid_t;
+                std::thread::spawn(move || {
+                    let at = enqueued_at(&log, log_len, start, &done);
+                    if stop_at_enqueue && at.is_some() {
+                        // SAFETY: pid is our child, not yet reaped (the
+                        // waiting thread reaps it only once it exits).
+                        unsafe { libc::kill(pid, libc::SIGTERM) };
+                    }
+                    at
+                })
             };
             let waited = wait_with_rusage(&child);
             let wall = start.elapsed();
+            let sink = delta(sink_before, process_cpu(self.sink_pid));
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             let enqueue = watcher.join().unwrap_or(None);
-            let (status, peak_rss_kib) = waited?;
-            if status != 0 {
+            let postgres = backends.and_then(|b| b.join().ok()).flatten();
+            let waited = waited?;
+            if waited.code != 0 && !stop_at_enqueue {
                 bail!(
-                    "letterpress send exited with {status}; its log ends:\n{}",
+                    "letterpress send exited with {}; its log ends:\n{}",
+                    waited.code,
                     log_tail(dir)
                 );
             }
-            let (delivered, failed) = self.counts(dir)?;
-            if delivered == 0 {
+            let (delivered, failed) = self.counts(&s)?;
+            if delivered == 0 && !stop_at_enqueue {
                 bail!("nothing was delivered; log:\n{}", log_tail(dir));
             }
             Ok(SendRun {
@@ -596,14 +1041,19 @@ mod bench {
                 failed,
                 wall,
                 enqueue,
-                peak_rss_kib,
+                peak_rss_kib: waited.peak_rss_kib,
+                cpu: Cpu {
+                    own: waited.cpu,
+                    sink,
+                    postgres,
+                },
             })
         }
 
         /// Sent and failed deliveries, from `letterpress status --json`.
-        fn counts(&self, dir: &Path) -> anyhow::Result<(u64, u64)> {
+        fn counts(&self, s: &Setup<'_>) -> anyhow::Result<(u64, u64)> {
             let out = self
-                .command(dir, "smtp")?
+                .command(s)?
                 .args(["status", "--json"])
                 .stdout(Stdio::piped())
                 .output()
@@ -616,6 +1066,73 @@ mod bench {
             let field = |k: &str| issue.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
             Ok((field("sent"), field("failed")))
         }
+    }
+
+    fn delta(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
+        Some(after?.saturating_sub(before?))
+    }
+
+    /// The `utime stime cutime cstime` of `/proc/PID/stat`, in seconds:
+    /// fields 14 to 17, counted after the parenthesised command name.
+    fn stat_times(stat: &str) -> Option<(String, [f64; 4])> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat.get(open + 1..close)?.to_string();
+        let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let mut out = [0.0; 4];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = fields.get(11 + i)?.parse::<f64>().ok()? / ticks;
+        }
+        Some((comm, out))
+    }
+
+    /// CPU (user + system) of the live process `pid` so far.
+    fn process_cpu(pid: u32) -> Option<Duration> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, t) = stat_times(&stat)?;
+        Some(Duration::from_secs_f64(t[0] + t[1]))
+    }
+
+    /// CPU of the PostgreSQL backends serving database `name` (their
+    /// process title names it) until `done` is set: each backend's CPU as
+    /// last read, sampled every 50 ms, summed (a backend's last 50 ms may
+    /// be missed). `None` when none was seen (a server elsewhere). Other
+    /// clients of the server do not count; its background processes
+    /// (WAL writer, checkpointer, autovacuum) neither.
+    fn backends_cpu(name: &str, done: &std::sync::atomic::AtomicBool) -> Option<Duration> {
+        let needle = format!(" {name} ");
+        let mut last: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::Relaxed);
+            for entry in fs::read_dir("/proc").ok()?.flatten() {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+                    continue;
+                };
+                if !String::from_utf8_lossy(&cmdline).contains(&needle) {
+                    continue;
+                }
+                let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                    continue;
+                };
+                if let Some((comm, t)) = stat_times(&stat)
+                    && comm == "postgres"
+                {
+                    last.insert(pid, t[0] + t[1]);
+                }
+            }
+            if finished {
+                break;
+            }
+            // Sampling other processes' counters: nothing to wait on.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (!last.is_empty()).then(|| Duration::from_secs_f64(last.values().sum()))
     }
 
     /// When the send's "newly queued" line appeared in its log (after
@@ -659,10 +1176,19 @@ mod bench {
         Ok(())
     }
 
-    /// Waits for `child` and returns its exit code (128 + signal when
-    /// killed) and its own peak resident set size in KiB (wait4 reports
-    /// the child's rusage alone, not that of other children).
-    fn wait_with_rusage(child: &Child) -> anyhow::Result<(i32, u64)> {
+    /// What `wait4` says of a child that ended.
+    struct Waited {
+        /// The exit code, 128 + signal when killed.
+        code: i32,
+        /// Its own peak resident set size in KiB.
+        peak_rss_kib: u64,
+        /// Its user + system CPU time.
+        cpu: Duration,
+    }
+
+    /// Waits for `child` and returns what `wait4` reports of it alone
+    /// (not of other children of the bench).
+    fn wait_with_rusage(child: &Child) -> anyhow::Result<Waited> {
         let pid = child.id() as libc::pid_t;
         let mut status: libc::c_int = 0;
         // SAFETY: rusage is plain old data; wait4 fills it in.
@@ -675,7 +1201,7 @@ mod bench {
             }
             let err = std::io::Error::last_os_error();
             if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err).context("waiting for letterpress send");
+                return Err(err).context("waiting for a child");
             }
         }
         let code = if libc::WIFEXITED(status) {
@@ -683,12 +1209,21 @@ mod bench {
         } else {
             128 + libc::WTERMSIG(status)
         };
-        // Linux reports ru_maxrss in KiB.
-        Ok((code, usage.ru_maxrss.max(0) as u64))
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec.max(0) as u64)
+                + Duration::from_micros(t.tv_usec.max(0) as u64)
+        };
+        Ok(Waited {
+            code,
+            // Linux reports ru_maxrss in KiB.
+            peak_rss_kib: usage.ru_maxrss.max(0) as u64,
+            cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        })
     }
 
-    /// Starts smtp-sink on a free loopback port and waits until it accepts.
-    fn start_sink(work: &Path) -> anyhow::Result<(KillOnDrop, u16)> {
+    /// Starts smtp-sink on a free loopback port and waits until it accepts;
+    /// with `dump`, it keeps every message it receives in that folder.
+    fn start_sink(work: &Path, dump: Option<&Path>) -> anyhow::Result<(KillOnDrop, u16)> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let log = fs::File::create(work.join("smtp-sink.log"))?;
         let mut cmd = Command::new(SMTP_SINK);
@@ -696,6 +1231,10 @@ mod bench {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             cmd.args(["-u", "nobody"]);
+        }
+        if let Some(dir) = dump {
+            // One file per message, named by the time and a random number.
+            cmd.arg("-d").arg(dir.join("%H%M%S."));
         }
         // No -c (counters) nor -v: quiet; no delays: it answers at once.
         let child = cmd
@@ -721,12 +1260,14 @@ mod bench {
         Ok((sink, port))
     }
 
-    /// `smtp-source -d -s CONNECTIONS -m MESSAGES [-l SIZE]` into the sink.
+    /// `smtp-source -d -s CONNECTIONS -m MESSAGES [-l SIZE]` into the sink,
+    /// with its CPU time and the sink's while it ran.
     fn source_run(
         port: u16,
         connections: u32,
         messages: u64,
         size: Option<u64>,
+        ctx: &Ctx<'_>,
     ) -> anyhow::Result<SourceRun> {
         let mut cmd = Command::new(SMTP_SOURCE);
         cmd.arg("-d")
@@ -735,21 +1276,53 @@ mod bench {
         if let Some(size) = size {
             cmd.args(["-l", &size.to_string()]);
         }
+        let errors_path = ctx.work.join("smtp-source.log");
+        let errors = fs::File::create(&errors_path)?;
+        let sink_before = process_cpu(ctx.sink_pid);
         let start = Instant::now();
-        let out = cmd
+        let child = cmd
             .arg(format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(errors)
+            .spawn()
             .context("running smtp-source")?;
+        let waited = wait_with_rusage(&child)?;
         let wall = start.elapsed();
-        if !out.status.success() {
-            bail!(
-                "smtp-source failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let sink = delta(sink_before, process_cpu(ctx.sink_pid));
+        if waited.code != 0 {
+            let text = fs::read_to_string(&errors_path).unwrap_or_default();
+            bail!("smtp-source failed (exit {}): {text}", waited.code);
         }
-        Ok(SourceRun { messages, wall })
+        Ok(SourceRun {
+            messages,
+            wall,
+            cpu: Cpu {
+                own: waited.cpu,
+                sink,
+                postgres: None,
+            },
+        })
+    }
+
+    /// One RSA-2048 signature's CPU time in seconds, as `openssl speed
+    /// -seconds 3 rsa2048` reports it (`rsa 2048 bits 0.000243s …`).
+    fn openssl_sign_time() -> Option<f64> {
+        let out = Command::new("openssl")
+            .args(["speed", "-seconds", "3", "rsa2048"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().find_map(|line| {
+            let rest = line.trim().strip_prefix("rsa 2048 bits")?;
+            rest.split_whitespace()
+                .next()?
+                .strip_suffix('s')?
+                .parse()
+                .ok()
+        })
     }
 
     fn log_tail(dir: &Path) -> String {

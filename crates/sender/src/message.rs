@@ -35,6 +35,9 @@ pub enum MessageError {
     /// The message could not be DKIM-signed.
     #[error("cannot sign message: {0}")]
     Dkim(#[from] letterpress_dkim::DkimError),
+    /// The worker stopped while the message was being built.
+    #[error("the message was not built: the worker is stopping")]
+    Cancelled,
 }
 
 /// The newsletter's identity and signing, shared by every message.
@@ -198,6 +201,11 @@ impl IssueMessages {
             issue,
             settings,
         }
+    }
+
+    /// Whether the messages are DKIM-signed.
+    pub fn signs(&self) -> bool {
+        self.settings.dkim.is_some()
     }
 
     /// The issue these messages are made from.

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::message::{IssueMessages, To};
+use crate::message::{Built, IssueMessages, MessageError, To};
 use crate::policy::{self, Decided, Facts, Happened};
 use crate::retry::RetryPolicy;
 use crate::status_gate::StatusGate;
@@ -107,6 +107,10 @@ pub struct WorkerSettings {
     /// How long the worker waits for a database that went away (a
     /// PostgreSQL restart) before it gives up (`delivery.database_outage`).
     pub database_outage: Duration,
+    /// Threads that build and sign messages at once, beside the event loop
+    /// that drives the connections (see [`Worker::build`]); the binary
+    /// gives it the number of cores.
+    pub build_threads: usize,
 }
 
 /// Counters a progress display or `/metrics` reads while the worker runs.
@@ -174,6 +178,9 @@ pub struct Worker {
     gate: OnceLock<StatusGate>,
     /// Messages being sent: at most `concurrency`.
     connections: Semaphore,
+    /// Signed messages being built on the blocking pool: at most
+    /// `build_threads`.
+    builders: Semaphore,
 }
 
 /// The most outcomes written in one transaction.
@@ -206,6 +213,7 @@ impl Worker {
             claimed: std::sync::Mutex::new(HashSet::new()),
             gate: OnceLock::new(),
             connections: Semaphore::new(settings.concurrency.max(1) as usize),
+            builders: Semaphore::new(settings.build_threads.max(1)),
             settings,
         }
     }
@@ -480,12 +488,7 @@ impl Worker {
             let why = format!("subscriber is {}", claim.subscriber_status);
             return Some(self.settle(&claim, Happened::Inactive, why, None));
         }
-        let built = match issue.build(To {
-            subscriber_id: claim.subscriber_id,
-            token_salt: claim.token_salt,
-            email: &claim.email,
-            name: claim.name.as_deref(),
-        }) {
+        let built = match self.build(&issue, &claim).await {
             Ok(b) => b,
             Err(e) => return Some(self.settle(&claim, Happened::Refused, e.to_string(), None)),
         };
@@ -535,6 +538,37 @@ impl Worker {
             attempt.reply,
             Some(built.message_id),
         ))
+    }
+
+    /// The message of `claim`. A signed one is built on tokio's blocking
+    /// pool, at most `build_threads` at a time: an RSA signature is CPU
+    /// work, and made on the single-threaded event loop it would stall
+    /// every connection while it ran and leave the other cores idle. How
+    /// many are built ahead stays bounded by the claim loop's permits.
+    /// An unsigned message costs less to build than handing it to another
+    /// thread and back, so it is built here.
+    async fn build(
+        &self,
+        issue: &Arc<IssueMessages>,
+        claim: &Claim,
+    ) -> Result<Built, MessageError> {
+        if !issue.signs() {
+            return issue.build(to(claim));
+        }
+        let _builder = self
+            .builders
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        let (issue, claim) = (Arc::clone(issue), claim.clone());
+        match tokio::task::spawn_blocking(move || issue.build(to(&claim))).await {
+            Ok(built) => built,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only a runtime shutting down cancels a blocking task.
+                Err(_) => Err(MessageError::Cancelled),
+            },
+        }
     }
 
     /// The outcome of `claim`'s attempt, which came to `happened`, as the
@@ -604,6 +638,16 @@ impl Worker {
             Ok(status) => Err(Withheld::Inactive(status)),
             Err(e) => Err(Withheld::Unknown(e)),
         }
+    }
+}
+
+/// Who `claim`'s message is for.
+fn to(claim: &Claim) -> To<'_> {
+    To {
+        subscriber_id: claim.subscriber_id,
+        token_salt: claim.token_salt,
+        email: &claim.email,
+        name: claim.name.as_deref(),
     }
 }
 

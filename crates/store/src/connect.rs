@@ -73,7 +73,29 @@ pub(crate) trait BeginWrite {
     fn begin_bulk_write(
         &self,
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, db::Error>> + Send;
+    /// [`BeginWrite::begin_write`] for a transaction that queues deliveries
+    /// for subscribers it selects (publishing an issue).
+    ///
+    /// `deliveries.subscriber_id` has no foreign key on PostgreSQL (its
+    /// per-row checks were most of a large enqueue's cost), so there the
+    /// transaction holds the queue lock shared: any number of enqueues run
+    /// together, and a subscriber's deletion ([`BeginWrite::begin_delete`])
+    /// waits for them, and they for it. SQLite has one writer at a time.
+    fn begin_enqueue(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, db::Error>> + Send;
+    /// [`BeginWrite::begin_write`] for a transaction that deletes
+    /// subscribers: on PostgreSQL it holds the queue lock exclusively, so
+    /// that no enqueue started before it can queue a row it deletes (the
+    /// enqueue's snapshot would still see it) and every enqueue after it
+    /// sees the row gone.
+    fn begin_delete(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, db::Error>> + Send;
 }
+
+/// The key of the advisory lock of [`BeginWrite::begin_enqueue`] ("lpenqueu").
+const QUEUE_LOCK_KEY: i64 = 0x6c70_656e_7175_6575;
 
 impl BeginWrite for SqlitePool {
     type Db = Sqlite;
@@ -98,6 +120,14 @@ impl BeginWrite for SqlitePool {
             .await?;
         Ok(tx)
     }
+
+    async fn begin_enqueue(&self) -> Result<Transaction<'static, Sqlite>, db::Error> {
+        self.begin_write().await
+    }
+
+    async fn begin_delete(&self) -> Result<Transaction<'static, Sqlite>, db::Error> {
+        self.begin_write().await
+    }
 }
 
 impl BeginWrite for PgPool {
@@ -111,6 +141,27 @@ impl BeginWrite for PgPool {
 
     async fn begin_bulk_write(&self) -> Result<Transaction<'static, Postgres>, db::Error> {
         self.begin_write().await
+    }
+
+    /// The lock is taken by the transaction's first statement: READ
+    /// COMMITTED takes each statement's snapshot when it starts, so the
+    /// statements after it see every deletion committed before.
+    async fn begin_enqueue(&self) -> Result<Transaction<'static, Postgres>, db::Error> {
+        let mut tx = self.begin_write().await?;
+        db::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(QUEUE_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    async fn begin_delete(&self) -> Result<Transaction<'static, Postgres>, db::Error> {
+        let mut tx = self.begin_write().await?;
+        db::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(QUEUE_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 }
 

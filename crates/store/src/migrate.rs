@@ -64,6 +64,7 @@ const POSTGRES: &[Migration] = &[
     migration!(1, "initial", "postgres/0001_initial.sql"),
     migration!(2, "issue body", "postgres/0002_issue_body.sql"),
     migration!(3, "token bindings", "postgres/0003_token_bindings.sql"),
+    migration!(4, "queue at scale", "postgres/0004_queue_at_scale.sql"),
 ];
 
 /// The bookkeeping table, as sqlx creates it on each backend.

@@ -231,7 +231,7 @@ impl Store {
             .next()
             .ok_or(StoreError::NoSuppressionKey)?;
         let changed = with_pool!(self, |p| {
-            let mut tx = p.begin_write().await?;
+            let mut tx = p.begin_delete().await?;
             let id: Option<i64> =
                 db::query_scalar("SELECT id FROM subscribers WHERE email_key = $1")
                     .bind(&email_key)
@@ -247,21 +247,26 @@ impl Store {
             .await?
             .rows_affected();
             if let Some(id) = id {
+                // A subscriber's deliveries are found issue by issue: the
+                // unique key is (issue_id, subscriber_id) on PostgreSQL.
                 db::query(
                     "UPDATE delivery_attempts SET reply = '' \
-                     WHERE delivery_id IN (SELECT id FROM deliveries WHERE subscriber_id = $1)",
+                     WHERE delivery_id IN (SELECT id FROM deliveries WHERE subscriber_id = $1 \
+                     AND issue_id IN (SELECT id FROM issues))",
                 )
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
                 // Unsettled deliveries would otherwise wait forever for a
-                // subscriber that no longer exists.
+                // subscriber that no longer exists. The deliveries stay,
+                // without their subscriber (PostgreSQL has no foreign key
+                // to do it; see `begin_delete`).
                 db::query(
                     "UPDATE deliveries SET last_reply = CASE WHEN status IN ('queued','deferred') \
                      THEN 'subscriber forgotten' ELSE NULL END, \
                      status = CASE WHEN status IN ('queued','deferred') THEN 'skipped' ELSE status END, \
-                     lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-                     WHERE subscriber_id = $1",
+                     lease_owner = NULL, lease_until = NULL, updated_at = $2, subscriber_id = NULL \
+                     WHERE subscriber_id = $1 AND issue_id IN (SELECT id FROM issues)",
                 )
                 .bind(id)
                 .bind(now)

@@ -225,6 +225,28 @@ async fn forget_erases_and_keeps_the_address_suppressed() {
             (counts[0].total, counts[0].skipped, counts[0].queued),
             (4, 1, 3)
         );
+        // The delivery stays in the ledger without its subscriber: nothing
+        // names the deleted row (PostgreSQL has no foreign key to do it).
+        let count = |query: &'static str, arg: i64| {
+            let url = db.url.clone();
+            async move { letterpress_testkit::sql::query_i64(&url, query, arg).await }
+        };
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM deliveries WHERE subscriber_id = $1",
+                id
+            )
+            .await,
+            Some(0)
+        );
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM deliveries WHERE subscriber_id IS NULL AND issue_id = $1",
+                issue.id
+            )
+            .await,
+            Some(1)
+        );
 
         // Refused by add, import and signup; the hash holds no address.
         assert_eq!(

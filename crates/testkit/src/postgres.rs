@@ -36,6 +36,15 @@ impl PgDb {
                 return None;
             }
         };
+        Some(Self::create_on(&admin).await)
+    }
+
+    /// [`PgDb::create`] on the server of `admin` (a URL as
+    /// `TEST_DATABASE_URL` takes), for a caller that names its server some
+    /// other way (the bench's `LP_BENCH_POSTGRES`). Panics when the server
+    /// cannot be used.
+    pub async fn create_on(admin: &str) -> PgDb {
+        let admin = admin.to_string();
         let mut url = url::Url::parse(&admin).unwrap_or_else(|e| {
             panic!("{TEST_DATABASE_URL}={admin} is not a URL ({e}); e.g. postgres://postgres@127.0.0.1:5432/test")
         });
@@ -66,11 +75,11 @@ impl PgDb {
             .unwrap_or_else(|e| panic!("create a test database on {shown}: {e}"));
         let _ = conn.close().await;
         url.set_path(&format!("/{name}"));
-        Some(PgDb {
+        PgDb {
             admin,
             name,
             url: url.to_string(),
-        })
+        }
     }
 }
 
