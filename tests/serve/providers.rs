@@ -27,6 +27,7 @@ const ANN: &str = "ann@x.example";
 const BOB: &str = "bob@x.example";
 const CAT: &str = "cat@x.example";
 const DAN: &str = "dan@x.example";
+const METRICS_TOKEN: &str = "metrics-token-for-provider-tests-0123";
 
 /// An installation whose issue `first` went out to the four, each message
 /// accepted with the 250 `replies` give (by address), and `serve` running.
@@ -44,6 +45,7 @@ impl Sent {
         }
         let mut lp = lp().with_smtp(smtp.port);
         lp.set("LETTERPRESS_SERVER__SOFT_BOUNCE_LIMIT", "3");
+        lp.set("LETTERPRESS_SERVER__METRICS_TOKEN", METRICS_TOKEN);
         for (k, v) in env {
             lp.set(k, v);
         }
@@ -131,8 +133,32 @@ impl Sent {
         ] {
             assert_eq!(statuses[who], status, "{who}");
         }
-        // ann and dan bounced after acceptance, bob complained.
+        // ann and dan bounced after acceptance, bob complained: in
+        // `status --json` and as `status first` says it.
         assert_eq!(self.marked().await, (2, 1));
+        let out = self.lp.run(&["status", "first"]).await;
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("first: 2 bounced after acceptance · 1 complaints"),
+            "{said}"
+        );
+        // /metrics counts the events by kind (one each here).
+        let metrics = client()
+            .get(self.served.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for kind in ["hard", "soft", "complaint"] {
+            let series = format!("letterpress_bounce_events{{kind=\"{kind}\"}} 1");
+            assert!(
+                metrics.lines().any(|l| l == series),
+                "{series} in\n{metrics}"
+            );
+        }
         let before = self.smtp.received().len();
         let issue = self.lp.write_issue("drafts", "second", "");
         self.lp
