@@ -534,6 +534,20 @@ async fn postmark_events_with_basic_credentials() {
         )
         .await;
     }
+    // Bodies over the providers' limit (1 MiB), with good credentials: 413.
+    let big = format!(
+        r#"{{"RecordType":"Bounce","Pad":"{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
+    let (st, _) = s.post("/webhooks/postmark", &good, big.as_bytes()).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    // A batch of SendGrid's size (768 KB) is not over it.
+    let batch = format!(
+        r#"{{"RecordType":"Open","Pad":"{}"}}"#,
+        "x".repeat(768 * 1024)
+    );
+    let (st, _) = s.post("/webhooks/postmark", &good, batch.as_bytes()).await;
+    assert_eq!(st, StatusCode::OK);
     let open =
         json!({"RecordType": "Open", "MessageID": relay("cat"), "Recipient": CAT}).to_string();
     assert_eq!(
