@@ -213,6 +213,9 @@ outbox_dir = "{DATA_DIR}/outbox"
 #   smtp://host takes STARTTLS when offered; smtps://host:465 for implicit TLS
 # tls_ca_file = "relay-ca.pem"   (a private CA that signed the relay's certificate)
 # rate_per_second = 0        (0 = as fast as the relay takes them)
+# return_path = "bounces+{{token}}@bounce.{domain}"
+#   the envelope sender per message (VERP; {{token}} names the delivery,
+#   signed), so a bounce mailed back is traced to it. Unset: From.
 
 [dkim]
 # Signs every message (Gmail and Yahoo require it of bulk senders). The key
@@ -233,6 +236,19 @@ public_url = "https://newsletter.{domain}"
 # scripts may post JSON signups (CORS; a plain form needs none).
 # signup_redirect = "{base_url}/{section}/thanks/"
 # allowed_origins = ["{origin}"]
+
+# Bounces and complaints your relay reports after accepting a message. Give
+# it the webhook URL and fill in its section (secrets from the environment):
+# [webhooks.ses]       SNS HTTPS subscription to https://newsletter.{domain}/webhooks/ses
+# topic_arns = ["arn:aws:sns:REGION:ACCOUNT:TOPIC"]
+# [webhooks.postmark]  https://postmark:PASSWORD@newsletter.{domain}/webhooks/postmark
+# username = "postmark"  (PASSWORD: LETTERPRESS_WEBHOOKS__POSTMARK__PASSWORD)
+# [webhooks.mailgun]   https://newsletter.{domain}/webhooks/mailgun
+#   signing key: LETTERPRESS_WEBHOOKS__MAILGUN__SIGNING_KEY
+# [webhooks.sendgrid]  https://newsletter.{domain}/webhooks/sendgrid (signed Event Webhook)
+# public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE..."
+# [webhooks.resend]    https://newsletter.{domain}/webhooks/resend
+#   secret: LETTERPRESS_WEBHOOKS__RESEND__SECRET (whsec_...)
 
 [schedule]
 # `serve` (or `letterpress send --due` from cron) sends every issue here

@@ -21,6 +21,7 @@ mod outage;
 mod refusals;
 mod relay_tls;
 mod retries;
+mod return_path;
 mod sends;
 mod spam;
 mod unsubscribe;

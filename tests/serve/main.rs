@@ -16,6 +16,7 @@ mod embed;
 mod http_limits;
 mod load;
 mod observability;
+mod providers;
 mod proxy;
 mod schedule;
 mod shutdown;

@@ -599,6 +599,7 @@ impl Worker {
                     // Only what the transport accepted is sent, and only a
                     // built message reaches the transport.
                     message_id: message_id.unwrap_or_default(),
+                    relay_id: crate::relay_id::relay_queue_id(&reply),
                 },
                 reply,
             ),
@@ -644,6 +645,7 @@ impl Worker {
 /// Who `claim`'s message is for.
 fn to(claim: &Claim) -> To<'_> {
     To {
+        delivery_id: claim.delivery_id,
         subscriber_id: claim.subscriber_id,
         token_salt: claim.token_salt,
         email: &claim.email,

@@ -41,11 +41,13 @@ pub enum Dependency {
     Systemd,
     /// Hugo (the documented signup partial, as a Hugo site renders it).
     Hugo,
+    /// The openssl command (SNS message signatures in tests/serve/providers.rs).
+    Openssl,
 }
 
 impl Dependency {
     /// Every dependency, as `all` names them.
-    pub const ALL: [Dependency; 11] = [
+    pub const ALL: [Dependency; 12] = [
         Dependency::Postgres,
         Dependency::Dkim,
         Dependency::Corpus,
@@ -57,6 +59,7 @@ impl Dependency {
         Dependency::Dns,
         Dependency::Systemd,
         Dependency::Hugo,
+        Dependency::Openssl,
     ];
 
     /// Its name in `LP_TEST_REQUIRE`.
@@ -73,6 +76,7 @@ impl Dependency {
             Dependency::Dns => "dns",
             Dependency::Systemd => "systemd",
             Dependency::Hugo => "hugo",
+            Dependency::Openssl => "openssl",
         }
     }
 
@@ -99,6 +103,7 @@ impl Dependency {
             Dependency::Dns => "apt-get install unbound (a resolver the tests configure)",
             Dependency::Systemd => "apt-get install systemd (for systemd-analyze)",
             Dependency::Hugo => "apt-get install hugo",
+            Dependency::Openssl => "apt-get install openssl (the SNS test signs with RSA-SHA1)",
         }
     }
 }
