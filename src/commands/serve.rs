@@ -179,6 +179,14 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             .await;
         })
     });
+    // The bounce mailbox, when one is configured, every bounces.interval.
+    let bounces_task = config.bounces.imap_url.is_some().then(|| {
+        tokio::spawn(crate::commands::bounces::poll(
+            config.clone(),
+            store.clone(),
+            stop.clone(),
+        ))
+    });
     let worker_task = {
         let worker = Arc::clone(&worker);
         let stop = stop.clone();
@@ -203,6 +211,9 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     };
     stop.cancel();
     if let Some(t) = scheduler_task {
+        let _ = t.await;
+    }
+    if let Some(t) = bounces_task {
         let _ = t.await;
     }
     let worked = worker_task.await.context("worker task")?;

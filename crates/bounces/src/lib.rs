@@ -57,6 +57,8 @@ pub struct Parsed {
     /// `Envelope-To`, `To` of the message itself, then the returned
     /// message's `Return-Path` and a feedback report's `Original-Mail-From`.
     pub verp_candidates: Vec<String>,
+    /// The message's `Date`, as Unix seconds, when it has a readable one.
+    pub date: Option<i64>,
 }
 
 /// What a message reports.
@@ -330,6 +332,7 @@ pub fn parse(raw: &[u8], limits: &Limits) -> Parsed {
     let not = |why| Parsed {
         report: Report::NotABounce(why),
         verp_candidates: Vec::new(),
+        date: None,
     };
     if raw.len() > limits.max_bytes {
         return not(NotABounce::TooLarge(raw.len()));
@@ -371,6 +374,7 @@ pub fn parse(raw: &[u8], limits: &Limits) -> Parsed {
     Parsed {
         report,
         verp_candidates,
+        date: message.date().map(|d| d.to_timestamp()),
     }
 }
 
