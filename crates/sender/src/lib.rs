@@ -11,6 +11,7 @@
 mod encoded;
 mod message;
 mod policy;
+mod relay_id;
 mod retry;
 mod smtp;
 mod status_gate;

@@ -565,6 +565,7 @@ impl Worker {
                     // Only what the transport accepted is sent, and only a
                     // built message reaches the transport.
                     message_id: message_id.unwrap_or_default(),
+                    relay_id: crate::relay_id::relay_queue_id(&reply),
                 },
                 reply,
             ),

@@ -27,8 +27,9 @@ macro_rules! due_selection {
 }
 
 // The statements of [`Store::record_outcomes`], each over `$rows`: the
-// batch's JSON array (`$1`) as a relation `j(did, st, nx, mid, sat, rp, ts,
-// kd)` (delivery id, new status, next attempt, Message-ID, sent at, reply,
+// batch's JSON array (`$1`) as a relation `j(did, st, nx, mid, rl, sat, rp,
+// ts, kd)` (delivery id, new status, next attempt, Message-ID, relay queue
+// id, sent at, reply,
 // attempt time, outcome kind). `$2` is when the batch's bounces happened.
 macro_rules! record_deliveries {
     ($rows:expr) => {
@@ -36,6 +37,7 @@ macro_rules! record_deliveries {
             "UPDATE deliveries SET status = j.st, attempts = deliveries.attempts + 1, \
              next_attempt_at = COALESCE(j.nx, deliveries.next_attempt_at), \
              message_id = COALESCE(j.mid, deliveries.message_id), \
+             relay_id = COALESCE(j.rl, deliveries.relay_id), \
              sent_at = COALESCE(j.sat, deliveries.sent_at), last_reply = j.rp, \
              lease_owner = NULL, lease_until = NULL, updated_at = j.ts \
              FROM ",
@@ -51,17 +53,6 @@ macro_rules! record_attempts {
              SELECT j.did, j.ts, j.rp, j.kd FROM ",
             $rows,
             " AS j WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = j.did)"
-        )
-    };
-}
-// A delivered message shows the mailbox works again.
-macro_rules! record_sent {
-    ($rows:expr) => {
-        concat!(
-            "UPDATE subscribers SET soft_bounces = 0 WHERE soft_bounces <> 0 AND id IN \
-             (SELECT d.subscriber_id FROM deliveries d JOIN ",
-            $rows,
-            " AS j ON d.id = j.did WHERE j.kd = 'sent')"
         )
     };
 }
@@ -84,7 +75,7 @@ macro_rules! record_bounced {
 macro_rules! sqlite_rows {
     () => {
         "(SELECT value ->> 'did' AS did, value ->> 'st' AS st, value ->> 'nx' AS nx, \
-         value ->> 'mid' AS mid, value ->> 'sat' AS sat, value ->> 'rp' AS rp, \
+         value ->> 'mid' AS mid, value ->> 'rl' AS rl, value ->> 'sat' AS sat, value ->> 'rp' AS rp, \
          value ->> 'ts' AS ts, value ->> 'kd' AS kd FROM json_each($1))"
     };
 }
@@ -94,11 +85,11 @@ macro_rules! sqlite_rows {
 macro_rules! pg_rows {
     () => {
         "(SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(did bigint, st text, \
-         nx bigint, mid text, sat bigint, rp text, ts bigint, kd text))"
+         nx bigint, mid text, rl text, sat bigint, rp text, ts bigint, kd text))"
     };
 }
 
-/// All four in one string: sqlx runs every statement of a SQLite query,
+/// All three in one string: sqlx runs every statement of a SQLite query,
 /// binding `$1` and `$2` by number in each (the bounce statement changes
 /// nothing when the batch has no bounce).
 const SQLITE_RECORD: &str = concat!(
@@ -106,13 +97,10 @@ const SQLITE_RECORD: &str = concat!(
     "; ",
     record_attempts!(sqlite_rows!()),
     "; ",
-    record_sent!(sqlite_rows!()),
-    "; ",
     record_bounced!(sqlite_rows!())
 );
 const PG_RECORD_DELIVERIES: &str = record_deliveries!(pg_rows!());
 const PG_RECORD_ATTEMPTS: &str = record_attempts!(pg_rows!());
-const PG_RECORD_SENT: &str = record_sent!(pg_rows!());
 const PG_RECORD_BOUNCED: &str = record_bounced!(pg_rows!());
 
 /// One outcome as a row of the JSON array the record statements read.
@@ -122,6 +110,7 @@ struct OutcomeRow<'a> {
     st: &'static str,
     nx: Option<i64>,
     mid: Option<&'a str>,
+    rl: Option<&'a str>,
     sat: Option<i64>,
     rp: &'a str,
     ts: i64,
@@ -131,19 +120,29 @@ struct OutcomeRow<'a> {
 impl<'a> From<&'a Outcome> for OutcomeRow<'a> {
     fn from(o: &'a Outcome) -> Self {
         let at = ms(o.at);
-        let (st, nx, mid, sat) = match &o.kind {
-            OutcomeKind::Sent { message_id } => ("sent", None, Some(message_id.as_str()), Some(at)),
+        let (st, nx, mid, rl, sat) = match &o.kind {
+            OutcomeKind::Sent {
+                message_id,
+                relay_id,
+            } => (
+                "sent",
+                None,
+                Some(message_id.as_str()),
+                relay_id.as_deref(),
+                Some(at),
+            ),
             OutcomeKind::Deferred { next_attempt_at } => {
-                ("deferred", Some(ms(*next_attempt_at)), None, None)
+                ("deferred", Some(ms(*next_attempt_at)), None, None, None)
             }
-            OutcomeKind::Failed | OutcomeKind::Bounced => ("failed", None, None, None),
-            OutcomeKind::Skipped => ("skipped", None, None, None),
+            OutcomeKind::Failed | OutcomeKind::Bounced => ("failed", None, None, None, None),
+            OutcomeKind::Skipped => ("skipped", None, None, None, None),
         };
         Self {
             did: o.delivery_id,
             st,
             nx,
             mid,
+            rl,
             sat,
             rp: &o.reply,
             ts: at,
@@ -249,15 +248,16 @@ impl Store {
 
     /// Records a batch of attempt outcomes in one transaction: each delivery
     /// gets `attempts + 1`, its lease cleared, its new status and reply, and
-    /// one `delivery_attempts` row. `Sent` stores the Message-ID and time and
-    /// resets the subscriber's soft-bounce count; `Bounced` fails the
+    /// one `delivery_attempts` row. `Sent` stores the Message-ID, the relay's queue
+    /// id and the time (it does not end a run of soft bounces by itself: a
+    /// relay accepts everything, see `bounces.rs`); `Bounced` fails the
     /// delivery and marks the subscriber bounced. Outcomes for unknown
     /// delivery ids are ignored.
     ///
     /// The whole batch travels as one JSON array bound to one parameter, so
     /// the statements are the same text whatever the batch size (prepared
     /// once, then cached) and their number does not grow with the batch. On
-    /// SQLite the four statements also go in one call: every statement is a
+    /// SQLite the three statements also go in one call: every statement is a
     /// round trip to the connection's thread, and those round trips were
     /// most of what recording cost a fast send (see `benches/README.md`).
     pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
@@ -310,7 +310,7 @@ impl Store {
             }
             Pool::Postgres(p) => {
                 let mut tx = p.begin_write().await?;
-                for statement in [PG_RECORD_DELIVERIES, PG_RECORD_ATTEMPTS, PG_RECORD_SENT] {
+                for statement in [PG_RECORD_DELIVERIES, PG_RECORD_ATTEMPTS] {
                     db::query(statement).bind(&json).execute(&mut *tx).await?;
                 }
                 if let Some(at) = bounced_at {

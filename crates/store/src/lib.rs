@@ -25,6 +25,7 @@
 //!   case where SQLite returns `SQLITE_BUSY` without waiting on the busy
 //!   handler).
 
+mod bounces;
 mod connect;
 mod db;
 mod deliveries;

@@ -58,12 +58,14 @@ const SQLITE: &[Migration] = &[
     migration!(1, "initial", "sqlite/0001_initial.sql"),
     migration!(2, "issue body", "sqlite/0002_issue_body.sql"),
     migration!(3, "token bindings", "sqlite/0003_token_bindings.sql", true),
+    migration!(4, "bounce events", "sqlite/0004_bounce_events.sql"),
 ];
 
 const POSTGRES: &[Migration] = &[
     migration!(1, "initial", "postgres/0001_initial.sql"),
     migration!(2, "issue body", "postgres/0002_issue_body.sql"),
     migration!(3, "token bindings", "postgres/0003_token_bindings.sql"),
+    migration!(4, "bounce events", "postgres/0004_bounce_events.sql"),
 ];
 
 /// The bookkeeping table, as sqlx creates it on each backend.

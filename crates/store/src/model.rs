@@ -143,8 +143,10 @@ pub struct Subscriber {
     pub unsubscribed_at: Option<DateTime<Utc>>,
 }
 
-/// The kinds of bounce report [`Store::record_bounce`](crate::Store::record_bounce) takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kinds of bounce report [`Store::record_bounce`](crate::Store::record_bounce)
+/// and [`Store::record_bounce_event`](crate::Store::record_bounce_event) take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BounceKind {
     /// The mailbox does not exist: bounced at once.
     Hard,
@@ -152,6 +154,101 @@ pub enum BounceKind {
     Soft,
     /// A spam complaint: complained at once.
     Complaint,
+    /// The recipient asked the provider to stop sending (a list-unsubscribe
+    /// the provider handled, a subscription change): unsubscribed at once.
+    UnsubscribeRequest,
+}
+
+impl BounceKind {
+    /// Every kind, in the order reports and metrics list them.
+    pub const ALL: [BounceKind; 4] = [
+        BounceKind::Hard,
+        BounceKind::Soft,
+        BounceKind::Complaint,
+        BounceKind::UnsubscribeRequest,
+    ];
+
+    /// The stored name: `hard`, `soft`, `complaint`, `unsubscribe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BounceKind::Hard => "hard",
+            BounceKind::Soft => "soft",
+            BounceKind::Complaint => "complaint",
+            BounceKind::UnsubscribeRequest => "unsubscribe",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<BounceKind, StoreError> {
+        BounceKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown bounce kind {s:?}")))
+    }
+}
+
+/// How a bounce report names the message it is about, most precise first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Correlation {
+    /// The delivery's id (from the VERP token of `delivery.return_path`).
+    Delivery(i64),
+    /// The Message-ID the message carried, with or without `<>`.
+    MessageId(String),
+    /// The relay's queue id from its 250 reply to DATA.
+    RelayId(String),
+    /// Only the recipient's address: the event is taken to be about the
+    /// subscriber's latest sent delivery, if there is one.
+    Address(String),
+}
+
+/// One bounce, complaint or unsubscribe request reported after the message
+/// was accepted (by a provider's webhook, a DSN or an ARF report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BounceEvent {
+    /// What the report names the message by.
+    pub find: Correlation,
+    /// What happened.
+    pub kind: BounceKind,
+    /// The provider's reason or the Diagnostic-Code (stored cut to 1000
+    /// characters).
+    pub reason: Option<String>,
+    /// The status code, e.g. `5.1.1`, or the provider's code.
+    pub status: Option<String>,
+    /// When the provider says it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Who reported it: `ses`, `postmark`, `mailgun`, `sendgrid`, `resend`,
+    /// `dsn`, `arf` or `webhook`.
+    pub source: &'static str,
+    /// The provider's event id, or a hash of the report: an event with the
+    /// same source and id is recorded once.
+    pub event_id: String,
+}
+
+/// What [`Store::record_bounce_event`](crate::Store::record_bounce_event) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct BounceOutcome {
+    /// The event was recorded before (same source and event id): nothing changed.
+    pub duplicate: bool,
+    /// The delivery it was traced to.
+    pub delivery_id: Option<i64>,
+    /// Whether it was traced to a subscriber who still exists.
+    pub subscriber_found: bool,
+    /// Whether that subscriber is suppressed after this event (whether or
+    /// not this event was what suppressed them).
+    pub suppressed: bool,
+}
+
+/// Bounce events of one issue, for `letterpress status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IssueBounces {
+    /// The issue's slug.
+    pub slug: String,
+    /// Deliveries accepted by the relay and then reported bounced (hard or
+    /// soft), each counted once.
+    pub bounced_after_acceptance: u64,
+    /// Deliveries reported as spam by their recipient.
+    pub complaints: u64,
+    /// Deliveries whose recipient asked the provider to unsubscribe them.
+    pub unsubscribe_requests: u64,
 }
 
 /// A stored issue.
@@ -212,6 +309,8 @@ pub enum OutcomeKind {
     Sent {
         /// The Message-ID sent.
         message_id: String,
+        /// The relay's queue id from its 250 reply, where it gave one.
+        relay_id: Option<String>,
     },
     /// Temporary failure; try again then.
     Deferred {

@@ -9,7 +9,10 @@ use letterpress_core::{SubscriberStatus, normalize_key};
 use crate::connect::{BeginWrite, suppressed_hashes_in, with_pool};
 use crate::db;
 use crate::model::{SUBSCRIBER_COLUMNS, SubscriberRow, count, ms, parse_status};
-use crate::{AddOutcome, BounceKind, NewSubscriber, Store, StoreError, Subscriber, UpsertMode};
+use crate::{
+    AddOutcome, BounceEvent, BounceKind, Correlation, NewSubscriber, Store, StoreError, Subscriber,
+    UpsertMode,
+};
 
 /// Rows per page of [`Store::stream_subscribers`].
 const STREAM_PAGE: i64 = 1_000;
@@ -146,72 +149,30 @@ impl Store {
         Ok(done > 0)
     }
 
-    /// Records a bounce report for an address. Hard: bounced now. Complaint:
-    /// complained now. Soft: counts; bounced once `soft_limit` soft bounces
-    /// came in a row (a sent delivery resets the count, see
-    /// [`Store::record_outcomes`]). Returns whether the address is suppressed
-    /// after this report (`false` for an unknown address).
+    /// Records a bounce report for an address, as a
+    /// [`Store::record_bounce_event`] from source `webhook` with an id of its
+    /// own (each call is a new report), taken to be about the subscriber's
+    /// latest sent delivery. Returns whether the address is suppressed after
+    /// this report (`false` for an unknown address).
     pub async fn record_bounce(
         &self,
         email: &str,
         kind: BounceKind,
         soft_limit: u32,
     ) -> Result<bool, StoreError> {
-        let now = ms(Utc::now());
-        let key = normalize_key(email);
-        let limit = i64::from(soft_limit.max(1));
-        let sql = match kind {
-            // A hard bounce is stronger news than an unsubscribe: the address
-            // does not exist. A complaint is the strongest of all.
-            BounceKind::Hard => {
-                "UPDATE subscribers SET status = 'bounced', updated_at = $2, \
-                 unsubscribed_at = COALESCE(unsubscribed_at, $2), \
-                 unsubscribe_source = COALESCE(unsubscribe_source, 'bounce') \
-                 WHERE email_key = $1 AND status IN ('pending','active','unsubscribed') \
-                 RETURNING status"
-            }
-            BounceKind::Complaint => {
-                "UPDATE subscribers SET status = 'complained', updated_at = $2, \
-                 unsubscribed_at = COALESCE(unsubscribed_at, $2), \
-                 unsubscribe_source = COALESCE(unsubscribe_source, 'complaint') \
-                 WHERE email_key = $1 AND status <> 'complained' \
-                 RETURNING status"
-            }
-            // One statement reads and bumps the counter, so two reports at
-            // once cannot both read the same count.
-            BounceKind::Soft => {
-                "UPDATE subscribers SET soft_bounces = soft_bounces + 1, updated_at = $2, \
-                 status = CASE WHEN soft_bounces + 1 >= $3 AND status IN ('pending','active') \
-                          THEN 'bounced' ELSE status END, \
-                 unsubscribed_at = CASE WHEN soft_bounces + 1 >= $3 AND status IN ('pending','active') \
-                          THEN $2 ELSE unsubscribed_at END, \
-                 unsubscribe_source = CASE WHEN soft_bounces + 1 >= $3 AND status IN ('pending','active') \
-                          THEN 'bounce' ELSE unsubscribe_source END \
-                 WHERE email_key = $1 \
-                 RETURNING status"
-            }
+        let event = BounceEvent {
+            find: Correlation::Address(email.to_string()),
+            kind,
+            reason: None,
+            status: None,
+            occurred_at: Utc::now(),
+            source: "webhook",
+            event_id: format!("{:032x}", rand::random::<u128>()),
         };
-        let changed: Option<String> = with_pool!(self, |p| {
-            db::query_scalar(sql)
-                .bind(&key)
-                .bind(now)
-                .bind(limit)
-                .fetch_optional(p)
-                .await?
-        });
-        let status = match changed {
-            Some(s) => Some(s),
-            None => with_pool!(self, |p| {
-                db::query_scalar("SELECT status FROM subscribers WHERE email_key = $1")
-                    .bind(&key)
-                    .fetch_optional(p)
-                    .await?
-            }),
-        };
-        match status {
-            Some(s) => Ok(parse_status(&s)?.is_suppressed()),
-            None => Ok(false),
-        }
+        Ok(self
+            .record_bounce_event(&event, soft_limit)
+            .await?
+            .suppressed)
     }
 
     /// Erases a subscriber's personal data: the row is deleted (deliveries
@@ -254,6 +215,11 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+                // Bounce reasons quote the address too.
+                db::query("UPDATE bounce_events SET reason = NULL WHERE subscriber_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 // Unsettled deliveries would otherwise wait forever for a
                 // subscriber that no longer exists.
                 db::query(

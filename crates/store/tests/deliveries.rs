@@ -349,7 +349,8 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
         let claims = store.claim_due("w", None, 10, LEASE, t0()).await.unwrap();
         assert_eq!(claims.len(), 5);
         let by_email = |e: &str| claims.iter().find(|c| c.email == e).unwrap().delivery_id;
-        // user0 had two soft bounces; a sent delivery resets the count.
+        // user0 had two soft bounces before anything was sent to it; from
+        // its first sent delivery on, the run is counted over deliveries.
         store
             .record_bounce("user0@example.com", BounceKind::Soft, 3)
             .await
@@ -368,6 +369,7 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
                     at,
                     OutcomeKind::Sent {
                         message_id: "<m0@x.org>".into(),
+                        relay_id: Some("Q0".into()),
                     },
                 ),
                 outcome(
@@ -399,7 +401,8 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
                 .status,
             SubscriberStatus::Bounced
         );
-        // The reset: one more soft bounce is not the third in a row.
+        // One more soft bounce (about that delivery) is not the third in a
+        // row: one sent delivery has bounced, not three.
         assert!(
             !store
                 .record_bounce("user0@example.com", BounceKind::Soft, 3)
@@ -512,6 +515,7 @@ async fn record_outcomes_keeps_every_attempt_and_ignores_unknown_deliveries() {
                     at(2),
                     OutcomeKind::Sent {
                         message_id: "<m@x.org>".into(),
+                        relay_id: None,
                     },
                 ),
                 failed.clone(),
