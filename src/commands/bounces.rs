@@ -22,15 +22,13 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use letterpress_bounces::{Finding, Limits, Parsed, Verdict};
-use letterpress_store::Store;
+use letterpress_store::{BounceEvent, BounceKind, Correlation, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Config;
 use crate::imap::{Mailbox, Target};
 use crate::wiring;
-
-use self::pending_api::{BounceEvent, BounceKind, Correlation, record_bounce_event, verp_delivery};
 
 /// What one run did, for the summary line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -267,7 +265,8 @@ async fn record(
             source: finding.source,
             event_id: finding.event_id.clone(),
         };
-        let outcome = record_bounce_event(store, &event, soft_limit)
+        let outcome = store
+            .record_bounce_event(&event, soft_limit)
             .await
             .context("recording a bounce")?;
         let matched = outcome.delivery_id.is_some() || outcome.subscriber_found;
@@ -307,56 +306,10 @@ async fn record(
     })
 }
 
-/// The store API branch `bounces-core` adds (issue 13, points 1-2), as it
-/// was agreed; until it is merged, recording is refused with that said.
-#[allow(dead_code)]
-mod pending_api {
-    use chrono::{DateTime, Utc};
-    use letterpress_store::Store;
-
-    #[derive(Debug, Clone)]
-    pub(super) enum Correlation {
-        Delivery(i64),
-        MessageId(String),
-        RelayId(String),
-        Address(String),
-    }
-
-    #[derive(Debug, Clone, Copy)]
-    pub(super) enum BounceKind {
-        Hard,
-        Soft,
-        Complaint,
-    }
-
-    pub(super) struct BounceEvent {
-        pub(super) find: Correlation,
-        pub(super) kind: BounceKind,
-        pub(super) reason: Option<String>,
-        pub(super) status: Option<String>,
-        pub(super) occurred_at: DateTime<Utc>,
-        pub(super) source: &'static str,
-        pub(super) event_id: String,
-    }
-
-    pub(super) struct BounceOutcome {
-        pub(super) duplicate: bool,
-        pub(super) delivery_id: Option<i64>,
-        pub(super) subscriber_found: bool,
-        pub(super) suppressed: bool,
-    }
-
-    pub(super) async fn record_bounce_event(
-        _store: &Store,
-        _event: &BounceEvent,
-        _soft_limit: u32,
-    ) -> anyhow::Result<BounceOutcome> {
-        anyhow::bail!(
-            "recording bounce events needs the store API of branch bounces-core, not merged yet"
-        )
-    }
-
-    pub(super) fn verp_delivery(_address: &str) -> Option<i64> {
-        None
-    }
+/// The delivery a VERP return path names (`delivery.return_path`,
+/// `bounces+TOKEN@…`). Branch `bounces-core` adds the signed token; until
+/// it is merged no address is taken for one, and a report is found by its
+/// Message-ID or address instead.
+fn verp_delivery(_address: &str) -> Option<i64> {
+    None
 }

@@ -188,3 +188,177 @@ async fn an_untrusted_certificate_is_refused() {
     );
     assert_eq!(dovecot.messages("INBOX").len(), 1);
 }
+
+/// The bounce reports the mailbox gets, per subscriber: (address, fixture).
+const REPORTS: [(&str, &str); 7] = [
+    ("hard-postfix@x.example", "postfix-hard.eml"),
+    ("hard-exim@x.example", "exim-hard.eml"),
+    ("hard-exchange@x.example", "exchange-hard.eml"),
+    ("hard-gmail@x.example", "gmail-hard.eml"),
+    ("soft-postfix@x.example", "postfix-soft-expired.eml"),
+    ("soft-gmail@x.example", "gmail-soft-full.eml"),
+    ("complainer@x.example", "yahoo-arf.eml"),
+];
+/// Gets only non-bounces (replies, auto-replies, success and delay notices).
+const FINE: &str = "fine@x.example";
+
+/// `SELECT COUNT(*) …` with one id.
+async fn count(lp: &Lp, query: &str, id: i64) -> i64 {
+    letterpress_testkit::sql::query_i64(lp.database_url(), query, id)
+        .await
+        .unwrap_or(0)
+}
+
+/// The judged scenario: an issue sent through the kit's relay; a mailbox
+/// holding four hard bounces (Postfix, Exim, Exchange, Gmail), two soft
+/// ones, a Yahoo complaint and six non-bounces for those very messages,
+/// plus a second copy of one report; `letterpress bounces` twice. The hard
+/// bounced and the complainer are suppressed, the soft bounced are not
+/// (yet), each delivery carries its one event, the non-bounces are
+/// untouched, nothing is counted twice, the reports are in the done
+/// folder, and the next issue skips the suppressed.
+async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
+    let Some(dovecot) = Dovecot::start() else {
+        return;
+    };
+    with_mailbox(&mut s.lp, &dovecot, &dovecot.starttls_url());
+    let mut everyone: Vec<&str> = REPORTS.iter().map(|(a, _)| *a).collect();
+    everyone.push(FINE);
+    s.lp.add(&everyone).await;
+    let issue = s.lp.write_issue("issues", "first", "");
+    crate::helpers::send(&s.lp, &issue, &[]).await;
+
+    // What letterpress really sent each subscriber.
+    let sent = s.smtp.received();
+    let fill_for = |rcpt: &str| -> (String, String) {
+        let m = sent
+            .iter()
+            .find(|m| m.rcpt_to.iter().any(|r| r == rcpt))
+            .unwrap_or_else(|| panic!("nothing sent to {rcpt}"));
+        let mid = letterpress_testkit::header(&m.data, "Message-ID").expect("a Message-ID");
+        (mid, m.mail_from.clone())
+    };
+    for (rcpt, name) in REPORTS {
+        let (message_id, return_path) = fill_for(rcpt);
+        let fill = Fill {
+            rcpt,
+            message_id: &message_id,
+            return_path: &return_path,
+        };
+        dovecot.deliver(&fixture(name, &fill));
+    }
+    // The same report mailed twice (a retrying MTA): one event.
+    let (message_id, return_path) = fill_for(REPORTS[0].0);
+    let again = fixture(
+        "postfix-hard.eml",
+        &Fill {
+            rcpt: REPORTS[0].0,
+            message_id: &message_id,
+            return_path: &return_path,
+        },
+    );
+    dovecot.deliver(&again);
+    let (message_id, return_path) = fill_for(FINE);
+    let fine = Fill {
+        rcpt: FINE,
+        message_id: &message_id,
+        return_path: &return_path,
+    };
+    for name in NON_BOUNCES {
+        dovecot.deliver(&fixture(name, &fine));
+    }
+    dovecot.deliver(&fixture("dsn-not-ours.eml", &fine));
+    let non_bounces: Vec<Vec<u8>> = {
+        let mut v: Vec<Vec<u8>> = NON_BOUNCES.iter().map(|n| fixture(n, &fine)).collect();
+        v.push(fixture("dsn-not-ours.eml", &fine));
+        v.sort();
+        v
+    };
+
+    let first = run_bounces(&s.lp).await;
+    assert!(first.contains("15 message(s) read"), "{first}");
+    assert!(
+        first.contains(
+            "4 hard, 2 soft, 1 complaint(s) recorded (1 already known, 5 subscriber(s) suppressed)"
+        ),
+        "{first}"
+    );
+    assert!(
+        first.contains("8 processed, 7 ignored (1 about mail not ours"),
+        "{first}"
+    );
+
+    let statuses = s.lp.statuses().await;
+    for (rcpt, name) in REPORTS {
+        let want = match name {
+            "yahoo-arf.eml" => "complained",
+            n if n.contains("soft") => "active",
+            _ => "bounced",
+        };
+        assert_eq!(
+            statuses.get(rcpt).map(String::as_str),
+            Some(want),
+            "{rcpt} after {name}"
+        );
+    }
+    assert_eq!(statuses.get(FINE).map(String::as_str), Some("active"));
+
+    // Each reported delivery carries exactly its one event; the fine one none.
+    let per_delivery = "SELECT COUNT(*) FROM bounce_events e JOIN deliveries d ON d.id = e.delivery_id \
+                        WHERE d.subscriber_id = $1";
+    for (rcpt, name) in REPORTS {
+        let id = s.lp.id_of(rcpt).await;
+        assert_eq!(count(&s.lp, per_delivery, id).await, 1, "{rcpt} ({name})");
+    }
+    assert_eq!(count(&s.lp, per_delivery, s.lp.id_of(FINE).await).await, 0);
+
+    // Reports in the done folder; the non-bounces where they were, unread.
+    let done = dovecot.messages("Processed");
+    assert_eq!(done.len(), REPORTS.len() + 1, "every report and its copy");
+    let inbox = dovecot.messages("INBOX");
+    assert_eq!(raws(&inbox), non_bounces, "non-bounces untouched");
+    assert!(
+        inbox
+            .iter()
+            .all(|m| !m.flags.contains('S') && !m.flags.contains('T'))
+    );
+
+    // A second run reads nothing and changes nothing.
+    let events = "SELECT COUNT(*) FROM bounce_events WHERE $1 = $1";
+    let before = count(&s.lp, events, 0).await;
+    let second = run_bounces(&s.lp).await;
+    assert!(second.contains("0 message(s) read"), "{second}");
+    assert_eq!(count(&s.lp, events, 0).await, before);
+    assert_eq!(s.lp.statuses().await, statuses);
+    assert_eq!(dovecot.messages("Processed").len(), REPORTS.len() + 1);
+
+    // Even the same reports put back into the mailbox change nothing.
+    for m in &done {
+        dovecot.deliver(&m.raw);
+    }
+    let third = run_bounces(&s.lp).await;
+    assert!(
+        third.contains("0 hard, 0 soft, 0 complaint(s) recorded (8 already known"),
+        "{third}"
+    );
+    assert_eq!(count(&s.lp, events, 0).await, before);
+    assert_eq!(s.lp.statuses().await, statuses);
+
+    // The next issue skips the suppressed.
+    let copies_before = crate::helpers::copies(&s.smtp);
+    let next = s.lp.write_issue("issues", "second", "");
+    crate::helpers::send(&s.lp, &next, &[]).await;
+    let copies = crate::helpers::copies(&s.smtp);
+    for (rcpt, name) in REPORTS {
+        let got =
+            copies.get(rcpt).copied().unwrap_or(0) - copies_before.get(rcpt).copied().unwrap_or(0);
+        let want = usize::from(name.contains("soft"));
+        assert_eq!(got, want, "{rcpt} ({name}) in the second issue");
+    }
+}
+
+crate::helpers::on_both_backends!(
+    a_mailbox_of_reports_processed_twice_on_sqlite,
+    a_mailbox_of_reports_processed_twice_on_postgres,
+    a_mailbox_of_reports_processed_twice
+);
