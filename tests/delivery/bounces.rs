@@ -362,3 +362,44 @@ crate::helpers::on_both_backends!(
     a_mailbox_of_reports_processed_twice_on_postgres,
     a_mailbox_of_reports_processed_twice
 );
+
+/// `serve` reads the mailbox on its own every `bounces.interval`: a hard
+/// bounce delivered while it runs suppresses the subscriber and lands in
+/// the done folder, without any command run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reads_the_mailbox_every_interval() {
+    let Some(dovecot) = Dovecot::start() else {
+        return;
+    };
+    let mut s = crate::helpers::Setup::sqlite().await;
+    with_mailbox(&mut s.lp, &dovecot, &dovecot.imaps_url());
+    s.lp.set("LETTERPRESS_BOUNCES__INTERVAL", "200ms");
+    let rcpt = "gone@x.example";
+    s.lp.add(&[rcpt, FINE]).await;
+    let issue = s.lp.write_issue("issues", "first", "");
+    crate::helpers::send(&s.lp, &issue, &[]).await;
+    let sent = s.smtp.received();
+    let m = sent
+        .iter()
+        .find(|m| m.rcpt_to.iter().any(|r| r == rcpt))
+        .expect("sent");
+    let message_id = letterpress_testkit::header(&m.data, "Message-ID").expect("a Message-ID");
+
+    let served = s.lp.serve().await;
+    // Delivered after serve started: only a later pass can see it.
+    let fill = Fill {
+        rcpt,
+        message_id: &message_id,
+        return_path: &m.mail_from,
+    };
+    dovecot.deliver(&fixture("gmail-hard.eml", &fill));
+    letterpress_testkit::eventually("the bounce to reach the done folder", async || {
+        (dovecot.messages("Processed").len() == 1).then_some(())
+    })
+    .await;
+    served.stop_ok().await;
+    let statuses = s.lp.statuses().await;
+    assert_eq!(statuses.get(rcpt).map(String::as_str), Some("bounced"));
+    assert_eq!(statuses.get(FINE).map(String::as_str), Some("active"));
+    assert!(dovecot.messages("INBOX").is_empty());
+}
