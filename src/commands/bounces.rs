@@ -21,8 +21,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
-use letterpress_bounces::{Finding, Limits, Parsed, Verdict};
-use letterpress_store::{BounceEvent, BounceKind, Correlation, Store};
+use letterpress_bounces::{Finding, Limits, Parsed, Report, Verdict};
+use letterpress_signing::{Binding, Keyring, Purpose};
+use letterpress_store::{BounceEvent, BounceKind, Correlation, RowBinding, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -73,6 +74,11 @@ impl fmt::Display for Summary {
 struct Settings {
     target: Target,
     password: String,
+    /// Verifies the unsubscribe token of a reported message's
+    /// List-Unsubscribe link.
+    keyring: Keyring,
+    /// `server.public_url`: whose `/u/TOKEN` links are ours.
+    public_url: String,
 }
 
 impl Settings {
@@ -91,7 +97,12 @@ impl Settings {
         if config.bounces.done_folder.trim().is_empty() {
             anyhow::bail!("bounces.done_folder is empty: name the folder processed reports go to");
         }
-        Ok(Settings { target, password })
+        Ok(Settings {
+            target,
+            password,
+            keyring: wiring::keyring(config)?,
+            public_url: config.server.public_url.trim_end_matches('/').to_string(),
+        })
     }
 }
 
@@ -157,6 +168,7 @@ async fn run_once(config: &Config, settings: &Settings, store: &Store) -> anyhow
                 };
                 let parsed = letterpress_bounces::parse(raw, &limits);
                 record(
+                    settings,
                     store,
                     &parsed,
                     config.server.soft_bounce_limit,
@@ -210,15 +222,52 @@ enum Disposition {
 }
 
 /// How a finding is found again: a VERP return path among the message's
-/// addresses, else the reported Message-ID, else the reported address.
-fn correlation(parsed: &Parsed, finding: &Finding) -> Option<Correlation> {
+/// addresses, else the reported Message-ID, else (a feedback report whose
+/// loop strips both) the unsubscribe token in the reported message's
+/// List-Unsubscribe link, else the reported address.
+async fn correlation(
+    settings: &Settings,
+    store: &Store,
+    parsed: &Parsed,
+    finding: &Finding,
+) -> anyhow::Result<Option<Correlation>> {
     if let Some(id) = parsed.verp_candidates.iter().find_map(|a| verp_delivery(a)) {
-        return Some(Correlation::Delivery(id));
+        return Ok(Some(Correlation::Delivery(id)));
     }
     if let Some(id) = &finding.message_id {
-        return Some(Correlation::MessageId(id.clone()));
+        return Ok(Some(Correlation::MessageId(id.clone())));
     }
-    finding.recipient.clone().map(Correlation::Address)
+    if let Report::Arf(arf) = &parsed.report {
+        let links = arf.original.iter().flat_map(|o| o.list_unsubscribe.iter());
+        for link in links {
+            let Some(token) = unsubscribe_token(&settings.public_url, link) else {
+                continue;
+            };
+            let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+            let Some(claims) = settings.keyring.verify(token, Purpose::Unsubscribe, now) else {
+                continue;
+            };
+            let binding = match claims.binding {
+                Binding::Row(salt) => RowBinding::Row(salt),
+                Binding::Legacy => RowBinding::Legacy,
+            };
+            if let Some(subscriber) = store
+                .subscriber_by_token(claims.subscriber_id, binding)
+                .await
+                .context("looking up a List-Unsubscribe token")?
+            {
+                return Ok(Some(Correlation::Address(subscriber.email)));
+            }
+        }
+    }
+    Ok(finding.recipient.clone().map(Correlation::Address))
+}
+
+/// The token of an unsubscribe link of ours: `{public_url}/u/{token}`.
+fn unsubscribe_token<'a>(public_url: &str, link: &'a str) -> Option<&'a str> {
+    let rest = link.strip_prefix(public_url)?.strip_prefix("/u/")?;
+    let token = rest.split(['?', '#', '/']).next()?;
+    (!token.is_empty()).then_some(token)
 }
 
 fn kind(verdict: Verdict) -> Option<BounceKind> {
@@ -233,6 +282,7 @@ fn kind(verdict: Verdict) -> Option<BounceKind> {
 /// Records every finding of one message; whether any was about mail of
 /// ours.
 async fn record(
+    settings: &Settings,
     store: &Store,
     parsed: &Parsed,
     soft_limit: u32,
@@ -240,7 +290,7 @@ async fn record(
 ) -> anyhow::Result<Disposition> {
     let findings = parsed.report.findings();
     if findings.is_empty() {
-        if let letterpress_bounces::Report::NotABounce(why) = &parsed.report {
+        if let Report::NotABounce(why) = &parsed.report {
             tracing::debug!(%why, "not a bounce");
         } else {
             tracing::debug!("a report with nothing to record (success, delay, not-spam)");
@@ -253,7 +303,8 @@ async fn record(
         .unwrap_or_else(Utc::now);
     let mut ours = false;
     for finding in &findings {
-        let (Some(find), Some(kind)) = (correlation(parsed, finding), kind(finding.verdict)) else {
+        let find = correlation(settings, store, parsed, finding).await?;
+        let (Some(find), Some(kind)) = (find, kind(finding.verdict)) else {
             continue;
         };
         let event = BounceEvent {
@@ -312,4 +363,32 @@ async fn record(
 /// Message-ID or address instead.
 fn verp_delivery(_address: &str) -> Option<i64> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsubscribe_token;
+
+    #[test]
+    fn only_our_unsubscribe_links_give_a_token() {
+        let ours = "https://news.example";
+        assert_eq!(
+            unsubscribe_token(ours, "https://news.example/u/AbC-_1"),
+            Some("AbC-_1")
+        );
+        assert_eq!(
+            unsubscribe_token(ours, "https://news.example/u/AbC?x=1"),
+            Some("AbC")
+        );
+        assert_eq!(unsubscribe_token(ours, "https://news.example/u/"), None);
+        assert_eq!(
+            unsubscribe_token(ours, "https://news.example.evil/u/AbC"),
+            None
+        );
+        assert_eq!(unsubscribe_token(ours, "https://other.example/u/AbC"), None);
+        assert_eq!(
+            unsubscribe_token(ours, "mailto:unsubscribe@news.example"),
+            None
+        );
+    }
 }

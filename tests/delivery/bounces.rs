@@ -11,10 +11,12 @@ use letterpress_testkit::{Dovecot, IMAP_PASSWORD, Lp, Stored};
 use crate::helpers::lp;
 
 /// What a fixture's placeholders become.
+#[derive(Default)]
 struct Fill<'a> {
     rcpt: &'a str,
     message_id: &'a str,
     return_path: &'a str,
+    list_unsubscribe: &'a str,
 }
 
 fn fixture(name: &str, fill: &Fill<'_>) -> Vec<u8> {
@@ -26,6 +28,7 @@ fn fixture(name: &str, fill: &Fill<'_>) -> Vec<u8> {
         .replace("{{MESSAGE_ID}}", fill.message_id)
         .replace("{{RETURN_PATH}}", fill.return_path)
         .replace("{{FROM}}", "news@example.test")
+        .replace("{{LIST_UNSUBSCRIBE}}", fill.list_unsubscribe)
         .into_bytes()
 }
 
@@ -80,6 +83,7 @@ async fn non_bounces_are_left_alone_and_not_read_twice() {
         rcpt: "reader@reader.example",
         message_id: "<not-sent-by-this-install@example.test>",
         return_path: "news@example.test",
+        ..Fill::default()
     };
     for name in NON_BOUNCES {
         dovecot.deliver(&fixture(name, &fill));
@@ -131,6 +135,7 @@ async fn non_bounces_move_to_the_ignored_folder_when_one_is_set() {
         rcpt: "reader@reader.example",
         message_id: "<x@example.test>",
         return_path: "news@example.test",
+        ..Fill::default()
     };
     for name in ["vacation.eml", "human-reply.eml"] {
         dovecot.deliver(&fixture(name, &fill));
@@ -161,6 +166,7 @@ async fn an_untrusted_certificate_is_refused() {
             rcpt: "a@b.example",
             message_id: "<x@example.test>",
             return_path: "news@example.test",
+            ..Fill::default()
         },
     ));
     // No tls_ca_file: the public roots, which do not know the test's CA.
@@ -190,7 +196,7 @@ async fn an_untrusted_certificate_is_refused() {
 }
 
 /// The bounce reports the mailbox gets, per subscriber: (address, fixture).
-const REPORTS: [(&str, &str); 7] = [
+const REPORTS: [(&str, &str); 9] = [
     ("hard-postfix@x.example", "postfix-hard.eml"),
     ("hard-exim@x.example", "exim-hard.eml"),
     ("hard-exchange@x.example", "exchange-hard.eml"),
@@ -198,6 +204,10 @@ const REPORTS: [(&str, &str); 7] = [
     ("soft-postfix@x.example", "postfix-soft-expired.eml"),
     ("soft-gmail@x.example", "gmail-soft-full.eml"),
     ("complainer@x.example", "yahoo-arf.eml"),
+    // Found by the List-Unsubscribe token: the loop strips the rest.
+    ("complainer-stripped@x.example", "arf-stripped.eml"),
+    // Found by the address: the DSN returns nothing of the message.
+    ("hard-bare@x.example", "postfix-hard-bare.eml"),
 ];
 /// Gets only non-bounces (replies, auto-replies, success and delay notices).
 const FINE: &str = "fine@x.example";
@@ -230,39 +240,44 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
 
     // What letterpress really sent each subscriber.
     let sent = s.smtp.received();
-    let fill_for = |rcpt: &str| -> (String, String) {
+    let fill_for = |rcpt: &str| -> (String, String, String) {
         let m = sent
             .iter()
             .find(|m| m.rcpt_to.iter().any(|r| r == rcpt))
             .unwrap_or_else(|| panic!("nothing sent to {rcpt}"));
         let mid = letterpress_testkit::header(&m.data, "Message-ID").expect("a Message-ID");
-        (mid, m.mail_from.clone())
+        let unsubscribe =
+            letterpress_testkit::header(&m.data, "List-Unsubscribe").expect("List-Unsubscribe");
+        (mid, m.mail_from.clone(), unsubscribe)
     };
     for (rcpt, name) in REPORTS {
-        let (message_id, return_path) = fill_for(rcpt);
+        let (message_id, return_path, list_unsubscribe) = fill_for(rcpt);
         let fill = Fill {
             rcpt,
             message_id: &message_id,
             return_path: &return_path,
+            list_unsubscribe: &list_unsubscribe,
         };
         dovecot.deliver(&fixture(name, &fill));
     }
     // The same report mailed twice (a retrying MTA): one event.
-    let (message_id, return_path) = fill_for(REPORTS[0].0);
+    let (message_id, return_path, _) = fill_for(REPORTS[0].0);
     let again = fixture(
         "postfix-hard.eml",
         &Fill {
             rcpt: REPORTS[0].0,
             message_id: &message_id,
             return_path: &return_path,
+            ..Fill::default()
         },
     );
     dovecot.deliver(&again);
-    let (message_id, return_path) = fill_for(FINE);
+    let (message_id, return_path, list_unsubscribe) = fill_for(FINE);
     let fine = Fill {
         rcpt: FINE,
         message_id: &message_id,
         return_path: &return_path,
+        list_unsubscribe: &list_unsubscribe,
     };
     for name in NON_BOUNCES {
         dovecot.deliver(&fixture(name, &fine));
@@ -276,22 +291,22 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
     };
 
     let first = run_bounces(&s.lp).await;
-    assert!(first.contains("15 message(s) read"), "{first}");
+    assert!(first.contains("17 message(s) read"), "{first}");
     assert!(
         first.contains(
-            "4 hard, 2 soft, 1 complaint(s) recorded (1 already known, 5 subscriber(s) suppressed)"
+            "5 hard, 2 soft, 2 complaint(s) recorded (1 already known, 7 subscriber(s) suppressed)"
         ),
         "{first}"
     );
     assert!(
-        first.contains("8 processed, 7 ignored (1 about mail not ours"),
+        first.contains("10 processed, 7 ignored (1 about mail not ours"),
         "{first}"
     );
 
     let statuses = s.lp.statuses().await;
     for (rcpt, name) in REPORTS {
         let want = match name {
-            "yahoo-arf.eml" => "complained",
+            "yahoo-arf.eml" | "arf-stripped.eml" => "complained",
             n if n.contains("soft") => "active",
             _ => "bounced",
         };
@@ -338,7 +353,7 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
     }
     let third = run_bounces(&s.lp).await;
     assert!(
-        third.contains("0 hard, 0 soft, 0 complaint(s) recorded (8 already known"),
+        third.contains("0 hard, 0 soft, 0 complaint(s) recorded (10 already known"),
         "{third}"
     );
     assert_eq!(count(&s.lp, events, 0).await, before);
@@ -391,6 +406,7 @@ async fn serve_reads_the_mailbox_every_interval() {
         rcpt,
         message_id: &message_id,
         return_path: &m.mail_from,
+        ..Fill::default()
     };
     dovecot.deliver(&fixture("gmail-hard.eml", &fill));
     letterpress_testkit::eventually("the bounce to reach the done folder", async || {

@@ -19,6 +19,7 @@ fn fixture(name: &str) -> Vec<u8> {
         .replace("{{MESSAGE_ID}}", MESSAGE_ID)
         .replace("{{RETURN_PATH}}", RETURN_PATH)
         .replace("{{FROM}}", FROM)
+        .replace("{{LIST_UNSUBSCRIBE}}", "<https://news.example/u/AbCdEf123>")
         .into_bytes()
 }
 
@@ -247,4 +248,39 @@ fn limits_stop_the_work() {
         parse(b"", &Limits::default()).report,
         Report::NotABounce(NotABounce::Unreadable)
     );
+}
+
+#[test]
+fn a_stripped_feedback_report_keeps_its_unsubscribe_link() {
+    let parsed = parse(&fixture("arf-stripped.eml"), &Limits::default());
+    let Report::Arf(arf) = &parsed.report else {
+        panic!("{:?}", parsed.report);
+    };
+    assert!(arf.original_rcpt_to.is_empty());
+    let original = arf.original.as_ref().expect("the reported headers");
+    assert_eq!(original.message_id, None);
+    assert_eq!(
+        original.list_unsubscribe,
+        vec!["https://news.example/u/AbCdEf123".to_string()]
+    );
+    let found = parsed.report.findings();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].verdict, Verdict::Complaint);
+    assert_eq!(found[0].message_id, None);
+}
+
+#[test]
+fn a_dsn_that_returns_nothing_still_names_its_recipient() {
+    let parsed = parse(&fixture("postfix-hard-bare.eml"), &Limits::default());
+    let Report::Dsn(dsn) = &parsed.report else {
+        panic!()
+    };
+    assert_eq!(dsn.original, None);
+    let found = parsed.report.findings();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].verdict, found[0].recipient.as_deref()),
+        (Verdict::Hard, Some(RCPT))
+    );
+    assert_eq!(found[0].message_id, None);
 }
