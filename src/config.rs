@@ -232,6 +232,11 @@ pub struct Delivery {
     /// away (a PostgreSQL restart) before they give up.
     #[serde(with = "humantime_serde")]
     pub database_outage: Duration,
+    /// The envelope sender per delivery (VERP), e.g.
+    /// `bounces+{token}@bounce.example.com`: `{token}` names the delivery,
+    /// signed with `server.secret`, so a bounce mailed back to it is traced
+    /// to its delivery. Unset: the envelope sender is `newsletter.from`.
+    pub return_path: Option<String>,
     /// `[delivery.retry]`
     pub retry: Retry,
 }
@@ -264,6 +269,7 @@ impl Default for Delivery {
             poll_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             database_outage: Duration::from_secs(60),
+            return_path: None,
             retry: Retry::default(),
         }
     }

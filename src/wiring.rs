@@ -10,7 +10,7 @@ use letterpress_sender::{
     BoxFuture, IssueLoader, IssueMessages, LoadError, MessageSettings, RetryPolicy, SmtpSettings,
     Throttle, Transport, Worker, WorkerSettings, dkim_signed_headers,
 };
-use letterpress_signing::Keyring;
+use letterpress_signing::{Keyring, ReturnPath};
 use letterpress_store::Store;
 use lettre::message::Mailbox;
 
@@ -100,7 +100,20 @@ pub(crate) fn message_settings(
         unsubscribe_mailto: n.unsubscribe_mailto.clone().filter(|s| !s.is_empty()),
         keyring,
         dkim: dkim(config)?,
+        return_path: return_path(config)?,
     })
+}
+
+/// `delivery.return_path`, parsed: the VERP template whose `{token}` names
+/// a delivery (read back with [`ReturnPath::delivery_of`] and the keyring
+/// of `server.secret`).
+pub(crate) fn return_path(config: &Config) -> anyhow::Result<Option<ReturnPath>> {
+    match config.delivery.return_path.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => ReturnPath::parse(t)
+            .map(Some)
+            .map_err(|e| anyhow!("delivery.return_path {t:?} {e}")),
+    }
 }
 
 /// The DKIM signer of `[dkim]`: RSA, plus Ed25519 when

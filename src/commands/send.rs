@@ -238,6 +238,7 @@ async fn send_test_copies(
         // Subscriber id 0 never exists: the test copy's unsubscribe link
         // verifies but unsubscribes nobody.
         let built = messages.build(To {
+            delivery_id: 0,
             subscriber_id: 0,
             token_salt: 0,
             email: email.as_str(),

@@ -21,6 +21,7 @@ mod message;
 mod outage;
 mod refusals;
 mod retries;
+mod return_path;
 mod sends;
 mod spam;
 mod unsubscribe;

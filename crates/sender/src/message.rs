@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use letterpress_composer::{Recipient, SendableIssue};
 use letterpress_core::SubscriberName;
 use letterpress_dkim::Signer;
-use letterpress_signing::{Keyring, Purpose};
+use letterpress_signing::{Keyring, Purpose, ReturnPath};
 use lettre::Message;
 use lettre::message::header::{
     self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
@@ -29,6 +29,10 @@ pub enum MessageError {
     /// The recipient's address is not one lettre can put in an envelope.
     #[error("recipient address {0:?} cannot be used: {1}")]
     Recipient(String, lettre::address::AddressError),
+    /// The envelope sender made from `delivery.return_path` is not an
+    /// address lettre accepts.
+    #[error("delivery.return_path gives {0:?}, which is not an address: {1}")]
+    ReturnPath(String, lettre::address::AddressError),
     /// lettre refused the message (e.g. a missing header).
     #[error("cannot build message: {0}")]
     Build(#[from] lettre::error::Error),
@@ -56,6 +60,9 @@ pub struct MessageSettings {
     /// DKIM signing, when configured: keys parsed and header names
     /// prepared once, one signature per key per message.
     pub dkim: Option<Signer>,
+    /// `delivery.return_path`: the envelope sender per delivery (VERP),
+    /// its token signed by `keyring`. `None`: the envelope sender is From.
+    pub return_path: Option<ReturnPath>,
 }
 
 impl MessageSettings {
@@ -74,6 +81,9 @@ impl MessageSettings {
 /// Who one message is for.
 #[derive(Debug, Clone, Copy)]
 pub struct To<'a> {
+    /// The delivery, named by the envelope sender when
+    /// `delivery.return_path` is set (0 for test copies: From is used).
+    pub delivery_id: i64,
     /// The subscriber's id, bound into the unsubscribe token (0 for test copies).
     pub subscriber_id: i64,
     /// The subscriber's token salt, bound into the unsubscribe token (0
@@ -207,10 +217,23 @@ impl IssueMessages {
 
     /// Builds (and signs) the message for one recipient.
     pub fn build(&self, to: To<'_>) -> Result<Built, MessageError> {
-        let address = to
+        let address: lettre::Address = to
             .email
             .parse()
             .map_err(|e| MessageError::Recipient(to.email.to_string(), e))?;
+        let envelope = match &self.settings.return_path {
+            Some(rp) if to.delivery_id > 0 => {
+                let sender = rp.address(&self.settings.keyring, to.delivery_id);
+                let sender: lettre::Address = sender
+                    .parse()
+                    .map_err(|e| MessageError::ReturnPath(sender.clone(), e))?;
+                Some(lettre::address::Envelope::new(
+                    Some(sender),
+                    vec![address.clone()],
+                )?)
+            }
+            _ => None,
+        };
         // The one name rule, also for a name stored before it: no control
         // character, at most 200 characters, so `To:` (folded by lettre)
         // keeps every line within RFC 5322's 998.
@@ -241,7 +264,13 @@ impl IssueMessages {
         // is too.
         let message = assemble(
             self.settings.dkim.as_ref(),
-            |builder| self.headers(builder, &mailbox, date, &message_id, &list_unsubscribe),
+            |builder| {
+                let builder = self.headers(builder, &mailbox, date, &message_id, &list_unsubscribe);
+                match &envelope {
+                    Some(envelope) => builder.envelope(envelope.clone()),
+                    None => builder,
+                }
+            },
             body,
             ContentTransferEncoding::SevenBit,
             date,

@@ -481,6 +481,7 @@ impl Worker {
             return Some(self.settle(&claim, Happened::Inactive, why, None));
         }
         let built = match issue.build(To {
+            delivery_id: claim.delivery_id,
             subscriber_id: claim.subscriber_id,
             token_salt: claim.token_salt,
             email: &claim.email,

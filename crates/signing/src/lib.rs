@@ -8,6 +8,8 @@
 //!   subscriber's row (see [`Binding`]): the caller checks it against the
 //!   row, so a token never acts on a row it was not made for, even one that
 //!   has the same id after an id was reused or a backup restored.
+//! * [`ReturnPath`]: a signed envelope sender per delivery (VERP), read
+//!   back from a bounce into the delivery's id.
 //! * [`WebhookKey`]: the `X-Letterpress-Signature: sha256=<hex>` header over
 //!   `TIMESTAMP.BODY`, with the timestamp in `X-Letterpress-Timestamp`, so a
 //!   captured request is refused once [`MAX_WEBHOOK_SKEW`] has passed.
@@ -15,6 +17,10 @@
 //! Every comparison of a MAC is constant-time (`hmac`'s `verify_slice` and
 //! `verify_truncated_left`), so response timing tells an attacker nothing
 //! about how close a forgery came.
+
+mod return_path;
+
+pub use return_path::{ReturnPath, ReturnPathError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -47,6 +53,9 @@ pub enum Purpose {
     Unsubscribe = 1,
     /// Double opt-in confirmation (`/confirm/{token}`).
     Confirm = 2,
+    /// The envelope sender of one delivery (VERP, `delivery.return_path`),
+    /// naming the delivery: see [`ReturnPath`].
+    ReturnPath = 3,
 }
 
 /// What a token is bound to besides the subscriber's id.

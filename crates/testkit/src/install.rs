@@ -251,6 +251,7 @@ impl Lp {
         let column = match purpose {
             Purpose::Unsubscribe => "token_salt",
             Purpose::Confirm => "confirm_nonce",
+            Purpose::ReturnPath => panic!("return-path tokens name deliveries, not subscribers"),
         };
         let binding = crate::sql::query_i64(
             self.database_url(),

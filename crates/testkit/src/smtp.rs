@@ -38,7 +38,8 @@ pub enum Behavior {
     Accept,
     /// Reply to RCPT TO with this line, e.g. "550 5.1.1 no such user".
     RcptReply(String),
-    /// Accept RCPT, reply to the end of DATA with this line.
+    /// Accept RCPT, reply to the end of DATA with this line (a `250 …`
+    /// line accepts the message: it is counted as received).
     DataReply(String),
     /// Close the connection without a word when RCPT TO arrives.
     Drop,
@@ -426,6 +427,18 @@ impl SmtpServer {
                     data.push_str(l);
                 }
                 if let Some(reply) = data_reply.take() {
+                    // A 250 of the test's own (e.g. naming a queue id)
+                    // accepts the message like the default one.
+                    if reply.starts_with("250") {
+                        self.state.lock().unwrap().received.push(Received {
+                            mail_from: mail_from.clone(),
+                            rcpt_to: std::mem::take(&mut rcpt_to),
+                            data,
+                            started,
+                            at: std::time::Instant::now(),
+                        });
+                        self.changed.notify_waiters();
+                    }
                     write.write_all(format!("{reply}\r\n").as_bytes()).await?;
                     continue;
                 }
