@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use letterpress_bounces::{Finding, Limits, Parsed, Report, Verdict};
-use letterpress_signing::{Binding, Keyring, Purpose};
+use letterpress_signing::{Binding, Keyring, Purpose, ReturnPath};
 use letterpress_store::{BounceEvent, BounceKind, Correlation, RowBinding, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -79,6 +79,8 @@ struct Settings {
     keyring: Keyring,
     /// `server.public_url`: whose `/u/TOKEN` links are ours.
     public_url: String,
+    /// `delivery.return_path`, the VERP template, when set.
+    return_path: Option<ReturnPath>,
 }
 
 impl Settings {
@@ -102,6 +104,7 @@ impl Settings {
             password,
             keyring: wiring::keyring(config)?,
             public_url: config.server.public_url.trim_end_matches('/').to_string(),
+            return_path: wiring::return_path(config)?,
         })
     }
 }
@@ -231,7 +234,12 @@ async fn correlation(
     parsed: &Parsed,
     finding: &Finding,
 ) -> anyhow::Result<Option<Correlation>> {
-    if let Some(id) = parsed.verp_candidates.iter().find_map(|a| verp_delivery(a)) {
+    if let Some(return_path) = &settings.return_path
+        && let Some(id) = parsed
+            .verp_candidates
+            .iter()
+            .find_map(|a| return_path.delivery_of(&settings.keyring, a))
+    {
         return Ok(Some(Correlation::Delivery(id)));
     }
     if let Some(id) = &finding.message_id {
@@ -355,14 +363,6 @@ async fn record(
     } else {
         Disposition::Ignored
     })
-}
-
-/// The delivery a VERP return path names (`delivery.return_path`,
-/// `bounces+TOKEN@…`). Branch `bounces-core` adds the signed token; until
-/// it is merged no address is taken for one, and a report is found by its
-/// Message-ID or address instead.
-fn verp_delivery(_address: &str) -> Option<i64> {
-    None
 }
 
 #[cfg(test)]

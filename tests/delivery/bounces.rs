@@ -195,20 +195,60 @@ async fn an_untrusted_certificate_is_refused() {
     assert_eq!(dovecot.messages("INBOX").len(), 1);
 }
 
-/// The bounce reports the mailbox gets, per subscriber: (address, fixture).
-const REPORTS: [(&str, &str); 9] = [
-    ("hard-postfix@x.example", "postfix-hard.eml"),
-    ("hard-exim@x.example", "exim-hard.eml"),
-    ("hard-exchange@x.example", "exchange-hard.eml"),
-    ("hard-gmail@x.example", "gmail-hard.eml"),
-    ("soft-postfix@x.example", "postfix-soft-expired.eml"),
-    ("soft-gmail@x.example", "gmail-soft-full.eml"),
-    ("complainer@x.example", "yahoo-arf.eml"),
-    // Found by the List-Unsubscribe token: the loop strips the rest.
-    ("complainer-stripped@x.example", "arf-stripped.eml"),
-    // Found by the address: the DSN returns nothing of the message.
-    ("hard-bare@x.example", "postfix-hard-bare.eml"),
+/// How a report names its delivery.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// Mailed back to the VERP return path (it also quotes the Message-ID).
+    Verp,
+    /// Only the VERP return path: the failing address is one the
+    /// subscriber's mail was forwarded to.
+    VerpOnly(&'static str),
+    /// Mailed back to the plain From (a relay that rewrites the envelope
+    /// sender): the returned Message-ID.
+    MessageId,
+    /// Neither: the List-Unsubscribe token of the reported headers.
+    Token,
+    /// Nothing returned: the recipient's address.
+    Address,
+}
+
+/// The reports the mailbox gets: (subscriber, fixture, how it is found).
+const REPORTS: [(&str, &str, Via); 10] = [
+    ("hard-postfix@x.example", "postfix-hard.eml", Via::Verp),
+    ("hard-exim@x.example", "exim-hard.eml", Via::Verp),
+    (
+        "hard-exchange@x.example",
+        "exchange-hard.eml",
+        Via::MessageId,
+    ),
+    ("hard-gmail@x.example", "gmail-hard.eml", Via::Verp),
+    (
+        "forwarded@x.example",
+        "postfix-hard-bare.eml",
+        Via::VerpOnly("old-job@elsewhere.example"),
+    ),
+    ("hard-bare@x.example", "postfix-hard-bare.eml", Via::Address),
+    (
+        "soft-postfix@x.example",
+        "postfix-soft-expired.eml",
+        Via::Verp,
+    ),
+    (
+        "soft-gmail@x.example",
+        "gmail-soft-full.eml",
+        Via::MessageId,
+    ),
+    ("complainer@x.example", "yahoo-arf.eml", Via::Verp),
+    (
+        "complainer-stripped@x.example",
+        "arf-stripped.eml",
+        Via::Token,
+    ),
 ];
+/// `delivery.return_path` in the mailbox scenario.
+const VERP: &str = "bounces+{token}@bounce.example.test";
+/// The envelope sender as a relay that rewrites it leaves it.
+const PLAIN_FROM: &str = "news@example.test";
 /// Gets only non-bounces (replies, auto-replies, success and delay notices).
 const FINE: &str = "fine@x.example";
 
@@ -219,10 +259,14 @@ async fn count(lp: &Lp, query: &str, id: i64) -> i64 {
         .unwrap_or(0)
 }
 
-/// The judged scenario: an issue sent through the kit's relay; a mailbox
-/// holding four hard bounces (Postfix, Exim, Exchange, Gmail), two soft
-/// ones, a Yahoo complaint and six non-bounces for those very messages,
-/// plus a second copy of one report; `letterpress bounces` twice. The hard
+/// The judged scenario: an issue sent through the kit's relay with a VERP
+/// return path; a mailbox holding six hard bounces (Postfix, Exim,
+/// Exchange, Gmail, and Postfix returning nothing, once to a forwarding
+/// address), two soft ones, two complaints (Yahoo's, and one stripped of
+/// everything but its List-Unsubscribe link), each found by a different
+/// route (VERP, Message-ID, token, address), six non-bounces for those
+/// very messages, a DSN for mail not ours, and a second copy of one
+/// report; `letterpress bounces` twice. The hard
 /// bounced and the complainer are suppressed, the soft bounced are not
 /// (yet), each delivery carries its one event, the non-bounces are
 /// untouched, nothing is counted twice, the reports are in the done
@@ -232,7 +276,8 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
         return;
     };
     with_mailbox(&mut s.lp, &dovecot, &dovecot.starttls_url());
-    let mut everyone: Vec<&str> = REPORTS.iter().map(|(a, _)| *a).collect();
+    s.lp.set("LETTERPRESS_DELIVERY__RETURN_PATH", VERP);
+    let mut everyone: Vec<&str> = REPORTS.iter().map(|(a, _, _)| *a).collect();
     everyone.push(FINE);
     s.lp.add(&everyone).await;
     let issue = s.lp.write_issue("issues", "first", "");
@@ -250,12 +295,18 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
             letterpress_testkit::header(&m.data, "List-Unsubscribe").expect("List-Unsubscribe");
         (mid, m.mail_from.clone(), unsubscribe)
     };
-    for (rcpt, name) in REPORTS {
-        let (message_id, return_path, list_unsubscribe) = fill_for(rcpt);
+    for (subscriber, name, via) in REPORTS {
+        let (message_id, verp, list_unsubscribe) = fill_for(subscriber);
+        assert!(verp.starts_with("bounces+"), "MAIL FROM {verp}");
+        let (rcpt, return_path) = match via {
+            Via::Verp => (subscriber, verp.as_str()),
+            Via::VerpOnly(forwarded_to) => (forwarded_to, verp.as_str()),
+            Via::MessageId | Via::Token | Via::Address => (subscriber, PLAIN_FROM),
+        };
         let fill = Fill {
             rcpt,
             message_id: &message_id,
-            return_path: &return_path,
+            return_path,
             list_unsubscribe: &list_unsubscribe,
         };
         dovecot.deliver(&fixture(name, &fill));
@@ -282,29 +333,34 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
     for name in NON_BOUNCES {
         dovecot.deliver(&fixture(name, &fine));
     }
-    dovecot.deliver(&fixture("dsn-not-ours.eml", &fine));
+    // Someone else's bounce, sent to the mailbox's plain address.
+    let not_ours = Fill {
+        return_path: "bounces@bounce.example.test",
+        ..Fill::default()
+    };
+    dovecot.deliver(&fixture("dsn-not-ours.eml", &not_ours));
     let non_bounces: Vec<Vec<u8>> = {
         let mut v: Vec<Vec<u8>> = NON_BOUNCES.iter().map(|n| fixture(n, &fine)).collect();
-        v.push(fixture("dsn-not-ours.eml", &fine));
+        v.push(fixture("dsn-not-ours.eml", &not_ours));
         v.sort();
         v
     };
 
     let first = run_bounces(&s.lp).await;
-    assert!(first.contains("17 message(s) read"), "{first}");
+    assert!(first.contains("18 message(s) read"), "{first}");
     assert!(
         first.contains(
-            "5 hard, 2 soft, 2 complaint(s) recorded (1 already known, 7 subscriber(s) suppressed)"
+            "6 hard, 2 soft, 2 complaint(s) recorded (1 already known, 8 subscriber(s) suppressed)"
         ),
         "{first}"
     );
     assert!(
-        first.contains("10 processed, 7 ignored (1 about mail not ours"),
+        first.contains("11 processed, 7 ignored (1 about mail not ours"),
         "{first}"
     );
 
     let statuses = s.lp.statuses().await;
-    for (rcpt, name) in REPORTS {
+    for (rcpt, name, _) in REPORTS {
         let want = match name {
             "yahoo-arf.eml" | "arf-stripped.eml" => "complained",
             n if n.contains("soft") => "active",
@@ -321,7 +377,7 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
     // Each reported delivery carries exactly its one event; the fine one none.
     let per_delivery = "SELECT COUNT(*) FROM bounce_events e JOIN deliveries d ON d.id = e.delivery_id \
                         WHERE d.subscriber_id = $1";
-    for (rcpt, name) in REPORTS {
+    for (rcpt, name, _) in REPORTS {
         let id = s.lp.id_of(rcpt).await;
         assert_eq!(count(&s.lp, per_delivery, id).await, 1, "{rcpt} ({name})");
     }
@@ -353,7 +409,7 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
     }
     let third = run_bounces(&s.lp).await;
     assert!(
-        third.contains("0 hard, 0 soft, 0 complaint(s) recorded (10 already known"),
+        third.contains("0 hard, 0 soft, 0 complaint(s) recorded (11 already known"),
         "{third}"
     );
     assert_eq!(count(&s.lp, events, 0).await, before);
@@ -364,7 +420,7 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
     let next = s.lp.write_issue("issues", "second", "");
     crate::helpers::send(&s.lp, &next, &[]).await;
     let copies = crate::helpers::copies(&s.smtp);
-    for (rcpt, name) in REPORTS {
+    for (rcpt, name, _) in REPORTS {
         let got =
             copies.get(rcpt).copied().unwrap_or(0) - copies_before.get(rcpt).copied().unwrap_or(0);
         let want = usize::from(name.contains("soft"));
