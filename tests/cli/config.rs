@@ -203,3 +203,62 @@ async fn a_short_previous_secret_is_not_reported_as_server_secret() {
         "names the entry at fault: {err}"
     );
 }
+
+/// Issue #13, point 4: the bounce mailbox's password is a secret like the
+/// SMTP one: refused in `bounces.imap_url` and as `bounces.imap_password`
+/// in the config file, refused blank in the environment, and asked for by
+/// name when missing; `bounces` without a mailbox says which key to set.
+#[tokio::test]
+async fn the_bounce_mailbox_password_is_a_secret() {
+    let lp = lp();
+    for (toml, key) in [
+        (
+            "[bounces]\nimap_url = \"imaps://bounces:hunter2@mail.example.com/INBOX\"\n",
+            "bounces.imap_url",
+        ),
+        (
+            "[bounces]\nimap_password = \"hunter2\"\n",
+            "bounces.imap_password",
+        ),
+    ] {
+        std::fs::write(lp.path("letterpress.toml"), toml).unwrap();
+        let out = lp.run(&["bounces"]).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{toml}: {err}");
+        assert!(
+            err.contains(key)
+                && err.contains("LETTERPRESS_BOUNCES__IMAP_PASSWORD")
+                && !err.contains("hunter2"),
+            "{toml}: {err}"
+        );
+    }
+    std::fs::write(
+        lp.path("letterpress.toml"),
+        "[bounces]\nimap_url = \"imaps://bounces@127.0.0.1:1/INBOX\"\n",
+    )
+    .unwrap();
+    let out = lp.run(&["bounces"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("LETTERPRESS_BOUNCES__IMAP_PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
+    let mut blank = crate::lp();
+    blank.set("LETTERPRESS_BOUNCES__IMAP_PASSWORD", " ");
+    let out = blank.run(&["bounces"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("LETTERPRESS_BOUNCES__IMAP_PASSWORD")
+            && stderr(&out).contains("blank"),
+        "{}",
+        stderr(&out)
+    );
+    let out = crate::lp().run(&["bounces"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bounces.imap_url is not set"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -475,3 +475,30 @@ async fn serve_reads_the_mailbox_every_interval() {
     assert_eq!(statuses.get(FINE).map(String::as_str), Some("active"));
     assert!(dovecot.messages("INBOX").is_empty());
 }
+
+/// `bounces.max_messages` bounds one run; the rest wait, and the summary
+/// says how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reads_at_most_max_messages() {
+    let Some(dovecot) = Dovecot::start() else {
+        return;
+    };
+    let mut lp = lp();
+    with_mailbox(&mut lp, &dovecot, &dovecot.imaps_url());
+    lp.set("LETTERPRESS_BOUNCES__MAX_MESSAGES", "2");
+    let fill = Fill {
+        rcpt: "reader@reader.example",
+        message_id: "<x@example.test>",
+        return_path: PLAIN_FROM,
+        ..Fill::default()
+    };
+    for name in &NON_BOUNCES[..3] {
+        dovecot.deliver(&fixture(name, &fill));
+    }
+    let first = run_bounces(&lp).await;
+    assert!(first.contains("2 message(s) read"), "{first}");
+    assert!(first.contains("1 left for the next run"), "{first}");
+    let second = run_bounces(&lp).await;
+    assert!(second.contains("1 message(s) read"), "{second}");
+    assert!(second.contains("0 left for the next run"), "{second}");
+}
