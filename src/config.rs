@@ -26,7 +26,7 @@ pub const CHECKOUT_CONFIG: &str = "config/letterpress.toml";
 /// whatever the working directory (a cron job, a systemd unit, a shell in
 /// a subfolder); one from the environment stays relative to the working
 /// directory, as a shell user expects.
-const PATH_KEYS: [&str; 13] = [
+const PATH_KEYS: [&str; 17] = [
     "content.root",
     "content.template",
     "delivery.outbox_dir",
@@ -40,6 +40,10 @@ const PATH_KEYS: [&str; 13] = [
     "schedule.issues_dir",
     "bounces.imap_password_file",
     "bounces.tls_ca_file",
+    "webhooks.ses.certificate_file",
+    "webhooks.postmark.password_file",
+    "webhooks.mailgun.signing_key_file",
+    "webhooks.resend.secret_file",
 ];
 
 /// The whole configuration.
@@ -64,6 +68,8 @@ pub struct Config {
     pub dns: Dns,
     /// `[bounces]`
     pub bounces: Bounces,
+    /// `[webhooks.*]`
+    pub webhooks: Webhooks,
 }
 
 /// `[bounces]`: the bounce mailbox `letterpress bounces` (and `serve`,
@@ -111,6 +117,76 @@ impl Default for Bounces {
             timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// `[webhooks.<provider>]`: the relays' bounce and complaint webhooks. A
+/// provider's route answers 401 until its section has what verifying its
+/// requests needs.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Webhooks {
+    /// `[webhooks.ses]`
+    pub ses: SesHook,
+    /// `[webhooks.postmark]`
+    pub postmark: PostmarkHook,
+    /// `[webhooks.mailgun]`
+    pub mailgun: MailgunHook,
+    /// `[webhooks.sendgrid]`
+    pub sendgrid: SendgridHook,
+    /// `[webhooks.resend]`
+    pub resend: ResendHook,
+}
+
+/// `[webhooks.ses]`: Amazon SES notifications through SNS.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SesHook {
+    /// The SNS topics whose messages are believed; on when not empty.
+    pub topic_arns: Vec<String>,
+    /// A pinned signing certificate (PEM), used instead of fetching the
+    /// one a message names (tests, hosts that may not reach AWS).
+    pub certificate_file: Option<PathBuf>,
+}
+
+/// `[webhooks.postmark]`: HTTP Basic credentials set on the hook.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostmarkHook {
+    /// The user name in the hook's URL.
+    pub username: Option<String>,
+    /// Never read from the TOML: `LETTERPRESS_WEBHOOKS__POSTMARK__PASSWORD`.
+    pub password: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[webhooks.mailgun]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailgunHook {
+    /// Never read from the TOML: `LETTERPRESS_WEBHOOKS__MAILGUN__SIGNING_KEY`.
+    pub signing_key: Option<String>,
+    /// A file holding the HTTP webhook signing key.
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// `[webhooks.sendgrid]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendgridHook {
+    /// The Event Webhook's verification key (base64, as SendGrid shows
+    /// it). Public, so it may be in the file.
+    pub public_key: Option<String>,
+}
+
+/// `[webhooks.resend]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResendHook {
+    /// Never read from the TOML: `LETTERPRESS_WEBHOOKS__RESEND__SECRET` (`whsec_…`).
+    pub secret: Option<String>,
+    /// A file holding the signing secret.
+    pub secret_file: Option<PathBuf>,
 }
 
 /// `[dns]`: how `letterpress dns --check` and `doctor` look records up.
@@ -413,13 +489,16 @@ impl Default for Schedule {
 }
 
 /// Keys that hold secrets and so must not come from the config file.
-const SECRET_KEYS: [&str; 6] = [
+const SECRET_KEYS: [&str; 9] = [
     "delivery.smtp_password",
     "bounces.imap_password",
     "server.secret",
     "server.previous_secrets",
     "server.webhook_secret",
     "server.metrics_token",
+    "webhooks.postmark.password",
+    "webhooks.mailgun.signing_key",
+    "webhooks.resend.secret",
 ];
 
 impl Config {
@@ -501,6 +580,15 @@ impl Config {
             ("server.previous_secrets", &self.server.previous_secrets),
             ("server.webhook_secret", &self.server.webhook_secret),
             ("bounces.imap_password", &self.bounces.imap_password),
+            (
+                "webhooks.postmark.password",
+                &self.webhooks.postmark.password,
+            ),
+            (
+                "webhooks.mailgun.signing_key",
+                &self.webhooks.mailgun.signing_key,
+            ),
+            ("webhooks.resend.secret", &self.webhooks.resend.secret),
         ];
         for (key, value) in secrets {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
@@ -557,6 +645,33 @@ impl Config {
             self.server.webhook_secret.as_deref(),
             self.server.webhook_secret_file.as_deref(),
             "server.webhook_secret_file",
+        )
+    }
+
+    /// The Postmark hook's password, from the environment or its file.
+    pub fn postmark_password(&self) -> anyhow::Result<Option<String>> {
+        secret_value(
+            self.webhooks.postmark.password.as_deref(),
+            self.webhooks.postmark.password_file.as_deref(),
+            "webhooks.postmark.password_file",
+        )
+    }
+
+    /// The Mailgun webhook signing key, from the environment or its file.
+    pub fn mailgun_signing_key(&self) -> anyhow::Result<Option<String>> {
+        secret_value(
+            self.webhooks.mailgun.signing_key.as_deref(),
+            self.webhooks.mailgun.signing_key_file.as_deref(),
+            "webhooks.mailgun.signing_key_file",
+        )
+    }
+
+    /// The Resend signing secret, from the environment or its file.
+    pub fn resend_secret(&self) -> anyhow::Result<Option<String>> {
+        secret_value(
+            self.webhooks.resend.secret.as_deref(),
+            self.webhooks.resend.secret_file.as_deref(),
+            "webhooks.resend.secret_file",
         )
     }
 

@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use letterpress_composer::{Composer, ComposerSettings, Language, Newsletter, SendableIssue};
 use letterpress_dkim::{DkimError, Ed25519Key, RsaKey, Signer};
 use letterpress_sender::{
     BoxFuture, IssueLoader, IssueMessages, LoadError, MessageSettings, RetryPolicy, SmtpSettings,
     Throttle, Transport, Worker, WorkerSettings, dkim_signed_headers,
+};
+use letterpress_server::{
+    MailgunSettings, PostmarkSettings, ProviderSettings, ResendSettings, SendgridSettings,
+    SesSettings,
 };
 use letterpress_signing::{Keyring, ReturnPath};
 use letterpress_store::Store;
@@ -114,6 +118,50 @@ pub(crate) fn return_path(config: &Config) -> anyhow::Result<Option<ReturnPath>>
             .map(Some)
             .map_err(|e| anyhow!("delivery.return_path {t:?} {e}")),
     }
+}
+
+/// The provider webhooks of `[webhooks.*]` that are configured, each
+/// checked here so that a bad key stops `serve` at once, naming it.
+pub(crate) fn providers(config: &Config) -> anyhow::Result<ProviderSettings> {
+    let w = &config.webhooks;
+    let mut p = ProviderSettings::default();
+    if !w.ses.topic_arns.is_empty() {
+        let pinned = match &w.ses.certificate_file {
+            Some(f) => Some(std::fs::read(f).with_context(|| {
+                format!("webhooks.ses.certificate_file: cannot read {}", f.display())
+            })?),
+            None => None,
+        };
+        p.ses = Some(SesSettings::new(
+            w.ses.topic_arns.clone(),
+            pinned.as_deref(),
+        )?);
+    }
+    match (w.postmark.username.as_deref(), config.postmark_password()?) {
+        (Some(user), Some(password)) => p.postmark = Some(PostmarkSettings::new(user, &password)),
+        (Some(_), None) => bail!(
+            "webhooks.postmark.username is set but no password: set LETTERPRESS_WEBHOOKS__POSTMARK__PASSWORD or webhooks.postmark.password_file"
+        ),
+        (None, Some(_)) => {
+            bail!("a Postmark webhook password is set but no webhooks.postmark.username")
+        }
+        (None, None) => {}
+    }
+    if let Some(key) = config.mailgun_signing_key()? {
+        p.mailgun = Some(MailgunSettings::new(key.as_bytes()));
+    }
+    if let Some(key) = w
+        .sendgrid
+        .public_key
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())
+    {
+        p.sendgrid = Some(SendgridSettings::new(key)?);
+    }
+    if let Some(secret) = config.resend_secret()? {
+        p.resend = Some(ResendSettings::new(&secret).context("webhooks.resend.secret")?);
+    }
+    Ok(p)
 }
 
 /// The DKIM signer of `[dkim]`: RSA, plus Ed25519 when

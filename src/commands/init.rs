@@ -205,6 +205,9 @@ outbox_dir = "{DATA_DIR}/outbox"
 # smtp_url = "smtp://user@smtp.example.com:587?tls=required"
 #   password: LETTERPRESS_DELIVERY__SMTP_PASSWORD, or smtp_password_file
 # rate_per_second = 0        (0 = as fast as the relay takes them)
+# return_path = "bounces+{{token}}@bounce.{domain}"
+#   the envelope sender per message (VERP; {{token}} names the delivery,
+#   signed), so a bounce mailed back is traced to it. Unset: From.
 
 [dkim]
 # Signs every message (Gmail and Yahoo require it of bulk senders). The key
@@ -220,6 +223,19 @@ private_key_path = "{DATA_DIR}/dkim-{selector}.pem"
 bind = "127.0.0.1:8080"
 public_url = "https://newsletter.{domain}"
 # trusted_proxies = ["127.0.0.1", "::1"]   (the proxy's addresses)
+
+# Bounces and complaints your relay reports after accepting a message. Give
+# it the webhook URL and fill in its section (secrets from the environment):
+# [webhooks.ses]       SNS HTTPS subscription to https://newsletter.{domain}/webhooks/ses
+# topic_arns = ["arn:aws:sns:REGION:ACCOUNT:TOPIC"]
+# [webhooks.postmark]  https://postmark:PASSWORD@newsletter.{domain}/webhooks/postmark
+# username = "postmark"  (PASSWORD: LETTERPRESS_WEBHOOKS__POSTMARK__PASSWORD)
+# [webhooks.mailgun]   https://newsletter.{domain}/webhooks/mailgun
+#   signing key: LETTERPRESS_WEBHOOKS__MAILGUN__SIGNING_KEY
+# [webhooks.sendgrid]  https://newsletter.{domain}/webhooks/sendgrid (signed Event Webhook)
+# public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE..."
+# [webhooks.resend]    https://newsletter.{domain}/webhooks/resend
+#   secret: LETTERPRESS_WEBHOOKS__RESEND__SECRET (whsec_...)
 
 [schedule]
 # `serve` (or `letterpress send --due` from cron) sends every issue here

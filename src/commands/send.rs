@@ -376,6 +376,20 @@ fn print_summary(c: &IssueCounts) {
     );
 }
 
+/// One issue in `status`: its delivery counts and what was reported about
+/// its accepted messages later (bounce events).
+#[derive(serde::Serialize)]
+struct StatusRow<'a> {
+    #[serde(flatten)]
+    counts: &'a IssueCounts,
+    /// Sent deliveries reported bounced afterwards (hard or soft).
+    bounced_after_acceptance: u64,
+    /// Deliveries reported as spam.
+    complaints: u64,
+    /// Deliveries whose recipient unsubscribed through the provider.
+    unsubscribe_requests: u64,
+}
+
 /// `letterpress status`.
 pub(crate) async fn status(
     config: &Config,
@@ -384,20 +398,37 @@ pub(crate) async fn status(
 ) -> anyhow::Result<ExitCode> {
     let store = wiring::open_store(config).await?;
     let counts = store.issue_counts(slug).await?;
+    let bounces = store.issue_bounces(slug).await?;
     store.close().await;
     if let Some(s) = slug
         && counts.is_empty()
     {
         bail!("no issue with slug {s:?} has been sent");
     }
+    let rows: Vec<StatusRow<'_>> = counts
+        .iter()
+        .map(|c| {
+            let b = bounces.iter().find(|b| b.slug == c.slug);
+            StatusRow {
+                counts: c,
+                bounced_after_acceptance: b.map_or(0, |b| b.bounced_after_acceptance),
+                complaints: b.map_or(0, |b| b.complaints),
+                unsubscribe_requests: b.map_or(0, |b| b.unsubscribe_requests),
+            }
+        })
+        .collect();
     if json {
-        println!("{}", serde_json::to_string(&counts)?);
+        println!("{}", serde_json::to_string(&rows)?);
     } else {
         if counts.is_empty() {
             eprintln!("no issues sent yet");
         }
-        for c in &counts {
-            print_summary(c);
+        for r in &rows {
+            print_summary(r.counts);
+            eprintln!(
+                "{}: {} bounced after acceptance · {} complaints · {} unsubscribe requests",
+                r.counts.slug, r.bounced_after_acceptance, r.complaints, r.unsubscribe_requests
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -140,6 +140,7 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
                 max_connections: config.server.max_connections,
             },
             metrics_token: config.metrics_token()?,
+            providers: wiring::providers(config)?,
         },
         Arc::clone(&mailer) as Arc<dyn ConfirmationMailer>,
         Some(Arc::new(ProgressStats(worker.progress()))),

@@ -262,3 +262,69 @@ async fn the_bounce_mailbox_password_is_a_secret() {
         stderr(&out)
     );
 }
+
+/// Issue #13: the provider webhooks' secrets never come from the file, and
+/// a key `serve` cannot use stops it at once, naming the key.
+#[tokio::test]
+async fn provider_webhook_secrets_come_from_the_environment() {
+    let lp = lp();
+    for (section, key, variable) in [
+        (
+            "postmark",
+            "password",
+            "LETTERPRESS_WEBHOOKS__POSTMARK__PASSWORD",
+        ),
+        (
+            "mailgun",
+            "signing_key",
+            "LETTERPRESS_WEBHOOKS__MAILGUN__SIGNING_KEY",
+        ),
+        ("resend", "secret", "LETTERPRESS_WEBHOOKS__RESEND__SECRET"),
+    ] {
+        std::fs::write(
+            lp.path("letterpress.toml"),
+            format!("[webhooks.{section}]\n{key} = \"in-the-file-0123\"\n"),
+        )
+        .unwrap();
+        let out = lp.run(&["render", &issue("toml.md")]).await;
+        assert_eq!(out.status.code(), Some(1), "{section}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("webhooks.{section}.{key}"))
+                && err.contains(variable)
+                && !err.contains("in-the-file-0123"),
+            "{section}: {err}"
+        );
+    }
+    for (file, env, names) in [
+        (
+            "[webhooks.sendgrid]\npublic_key = \"bm90IGEga2V5\"\n",
+            None,
+            "webhooks.sendgrid.public_key",
+        ),
+        (
+            "",
+            Some(("LETTERPRESS_WEBHOOKS__RESEND__SECRET", "not-whsec")),
+            "webhooks.resend.secret",
+        ),
+        (
+            "[webhooks.ses]\ntopic_arns = [\"arn:aws:sns:eu-west-1:1:t\"]\ncertificate_file = \"nope.pem\"\n",
+            None,
+            "webhooks.ses.certificate_file",
+        ),
+        (
+            "[webhooks.postmark]\nusername = \"postmark\"\n",
+            None,
+            "LETTERPRESS_WEBHOOKS__POSTMARK__PASSWORD",
+        ),
+    ] {
+        std::fs::write(lp.path("letterpress.toml"), file).unwrap();
+        let mut cmd = lp.cmd(&["serve"]);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{names}: {}", stderr(&out));
+        assert!(stderr(&out).contains(names), "{names}: {}", stderr(&out));
+    }
+}

@@ -374,6 +374,21 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
     }
     assert_eq!(statuses.get(FINE).map(String::as_str), Some("active"));
 
+    // `status` shows them for the issue: 6 hard + 2 soft, 2 complaints.
+    let shown = s.lp.ok(&["status", "first"]).await;
+    assert!(
+        shown.contains("first: 8 bounced after acceptance · 2 complaints"),
+        "{shown}"
+    );
+    let reported = |st: &serde_json::Value| {
+        (
+            st["bounced_after_acceptance"].as_u64(),
+            st["complaints"].as_u64(),
+        )
+    };
+    let st = s.lp.issue_status("first").await.expect("status of first");
+    assert_eq!(reported(&st), (Some(8), Some(2)), "{st}");
+
     // Each reported delivery carries exactly its one event; the fine one none.
     let per_delivery = "SELECT COUNT(*) FROM bounce_events e JOIN deliveries d ON d.id = e.delivery_id \
                         WHERE d.subscriber_id = $1";
@@ -414,6 +429,8 @@ async fn a_mailbox_of_reports_processed_twice(s: &mut crate::helpers::Setup) {
     );
     assert_eq!(count(&s.lp, events, 0).await, before);
     assert_eq!(s.lp.statuses().await, statuses);
+    let st = s.lp.issue_status("first").await.expect("status of first");
+    assert_eq!(reported(&st), (Some(8), Some(2)), "counted once: {st}");
 
     // The next issue skips the suppressed.
     let copies_before = crate::helpers::copies(&s.smtp);

@@ -12,6 +12,7 @@
 mod http_limits;
 mod load;
 mod observability;
+mod providers;
 mod schedule;
 mod shutdown;
 mod signup;

@@ -10,6 +10,7 @@
 //! | `GET /u/{token}` | a page that names the newsletter and asks to confirm; changes nothing |
 //! | `POST /u/{token}` | unsubscribes (RFC 8058 one-click or the page's form); 200, no redirect |
 //! | `POST /webhooks/unsubscribe`, `POST /webhooks/bounce` | signed JSON from the systems around a newsletter |
+//! | `POST /webhooks/{ses,postmark,mailgun,sendgrid,resend}` | the relays' bounce and complaint events, verified each provider's way (`providers/`) |
 //! | `POST /subscribe`, `GET`/`POST /confirm/{token}` | double opt-in signup |
 //! | `GET /healthz` | the database answers |
 //! | `GET /metrics` | Prometheus text, with `Authorization: Bearer <server.metrics_token>` only |
@@ -25,6 +26,7 @@ mod client;
 mod listen;
 mod metrics;
 mod pages;
+mod providers;
 mod signup;
 mod unsubscribe;
 mod webhooks;
@@ -54,6 +56,11 @@ pub use client::{BadProxy, TrustedProxies};
 pub use listen::HttpLimits;
 use metrics::Metrics;
 pub use metrics::{SchedulerSnapshot, SchedulerStats, WorkerSnapshot, WorkerStats};
+pub use providers::{
+    MailgunSettings, PROVIDER_BODY_LIMIT, PostmarkSettings, ProviderSettings, ResendSettings,
+    SendgridSettings, SesSettings,
+};
+pub use providers::{resend::ResendSecretError, sendgrid::SendgridKeyError, ses::SesSettingsError};
 pub use signup::{BoxFuture, ConfirmationMailer, MailerError};
 
 /// Webhook bodies larger than this are refused with 413.
@@ -93,6 +100,8 @@ pub struct ServerSettings {
     pub http: HttpLimits,
     /// The bearer token `/metrics` asks for; without one it answers 404.
     pub metrics_token: Option<String>,
+    /// The relays' bounce webhooks that are configured.
+    pub providers: ProviderSettings,
 }
 
 /// A confirmation to send, queued by a signup.
@@ -147,6 +156,16 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/unsubscribe", post(webhooks::unsubscribe))
         .route("/webhooks/bounce", post(webhooks::bounce))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    // The relays batch events (SendGrid up to about 768 KB): a larger limit
+    // of their own.
+    let providers = Router::new()
+        .route("/webhooks/ses", post(providers::ses::hook))
+        .route("/webhooks/postmark", post(providers::postmark::hook))
+        .route("/webhooks/mailgun", post(providers::mailgun::hook))
+        .route("/webhooks/sendgrid", post(providers::sendgrid::hook))
+        .route("/webhooks/resend", post(providers::resend::hook))
+        .layer(DefaultBodyLimit::max(PROVIDER_BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(PROVIDER_BODY_LIMIT));
     Router::new()
         .route(
             "/u/{token}",
@@ -165,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         // without one as soon as it passes it.
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(WEBHOOK_BODY_LIMIT))
+        .merge(providers)
         // Reading the body is part of the request: one that declares a
         // body and sends it a byte at a time is cut off here.
         .layer(TimeoutLayer::with_status_code(

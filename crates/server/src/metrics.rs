@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use letterpress_core::SubscriberStatus;
-use letterpress_store::IssueCounts;
+use letterpress_store::{BounceKind, IssueCounts};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -81,6 +81,7 @@ pub(crate) struct Metrics {
     replies: Family<Labels, Gauge>,
     queue: Family<Labels, Gauge>,
     subscribers: Family<Labels, Gauge>,
+    bounces: Family<Labels, Gauge>,
     scheduler_ticks: Family<Labels, Gauge>,
     scheduler_published: Gauge,
     scheduler_last_tick: Gauge,
@@ -99,6 +100,8 @@ pub(crate) const DB_FIGURES_TTL: Duration = Duration::from_secs(5);
 struct DbFigures {
     issues: Vec<IssueCounts>,
     subscribers: Vec<(SubscriberStatus, u64)>,
+    /// Bounce events recorded, by source and kind.
+    bounces: Vec<(String, BounceKind, u64)>,
 }
 
 impl Metrics {
@@ -136,6 +139,12 @@ impl Metrics {
         );
         let subscribers = Family::<Labels, Gauge>::default();
         registry.register("subscribers", "Subscribers by status", subscribers.clone());
+        let bounces = Family::<Labels, Gauge>::default();
+        registry.register(
+            "bounce_events",
+            "Bounces, complaints and unsubscribe requests reported after acceptance (webhooks, DSNs, ARF), by kind (every source together)",
+            bounces.clone(),
+        );
         let scheduler_ticks = Family::<Labels, Gauge>::default();
         let scheduler_published = Gauge::default();
         let scheduler_last_tick = Gauge::default();
@@ -164,6 +173,7 @@ impl Metrics {
             replies,
             queue,
             subscribers,
+            bounces,
             scheduler_ticks,
             scheduler_published,
             scheduler_last_tick,
@@ -248,6 +258,17 @@ pub(crate) async fn render(State(state): State<AppState>, headers: HeaderMap) ->
     for (status, n) in &figures.subscribers {
         Metrics::set(&m.subscribers, "status", status.as_str(), *n);
     }
+    // Every kind is listed, zero included, so a rate() has a series from
+    // the start.
+    for kind in BounceKind::ALL {
+        let n: u64 = figures
+            .bounces
+            .iter()
+            .filter(|(_, k, _)| *k == kind)
+            .map(|(_, _, n)| n)
+            .sum();
+        Metrics::set(&m.bounces, "kind", kind.as_str(), n);
+    }
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &m.registry) {
         tracing::error!(error = %e, "metrics encoding");
@@ -281,6 +302,10 @@ async fn db_figures(state: &AppState) -> DbFigures {
     match state.store.count_by_status().await {
         Ok(counts) => figures.subscribers = counts,
         Err(e) => tracing::warn!(error = %e, "metrics: subscriber counts"),
+    }
+    match state.store.bounce_event_counts().await {
+        Ok(counts) => figures.bounces = counts,
+        Err(e) => tracing::warn!(error = %e, "metrics: bounce event counts"),
     }
     *cached = Some((Instant::now(), figures.clone()));
     figures

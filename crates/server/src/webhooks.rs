@@ -1,4 +1,5 @@
-//! `POST /webhooks/unsubscribe` and `POST /webhooks/bounce`: JSON bodies
+//! `POST /webhooks/unsubscribe` and `POST /webhooks/bounce` (a bounce
+//! event of source `webhook`, see `letterpress_store::BounceEvent`): JSON bodies
 //! signed with `X-Letterpress-Signature: sha256=<hex HMAC-SHA256 of
 //! "TIMESTAMP.BODY">`, the Unix time in `X-Letterpress-Timestamp`.
 //!
@@ -15,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use letterpress_store::BounceKind;
+use letterpress_store::{BounceEvent, BounceKind, Correlation};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -172,7 +173,6 @@ struct BounceBody {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
-    #[allow(dead_code)]
     reason: Option<String>,
 }
 
@@ -203,10 +203,27 @@ pub(crate) async fn bounce(
             );
         }
     };
+    // The signature names the request exactly: the event's id, so that a
+    // replay after the sighting was forgotten still counts once.
+    let event = BounceEvent {
+        find: Correlation::Address(parsed.email.clone()),
+        kind,
+        reason: parsed.reason,
+        status: None,
+        occurred_at: chrono::Utc::now(),
+        source: "webhook",
+        event_id: headers
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    };
     match state
         .store
-        .record_bounce(&parsed.email, kind, state.settings.soft_bounce_limit)
+        .record_bounce_event(&event, state.settings.soft_bounce_limit)
         .await
+        .map(|o| o.suppressed)
     {
         Ok(suppressed) => {
             if suppressed {

@@ -301,3 +301,50 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// The delivery a correlation names, without recording anything: a
+    /// caller with several ways to name the message (a provider's own id,
+    /// the Message-ID, the address) tries them in turn and records the event
+    /// with the first that is found. An address names the subscriber's
+    /// latest sent delivery.
+    pub async fn find_delivery(&self, find: &Correlation) -> Result<Option<i64>, StoreError> {
+        let id: Option<i64> =
+            with_pool!(self, |p| {
+                match find {
+                Correlation::Delivery(id) => {
+                    db::query_scalar("SELECT id FROM deliveries WHERE id = $1")
+                        .bind(*id)
+                        .fetch_optional(p)
+                        .await?
+                }
+                Correlation::MessageId(mid) => {
+                    let bare = mid.trim().trim_start_matches('<').trim_end_matches('>');
+                    db::query_scalar(
+                        "SELECT id FROM deliveries WHERE message_id IN ($1, $2) \
+                         ORDER BY id DESC LIMIT 1",
+                    )
+                    .bind(format!("<{bare}>"))
+                    .bind(bare)
+                    .fetch_optional(p)
+                    .await?
+                }
+                Correlation::RelayId(relay) => db::query_scalar(
+                    "SELECT id FROM deliveries WHERE relay_id = $1 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(relay.trim())
+                .fetch_optional(p)
+                .await?,
+                Correlation::Address(address) => db::query_scalar(
+                    "SELECT d.id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
+                     WHERE s.email_key = $1 AND d.status = 'sent' \
+                     ORDER BY d.sent_at DESC, d.id DESC LIMIT 1",
+                )
+                .bind(normalize_key(address))
+                .fetch_optional(p)
+                .await?,
+            }
+            });
+        Ok(id)
+    }
+}

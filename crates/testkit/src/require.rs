@@ -37,11 +37,13 @@ pub enum Dependency {
     Spamassassin,
     /// A DNS server the tests control (DKIM, SPF and DMARC records).
     Dns,
+    /// The openssl command (SNS message signatures in tests/serve/providers.rs).
+    Openssl,
 }
 
 impl Dependency {
     /// Every dependency, as `all` names them.
-    pub const ALL: [Dependency; 9] = [
+    pub const ALL: [Dependency; 10] = [
         Dependency::Postgres,
         Dependency::Dkim,
         Dependency::Corpus,
@@ -51,6 +53,7 @@ impl Dependency {
         Dependency::Chromium,
         Dependency::Spamassassin,
         Dependency::Dns,
+        Dependency::Openssl,
     ];
 
     /// Its name in `LP_TEST_REQUIRE`.
@@ -65,6 +68,7 @@ impl Dependency {
             Dependency::Chromium => "chromium",
             Dependency::Spamassassin => "spamassassin",
             Dependency::Dns => "dns",
+            Dependency::Openssl => "openssl",
         }
     }
 
@@ -87,6 +91,7 @@ impl Dependency {
             Dependency::Chromium => "apt-get install chromium",
             Dependency::Spamassassin => "apt-get install spamassassin",
             Dependency::Dns => "apt-get install unbound (a resolver the tests configure)",
+            Dependency::Openssl => "apt-get install openssl (the SNS test signs with RSA-SHA1)",
         }
     }
 }
