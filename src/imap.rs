@@ -354,6 +354,9 @@ impl Mailbox {
             &format!("+FLAGS.SILENT ({IGNORED_KEYWORD})"),
         )
         .await
+        .context(
+            "marking a non-bounce to skip next time (a server that keeps no keywords needs bounces.ignored_folder)",
+        )
     }
 
     async fn store_flags(&mut self, set: &str, flags: &str) -> anyhow::Result<()> {

@@ -99,6 +99,21 @@ impl Settings {
         if config.bounces.done_folder.trim().is_empty() {
             anyhow::bail!("bounces.done_folder is empty: name the folder processed reports go to");
         }
+        // Moved into the folder it is read from, a message would come back
+        // under a new UID and be read again on every run.
+        let read = target.folder.as_str();
+        let same = |f: &str| f.eq_ignore_ascii_case(read);
+        if same(&config.bounces.done_folder) {
+            anyhow::bail!(
+                "bounces.done_folder {:?} is the folder bounces.imap_url reads: name another",
+                config.bounces.done_folder
+            );
+        }
+        if let Some(f) = config.bounces.ignored_folder.as_deref().filter(|f| same(f)) {
+            anyhow::bail!(
+                "bounces.ignored_folder {f:?} is the folder bounces.imap_url reads: name another, or leave it unset to leave non-bounces where they are"
+            );
+        }
         Ok(Settings {
             target,
             password,

@@ -263,6 +263,33 @@ async fn the_bounce_mailbox_password_is_a_secret() {
     );
 }
 
+/// Issue #13, point 4: a done or ignored folder that is the folder read
+/// would bring every message back under a new UID on every run: refused
+/// before anything is read, naming the key.
+#[tokio::test]
+async fn the_bounce_folders_must_differ_from_the_one_read() {
+    for (var, folder) in [
+        ("LETTERPRESS_BOUNCES__DONE_FOLDER", "inbox"),
+        ("LETTERPRESS_BOUNCES__IGNORED_FOLDER", "INBOX"),
+    ] {
+        let mut lp = lp();
+        lp.set(
+            "LETTERPRESS_BOUNCES__IMAP_URL",
+            "imaps://b@127.0.0.1:1/INBOX",
+        )
+        .set("LETTERPRESS_BOUNCES__IMAP_PASSWORD", "x")
+        .set(var, folder);
+        let out = lp.run(&["bounces"]).await;
+        let err = stderr(&out);
+        let key = var
+            .trim_start_matches("LETTERPRESS_BOUNCES__")
+            .to_lowercase();
+        assert_eq!(out.status.code(), Some(1), "{var}: {err}");
+        assert!(err.contains(&format!("bounces.{key}")), "{var}: {err}");
+        assert!(!err.contains("connect"), "refused before connecting: {err}");
+    }
+}
+
 /// Issue #13: the provider webhooks' secrets never come from the file, and
 /// a key `serve` cannot use stops it at once, naming the key.
 #[tokio::test]
