@@ -124,6 +124,26 @@ impl Settings {
     }
 }
 
+/// `serve`'s bounce mailbox, its settings checked when `serve` starts (a
+/// bad key stops `serve` at once, naming it).
+pub(crate) struct Poller {
+    config: Config,
+    settings: Settings,
+}
+
+impl Poller {
+    /// `None` when no mailbox is configured.
+    pub(crate) fn new(config: &Config) -> anyhow::Result<Option<Poller>> {
+        if config.bounces.imap_url.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Poller {
+            config: config.clone(),
+            settings: Settings::from_config(config)?,
+        }))
+    }
+}
+
 /// `letterpress bounces`: one pass over the mailbox.
 pub(crate) async fn bounces(config: &Config) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_config(config)?;
@@ -136,15 +156,10 @@ pub(crate) async fn bounces(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 /// `serve`'s part: a pass every `bounces.interval` until `stop`; a pass
-/// that fails is logged and the next one tries again.
-pub(crate) async fn poll(config: Config, store: Store, stop: CancellationToken) {
-    let settings = match Settings::from_config(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %crate::error_message(&e), "bounce mailbox disabled");
-            return;
-        }
-    };
+/// that fails (the server down, the database away) is logged and the next
+/// one tries again.
+pub(crate) async fn poll(poller: Poller, store: Store, stop: CancellationToken) {
+    let Poller { config, settings } = poller;
     loop {
         match run_once(&config, &settings, &store).await {
             Ok(summary) if summary.read > 0 => tracing::info!("{summary}"),

@@ -108,6 +108,7 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         );
     }
     let worker = wiring::queue_worker(config, &store)?;
+    let bounce_mailbox = crate::commands::bounces::Poller::new(config)?;
     let schedule = if config.schedule.cron.trim().is_empty() {
         None
     } else {
@@ -181,9 +182,9 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         })
     });
     // The bounce mailbox, when one is configured, every bounces.interval.
-    let bounces_task = config.bounces.imap_url.is_some().then(|| {
+    let bounces_task = bounce_mailbox.map(|poller| {
         tokio::spawn(crate::commands::bounces::poll(
-            config.clone(),
+            poller,
             store.clone(),
             stop.clone(),
         ))

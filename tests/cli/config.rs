@@ -244,6 +244,16 @@ async fn the_bounce_mailbox_password_is_a_secret() {
         "{}",
         stderr(&out)
     );
+    // serve too, at start rather than on its first pass.
+    let out = tokio::time::timeout(letterpress_testkit::WAIT, lp.run(&["serve"]))
+        .await
+        .expect("serve stops at once");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("LETTERPRESS_BOUNCES__IMAP_PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
     let mut blank = crate::lp();
     blank.set("LETTERPRESS_BOUNCES__IMAP_PASSWORD", " ");
     let out = blank.run(&["bounces"]).await;
