@@ -39,11 +39,19 @@ struct Sent {
 
 impl Sent {
     async fn new(env: &[(&str, String)], replies: &[(&str, String)]) -> Sent {
+        Sent::on(None, env, replies).await
+    }
+
+    /// [`Sent::new`] on the database at `url` (SQLite when `None`).
+    async fn on(url: Option<&str>, env: &[(&str, String)], replies: &[(&str, String)]) -> Sent {
         let smtp = SmtpServer::start().await;
         for (who, reply) in replies {
             smtp.rule(who, Behavior::DataReply(reply.clone()), None);
         }
         let mut lp = lp().with_smtp(smtp.port);
+        if let Some(url) = url {
+            lp = lp.with_database(url);
+        }
         lp.set("LETTERPRESS_SERVER__SOFT_BOUNCE_LIMIT", "3");
         lp.set("LETTERPRESS_SERVER__METRICS_TOKEN", METRICS_TOKEN);
         for (k, v) in env {
@@ -699,6 +707,19 @@ async fn mailgun_events_signed_with_the_webhook_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sendgrid_events_signed_with_ecdsa() {
+    sendgrid(None).await;
+}
+
+/// The same on PostgreSQL (skipped, saying so, without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sendgrid_events_signed_with_ecdsa_on_postgres() {
+    let Some(pg) = letterpress_testkit::PgDb::create().await else {
+        return;
+    };
+    sendgrid(Some(&pg.url)).await;
+}
+
+async fn sendgrid(url: Option<&str>) {
     use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
@@ -707,7 +728,8 @@ async fn sendgrid_events_signed_with_ecdsa() {
     let other = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
     let spki: PublicKeyX509Der<'static> = pair.public_key().as_der().unwrap();
     let relay = |who: &str| format!("SG{who}0000QzXw7v");
-    let s = Sent::new(
+    let s = Sent::on(
+        url,
         &[(
             "LETTERPRESS_WEBHOOKS__SENDGRID__PUBLIC_KEY",
             STANDARD.encode(spki.as_ref()),
