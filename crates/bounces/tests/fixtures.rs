@@ -284,3 +284,34 @@ fn a_dsn_that_returns_nothing_still_names_its_recipient() {
     );
     assert_eq!(found[0].message_id, None);
 }
+
+#[test]
+fn any_prefix_or_mangling_of_a_fixture_is_read_without_panicking() {
+    let dir = format!(
+        "{}/../../tests/fixtures/bounces",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 17, "{names:?}");
+    for name in names {
+        let raw = fixture(&name);
+        for cut in (0..raw.len()).step_by(13) {
+            let _ = parse(&raw[..cut], &Limits::default()).report.findings();
+        }
+        // Every CR/LF, colon and semicolon turned into something else, one
+        // kind at a time: the structure breaks, the parser must not.
+        for (from, to) in [(b'\n', b' '), (b':', b';'), (b';', b':'), (b'-', b'\n')] {
+            let mangled: Vec<u8> = raw
+                .iter()
+                .map(|&b| if b == from { to } else { b })
+                .collect();
+            let _ = parse(&mangled, &Limits::default()).report.findings();
+        }
+    }
+}
