@@ -161,7 +161,14 @@ pub(crate) async fn bounces(config: &Config) -> anyhow::Result<ExitCode> {
 pub(crate) async fn poll(poller: Poller, store: Store, stop: CancellationToken) {
     let Poller { config, settings } = poller;
     loop {
-        match run_once(&config, &settings, &store).await {
+        // A stop ends a pass where it is: what was recorded stays recorded
+        // (each event once), and a message not yet moved is read again
+        // next time and found already known.
+        let pass = tokio::select! {
+            _ = stop.cancelled() => return,
+            pass = run_once(&config, &settings, &store) => pass,
+        };
+        match pass {
             Ok(summary) if summary.read > 0 => tracing::info!("{summary}"),
             Ok(_) => tracing::debug!("bounce mailbox: nothing new"),
             Err(e) => {
