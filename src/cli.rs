@@ -119,6 +119,10 @@ pub enum Command {
         /// The issue file.
         issue: PathBuf,
     },
+    /// Process the bounce mailbox once (`bounces.imap_url`): DSNs and
+    /// feedback reports become bounces and complaints, then move to
+    /// `bounces.done_folder`; anything else is left alone.
+    Bounces,
     /// Copy the SQLite database to FILE while letterpress may be running.
     Backup {
         /// Where to write the copy (must not exist).

@@ -26,7 +26,7 @@ pub const CHECKOUT_CONFIG: &str = "config/letterpress.toml";
 /// whatever the working directory (a cron job, a systemd unit, a shell in
 /// a subfolder); one from the environment stays relative to the working
 /// directory, as a shell user expects.
-const PATH_KEYS: [&str; 16] = [
+const PATH_KEYS: [&str; 17] = [
     "content.root",
     "content.template",
     "delivery.outbox_dir",
@@ -39,6 +39,7 @@ const PATH_KEYS: [&str; 16] = [
     "server.metrics_token_file",
     "schedule.issues_dir",
     "bounces.imap_password_file",
+    "bounces.tls_ca_file",
     "webhooks.ses.certificate_file",
     "webhooks.postmark.password_file",
     "webhooks.mailgun.signing_key_file",
@@ -69,8 +70,57 @@ pub struct Config {
     /// child process is handed the same one).
     #[serde(skip)]
     pub file: Option<PathBuf>,
+    /// `[bounces]`
+    pub bounces: Bounces,
     /// `[webhooks.*]`
     pub webhooks: Webhooks,
+}
+
+/// `[bounces]`: the bounce mailbox `letterpress bounces` (and `serve`,
+/// every `interval`) reads over IMAP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bounces {
+    /// `imaps://USER@HOST[:993][/FOLDER]`, or `imap://USER@HOST[:143][/FOLDER]`
+    /// with STARTTLS (required); the folder defaults to `INBOX`. Unset: no
+    /// bounce mailbox.
+    pub imap_url: Option<String>,
+    /// Never read from the TOML: `LETTERPRESS_BOUNCES__IMAP_PASSWORD`.
+    pub imap_password: Option<String>,
+    /// A file holding the IMAP password.
+    pub imap_password_file: Option<PathBuf>,
+    /// PEM certificates of a private CA to trust instead of the public roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Where processed reports go (created when missing).
+    pub done_folder: String,
+    /// Where messages that are not bounces of ours go; unset, they stay
+    /// where they are, marked with the keyword `$LetterpressIgnored` (not
+    /// `\Seen`) so the next run skips them.
+    pub ignored_folder: Option<String>,
+    /// How often `serve` reads the mailbox.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Messages read per run at most (the rest wait for the next run).
+    pub max_messages: u32,
+    /// How long one IMAP command may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Bounces {
+    fn default() -> Self {
+        Self {
+            imap_url: None,
+            imap_password: None,
+            imap_password_file: None,
+            tls_ca_file: None,
+            done_folder: "Processed".into(),
+            ignored_folder: None,
+            interval: Duration::from_secs(300),
+            max_messages: 500,
+            timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[webhooks.<provider>]`: the relays' bounce and complaint webhooks. A
@@ -459,8 +509,9 @@ impl Default for Schedule {
 }
 
 /// Keys that hold secrets and so must not come from the config file.
-const SECRET_KEYS: [&str; 8] = [
+const SECRET_KEYS: [&str; 9] = [
     "delivery.smtp_password",
+    "bounces.imap_password",
     "server.secret",
     "server.previous_secrets",
     "server.webhook_secret",
@@ -518,6 +569,18 @@ impl Config {
                 variable("delivery.smtp_password")
             );
         }
+        // And the IMAP password in the bounce mailbox's URL.
+        if let Ok(url) = file_only.find_value("bounces.imap_url")
+            && let Some(url) = url.as_str()
+            && letterpress_core::url_has_password(url)
+        {
+            bail!(
+                "bounces.imap_url in {} carries a password ({}): secrets come from the environment ({}) or bounces.imap_password_file, never the config file; keep only the user name in the URL",
+                path.display(),
+                letterpress_core::redact_url(url),
+                variable("bounces.imap_password")
+            );
+        }
         let mut config: Config = figment
             .extract()
             .map_err(|e| anyhow::anyhow!(describe_figment_error(e)))?;
@@ -537,6 +600,7 @@ impl Config {
             ("server.secret", &self.server.secret),
             ("server.previous_secrets", &self.server.previous_secrets),
             ("server.webhook_secret", &self.server.webhook_secret),
+            ("bounces.imap_password", &self.bounces.imap_password),
             (
                 "webhooks.postmark.password",
                 &self.webhooks.postmark.password,
@@ -584,6 +648,15 @@ impl Config {
             self.delivery.smtp_password.as_deref(),
             self.delivery.smtp_password_file.as_deref(),
             "delivery.smtp_password_file",
+        )
+    }
+
+    /// The bounce mailbox's IMAP password, from the environment or its file.
+    pub fn imap_password(&self) -> anyhow::Result<Option<String>> {
+        secret_value(
+            self.bounces.imap_password.as_deref(),
+            self.bounces.imap_password_file.as_deref(),
+            "bounces.imap_password_file",
         )
     }
 

@@ -9,6 +9,7 @@ mod commands;
 pub mod config;
 mod dns;
 mod files;
+mod imap;
 mod linkcheck;
 pub mod logging;
 mod shutdown;
@@ -93,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor { resolver } => {
             commands::doctor::doctor(&config, resolver.as_deref()).await
         }
+        Command::Bounces => commands::bounces::bounces(&config).await,
         Command::Backup { file } => commands::backup::backup(&config, &file).await,
         Command::ComposeStored { issue } => commands::compose::compose_stored(&config, &issue),
     }

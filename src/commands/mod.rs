@@ -4,6 +4,7 @@
 //! [`Config`]: crate::config::Config
 
 pub(crate) mod backup;
+pub(crate) mod bounces;
 pub(crate) mod compose;
 pub(crate) mod dkim;
 pub(crate) mod dns;

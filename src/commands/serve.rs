@@ -109,6 +109,7 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         );
     }
     let worker = wiring::queue_worker(config, &store)?;
+    let bounce_mailbox = crate::commands::bounces::Poller::new(config)?;
     let schedule = if config.schedule.cron.trim().is_empty() {
         None
     } else {
@@ -194,6 +195,14 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             .await;
         })
     });
+    // The bounce mailbox, when one is configured, every bounces.interval.
+    let bounces_task = bounce_mailbox.map(|poller| {
+        tokio::spawn(crate::commands::bounces::poll(
+            poller,
+            store.clone(),
+            stop.clone(),
+        ))
+    });
     let worker_task = {
         let worker = Arc::clone(&worker);
         let stop = stop.clone();
@@ -218,6 +227,9 @@ pub(crate) async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     };
     stop.cancel();
     if let Some(t) = scheduler_task {
+        let _ = t.await;
+    }
+    if let Some(t) = bounces_task {
         let _ = t.await;
     }
     let worked = worker_task.await.context("worker task")?;

@@ -204,6 +204,102 @@ async fn a_short_previous_secret_is_not_reported_as_server_secret() {
     );
 }
 
+/// Issue #13, point 4: the bounce mailbox's password is a secret like the
+/// SMTP one: refused in `bounces.imap_url` and as `bounces.imap_password`
+/// in the config file, refused blank in the environment, and asked for by
+/// name when missing; `bounces` without a mailbox says which key to set.
+#[tokio::test]
+async fn the_bounce_mailbox_password_is_a_secret() {
+    let lp = lp();
+    for (toml, key) in [
+        (
+            "[bounces]\nimap_url = \"imaps://bounces:hunter2@mail.example.com/INBOX\"\n",
+            "bounces.imap_url",
+        ),
+        (
+            "[bounces]\nimap_password = \"hunter2\"\n",
+            "bounces.imap_password",
+        ),
+    ] {
+        std::fs::write(lp.path("letterpress.toml"), toml).unwrap();
+        let out = lp.run(&["bounces"]).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{toml}: {err}");
+        assert!(
+            err.contains(key)
+                && err.contains("LETTERPRESS_BOUNCES__IMAP_PASSWORD")
+                && !err.contains("hunter2"),
+            "{toml}: {err}"
+        );
+    }
+    std::fs::write(
+        lp.path("letterpress.toml"),
+        "[bounces]\nimap_url = \"imaps://bounces@127.0.0.1:1/INBOX\"\n",
+    )
+    .unwrap();
+    let out = lp.run(&["bounces"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("LETTERPRESS_BOUNCES__IMAP_PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
+    // serve too, at start rather than on its first pass.
+    let out = tokio::time::timeout(letterpress_testkit::WAIT, lp.run(&["serve"]))
+        .await
+        .expect("serve stops at once");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("LETTERPRESS_BOUNCES__IMAP_PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
+    let mut blank = crate::lp();
+    blank.set("LETTERPRESS_BOUNCES__IMAP_PASSWORD", " ");
+    let out = blank.run(&["bounces"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("LETTERPRESS_BOUNCES__IMAP_PASSWORD")
+            && stderr(&out).contains("blank"),
+        "{}",
+        stderr(&out)
+    );
+    let out = crate::lp().run(&["bounces"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bounces.imap_url is not set"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Issue #13, point 4: a done or ignored folder that is the folder read
+/// would bring every message back under a new UID on every run: refused
+/// before anything is read, naming the key.
+#[tokio::test]
+async fn the_bounce_folders_must_differ_from_the_one_read() {
+    for (var, folder) in [
+        ("LETTERPRESS_BOUNCES__DONE_FOLDER", "inbox"),
+        ("LETTERPRESS_BOUNCES__IGNORED_FOLDER", "INBOX"),
+    ] {
+        let mut lp = lp();
+        lp.set(
+            "LETTERPRESS_BOUNCES__IMAP_URL",
+            "imaps://b@127.0.0.1:1/INBOX",
+        )
+        .set("LETTERPRESS_BOUNCES__IMAP_PASSWORD", "x")
+        .set(var, folder);
+        let out = lp.run(&["bounces"]).await;
+        let err = stderr(&out);
+        let key = var
+            .trim_start_matches("LETTERPRESS_BOUNCES__")
+            .to_lowercase();
+        assert_eq!(out.status.code(), Some(1), "{var}: {err}");
+        assert!(err.contains(&format!("bounces.{key}")), "{var}: {err}");
+        assert!(!err.contains("connect"), "refused before connecting: {err}");
+    }
+}
+
 /// Issue #13: the provider webhooks' secrets never come from the file, and
 /// a key `serve` cannot use stops it at once, naming the key.
 #[tokio::test]

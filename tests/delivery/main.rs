@@ -12,6 +12,7 @@
 
 mod helpers;
 
+mod bounces;
 mod crash;
 mod dkim;
 mod eai;

@@ -13,6 +13,8 @@
 //! - [`PgDb`]: a PostgreSQL database of its own per test, and [`sql`] to
 //!   run statements on a test database from outside letterpress.
 //! - [`quoted_printable::decode`]: a strict RFC 2045 decoder.
+//! - [`Dovecot`]: a private IMAP server (a bounce mailbox) on loopback,
+//!   TLS with a CA of the test's own; messages delivered into its Maildir.
 //! - [`Dkimpy`]: an independent DKIM verifier (Python's dkimpy, with PyNaCl
 //!   for ed25519-sha256), one verdict per signature with [`Verdicts`].
 //! - [`Nginx`]: Debian's nginx as a private instance on loopback, in front
@@ -31,6 +33,7 @@
 mod browser;
 mod dkim;
 mod dns;
+mod dovecot;
 mod install;
 pub mod mail;
 mod nginx;
@@ -46,6 +49,7 @@ mod wait;
 pub use browser::Browser;
 pub use dkim::{Dkimpy, Verdicts};
 pub use dns::DnsServer;
+pub use dovecot::{Dovecot, IMAP_PASSWORD, IMAP_USER, Stored};
 pub use install::{Lp, NEWSLETTER, PUBLIC_URL, SECRET, Served, WEBHOOK_SECRET};
 pub use mail::{header, list_unsubscribe_token, text_body, token_after};
 pub use nginx::Nginx;
