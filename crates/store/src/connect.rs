@@ -224,6 +224,13 @@ impl Store {
             PgConnection::connect_with(&options).await?.close().await?;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
+                // No ping before each use: it is a round trip to the server
+                // before every query, and a delivery's queries (claim,
+                // status gate, outcomes) are batched so that the round trips
+                // are what they cost. A connection the server dropped fails
+                // its next query instead; sqlx then closes it, and the
+                // worker rides the error out like any brief outage.
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             Pool::Postgres(pool)
