@@ -173,6 +173,10 @@ const SQLITE_CACHE: &str = "-2000";
 /// lost write to the operator.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a PostgreSQL connection may sit idle before it is pinged on its
+/// way out of the pool.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl Store {
     /// Opens the database named by `url`: `sqlite://PATH` (the file, 0600,
     /// and its directory, 0700, are created on first use; WAL journal,
@@ -224,13 +228,24 @@ impl Store {
             PgConnection::connect_with(&options).await?.close().await?;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
-                // No ping before each use: it is a round trip to the server
-                // before every query, and a delivery's queries (claim,
-                // status gate, outcomes) are batched so that the round trips
-                // are what they cost. A connection the server dropped fails
-                // its next query instead; sqlx then closes it, and the
-                // worker rides the error out like any brief outage.
+                // A ping only before a connection that sat idle: sqlx's
+                // ping before every use is a round trip per query, and a
+                // delivery's queries (claim, status gate, outcomes) are
+                // batched so that round trips are what they cost. A hot
+                // connection the server dropped this very second fails its
+                // next query, which the worker rides out; one that sat idle
+                // (the HTTP server's, after a PostgreSQL restart) is pinged
+                // and replaced, so an unsubscribe is not the query that
+                // finds it broken.
                 .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > PING_IF_IDLE_FOR {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(options)
                 .await?;
             Pool::Postgres(pool)
