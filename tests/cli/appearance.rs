@@ -7,22 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use letterpress_testkit::require::{self, Dependency};
+use letterpress_testkit::chromium;
 
 use crate::{lp, stderr};
-
-/// Debian's Chromium, or `None` (skipped, or failed under LP_TEST_REQUIRE).
-fn chromium() -> Option<PathBuf> {
-    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Ok(out) = Command::new(candidate).arg("--version").output()
-            && out.status.success()
-        {
-            return Some(PathBuf::from(candidate));
-        }
-    }
-    require::missing(Dependency::Chromium, "no chromium on PATH");
-    None
-}
 
 /// The seed issue rendered into `out`; the path of its HTML.
 async fn render_seed(out: &Path) -> Option<PathBuf> {

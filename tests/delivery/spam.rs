@@ -15,9 +15,6 @@ use crate::helpers::*;
 const NOT_ABOUT_THE_BODY: &[(&str, &str)] = &[
     // Informational (0.001): the message has an HTML part at all.
     ("HTML_MESSAGE", "any HTML mail"),
-    // No DNS offline: a signature cannot be fetched, so none is sent here.
-    ("DKIM_SIGNED", "offline"),
-    ("DKIM_INVALID", "offline"),
     // The issue's own words (a dollar amount), not the layout: 0.001, an
     // input to meta rules, fired by three issues that quote prize money.
     ("LOTS_OF_MONEY", "the author's text"),

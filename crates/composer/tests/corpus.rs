@@ -8,22 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use letterpress_composer::Recipient;
-use letterpress_testkit::{Dependency, require};
+use letterpress_testkit::corpus;
 use pulldown_cmark::{Event, Parser, Tag};
-
-/// `../shared/corpus` beside the checkout; `None` when it is missing and
-/// the test is skipped (see the kit's `LP_TEST_REQUIRE` switch).
-fn corpus() -> Option<PathBuf> {
-    let dir = common::manifest().join("../../../shared/corpus");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    require::missing(
-        Dependency::Corpus,
-        &format!("the corpus is not at {}", dir.display()),
-    );
-    None
-}
 
 /// The issue source with `include_md` shortcodes replaced by the files (test-side, simply).
 fn source_after_includes(root: &Path, path: &Path) -> String {

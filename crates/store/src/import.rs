@@ -83,8 +83,7 @@ const UPSERT_SET: &str = concat!(
     " THEN COALESCE(subscribers.unsubscribed_at, excluded.unsubscribed_at) END, ",
     "unsubscribe_source = CASE WHEN excluded.status IN ",
     suppressed_sql!(),
-    " THEN COALESCE(subscribers.unsubscribe_source, excluded.unsubscribe_source) END, ",
-    "soft_bounces = CASE WHEN excluded.status = subscribers.status THEN subscribers.soft_bounces ELSE 0 END"
+    " THEN COALESCE(subscribers.unsubscribe_source, excluded.unsubscribe_source) END"
 );
 
 /// Why the upsert never touches a suppressed row in Normal mode even though

@@ -176,7 +176,7 @@ impl Store {
         let changed = with_pool!(self, |p| {
             db::query(
                 "UPDATE subscribers SET status = 'active', confirmed_at = $2, updated_at = $2, \
-                 unsubscribed_at = NULL, unsubscribe_source = NULL, soft_bounces = 0, \
+                 unsubscribed_at = NULL, unsubscribe_source = NULL, \
                  confirm_nonce = NULL, signup_requested_at = NULL \
                  WHERE id = $1 AND status IN ('pending','unsubscribed') AND (\
                    ($3 IS NOT NULL AND confirm_nonce = $3 \

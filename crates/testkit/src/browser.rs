@@ -115,6 +115,19 @@ impl Drop for Browser {
 }
 
 /// The first of `names` on PATH (or in /usr/bin).
+/// Debian's Chromium binary, for tests that run it themselves (`--dump-dom`,
+/// screenshots); `None` after [`require::missing`] when it is not installed.
+pub fn chromium() -> Option<PathBuf> {
+    let found = find(&["chromium", "chromium-browser"]);
+    if found.is_none() {
+        require::missing(
+            Dependency::Chromium,
+            "chromium is not installed (apt-get install chromium)",
+        );
+    }
+    found
+}
+
 fn find(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path)

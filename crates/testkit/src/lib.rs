@@ -46,7 +46,7 @@ mod smtp;
 pub mod sql;
 mod wait;
 
-pub use browser::Browser;
+pub use browser::{Browser, chromium};
 pub use dkim::{Dkimpy, Verdicts};
 pub use dns::DnsServer;
 pub use dovecot::{Dovecot, IMAP_PASSWORD, IMAP_USER, Stored};
