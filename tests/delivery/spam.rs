@@ -47,6 +47,16 @@ async fn no_spamassassin_rule_fires_on_the_html_or_body_of_any_issue() {
         "LETTERPRESS_NEWSLETTER__FROM",
         "Rust Trends <newsletter@rust-trends.com>",
     );
+    // Signed, as every bulk sender to Gmail and Yahoo sends.
+    let key = letterpress_dkim::RsaKey::generate().expect("RSA key");
+    let key_path = lp.path("dkim.pem");
+    std::fs::write(&key_path, key.to_pkcs8_pem().expect("PEM")).expect("write the key");
+    lp.set("LETTERPRESS_DKIM__DOMAIN", "rust-trends.com")
+        .set("LETTERPRESS_DKIM__SELECTOR", "lp2026")
+        .set(
+            "LETTERPRESS_DKIM__PRIVATE_KEY_PATH",
+            key_path.to_str().expect("a UTF-8 path"),
+        );
     import(&lp, &[("reader@example.org", "Reader", "active")]).await;
 
     let issues = markdown_files(&site.join("content/newsletter"));
@@ -56,6 +66,14 @@ async fn no_spamassassin_rule_fires_on_the_html_or_body_of_any_issue() {
     }
     let messages = files_with(&lp.path("outbox"), "eml");
     assert_eq!(messages.len(), issues.len(), "one message per issue");
+    for m in &messages {
+        let raw = std::fs::read_to_string(m).expect("a message");
+        assert!(
+            raw.starts_with("DKIM-Signature:"),
+            "{} is signed",
+            m.display()
+        );
+    }
 
     let out = Command::new("perl")
         .arg(letterpress_testkit::repo().join("tests/spam/score.pl"))
