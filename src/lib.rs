@@ -12,6 +12,7 @@ mod files;
 mod imap;
 mod linkcheck;
 pub mod logging;
+pub mod memory;
 mod shutdown;
 mod wiring;
 

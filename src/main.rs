@@ -7,6 +7,7 @@ use clap::Parser;
 use letterpress::cli::Cli;
 
 fn main() -> ExitCode {
+    letterpress::memory::limit_allocator_arenas();
     let cli = Cli::parse();
     letterpress::logging::init();
     let mut builder = if cli.single_threaded() {
