@@ -1,8 +1,7 @@
 //! The last look at a subscriber's status before a message goes.
 //!
-//! Every message asks as its SMTP transaction begins, and reads the answer
-//! before the message goes, whether its subscriber is still active (see
-//! `Transport::send_if`).
+//! Every message asks inside its SMTP transaction, after RCPT and before
+//! DATA, whether its subscriber is still active (see `Transport::send_if`).
 //! Asked one by one, that is a query per message, and on SQLite each query
 //! is a round trip to the connection's thread: at thousands of messages a
 //! second those round trips and the wake-ups they cost were a large part

@@ -152,8 +152,8 @@ impl Transport {
     }
 
     /// [`Transport::send`], asking `still_wanted` at the last moment: over
-    /// SMTP asked as the transaction begins and answered before the
-    /// message goes (the transaction is abandoned by dropping
+    /// SMTP inside the transaction, after the recipients are accepted and
+    /// before the message goes (the transaction is abandoned by dropping
     /// the connection); for the file transport before writing. `Err(why)`
     /// means nothing was delivered.
     pub async fn send_if<T, F, Fut>(

@@ -503,11 +503,11 @@ impl Worker {
                 self.connections.acquire().await
             } => permit.expect("semaphore is never closed"),
         };
-        // The subscriber's status is read again at the last moment: asked
-        // as the SMTP transaction begins and answered before the message
-        // goes (the transaction is abandoned otherwise). That is the
-        // guarantee: an unsubscribe answered before the message's
-        // transaction began always wins; only a message already under way
+        // The subscriber's status is read again at the last moment: inside
+        // the SMTP transaction, after the recipient is accepted and before
+        // the message goes (the transaction is abandoned otherwise). That
+        // is the guarantee: an unsubscribe answered before the message
+        // reached that point always wins; only a message already under way
         // can still go out. No earlier look is made: it would cost a query
         // per message and guarantee nothing more.
         let sent = self

@@ -20,8 +20,8 @@
 //!
 //! - It sends MAIL, RCPT and DATA one at a time, a round trip each. Where
 //!   the server offers PIPELINING (RFC 2920) they go here in one write, and
-//!   the last look at the recipient's status runs while their replies
-//!   travel (see [`SmtpClient::send_gated`]): two round trips a message
+//!   the last look at the recipient's status runs while DATA's reply
+//!   travels (see [`SmtpClient::send_gated`]): two round trips a message
 //!   instead of four. lettre does not keep the EHLO keywords it does not
 //!   know, so each new connection asks with one more EHLO.
 //!

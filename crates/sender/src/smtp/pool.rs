@@ -59,15 +59,12 @@ impl SmtpClient {
         }
     }
 
-    /// [`SmtpClient::send`], asking `gate` as the transaction begins and
-    /// reading its answer before the message goes: `Err(why)` abandons the
-    /// transaction (the connection is dropped without the message) and is
-    /// returned as the outer `Err`. A check made here cannot be overtaken
-    /// by a change committed before the transaction began, which a check
-    /// made before taking a connection can. It runs while the replies to
-    /// MAIL, RCPT and DATA travel, so on PostgreSQL its round trip is not
-    /// added to the relay's in every message's time (lp-bench, PostgreSQL,
-    /// 20,000: 73 % of smtp-source against 70 % asked after RCPT).
+    /// [`SmtpClient::send`], asking `gate` once the recipients are accepted
+    /// and before the message goes: `Err(why)` abandons the transaction
+    /// (the connection is dropped without the message) and is returned as
+    /// the outer `Err`. A check made here cannot be overtaken by a change
+    /// committed before the recipient was accepted, which a check made
+    /// before sending can. It runs while DATA's reply travels.
     pub async fn send_gated<T, F, Fut>(
         &self,
         envelope: &Envelope,

@@ -78,28 +78,25 @@ where
         head.extend(rcpts.iter().map(String::as_str));
         head.push_str("DATA\r\n");
     }
-    // The gate is asked as the transaction begins, its query racing the
-    // replies to MAIL, RCPT and DATA: a change committed before this
-    // point is seen, and on a database a network hop away (PostgreSQL)
-    // its round trip no longer comes after the relay's in every
-    // message's time. Its answer is read once the relay waits for the
-    // message; a refused recipient leaves it unread.
-    let commands = async {
-        timed(timeout, Stage::Mail, conn.command(head)).await?;
-        for rcpt in &rcpts {
-            if pipelining {
-                timed(timeout, Stage::Rcpt, conn.read_response()).await?;
-            } else {
-                timed(timeout, Stage::Rcpt, conn.command(rcpt)).await?;
-            }
+    timed(timeout, Stage::Mail, conn.command(head)).await?;
+    for rcpt in &rcpts {
+        if pipelining {
+            timed(timeout, Stage::Rcpt, conn.read_response()).await?;
+        } else {
+            timed(timeout, Stage::Rcpt, conn.command(rcpt)).await?;
         }
+    }
+    // The recipient is accepted. The gate is asked now, while DATA's
+    // reply travels (DATA itself went with MAIL when pipelined): any
+    // change committed before this point is seen.
+    let data = async {
         if pipelining {
             timed(timeout, Stage::Data, conn.read_response()).await
         } else {
             timed(timeout, Stage::Data, conn.command(Data)).await
         }
     };
-    let (ready, wanted) = tokio::join!(commands, gate());
+    let (ready, wanted) = tokio::join!(data, gate());
     ready?;
     if let Err(why) = wanted {
         // The server waits for the message: closing the connection
