@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use letterpress_testkit::Lp;
+
 use crate::lp;
 
 fn fixture(name: &str) -> PathBuf {
@@ -18,8 +20,9 @@ fn fixture(name: &str) -> PathBuf {
 /// Imports `file` into an installation where `back@example.com` has
 /// already unsubscribed (every fixture lists it as subscribed there), and
 /// checks the detected format, the dry run's mapping lines, and every
-/// address's status after the import.
-async fn imports(file: &str, format: &str, mapping: &[&str], want: &[(&str, &str)]) {
+/// address's status after the import. Returns the installation, for a
+/// test's own checks of what the import kept.
+async fn imports(file: &str, format: &str, mapping: &[&str], want: &[(&str, &str)]) -> Lp {
     let lp = lp();
     lp.ok(&["subscribers", "add", "back@example.com"]).await;
     lp.ok(&["subscribers", "remove", "back@example.com"]).await;
@@ -47,6 +50,16 @@ async fn imports(file: &str, format: &str, mapping: &[&str], want: &[(&str, &str
         .collect();
     expected.insert("back@example.com".into(), "unsubscribed".into());
     assert_eq!(lp.statuses().await, expected, "{out}");
+    lp
+}
+
+/// The subscriber `email` as `subscribers list --json` shows it.
+async fn subscriber(lp: &Lp, email: &str) -> serde_json::Value {
+    lp.subscribers()
+        .await
+        .into_iter()
+        .find(|s| s["email"] == email)
+        .unwrap_or_else(|| panic!("{email} is not listed"))
 }
 
 #[tokio::test]
@@ -105,11 +118,7 @@ async fn mailchimp_files_imported_one_after_another_keep_each_state() {
         lp.ok(&["subscribers", "import", fixture(f).to_str().unwrap()])
             .await;
     }
-    let list = lp.subscribers().await;
-    let ann = list
-        .iter()
-        .find(|s| s["email"] == "ann@example.com")
-        .unwrap();
+    let ann = subscriber(&lp, "ann@example.com").await;
     assert_eq!(ann["name"], "Ann Archer");
     assert_eq!(ann["tags"], serde_json::json!(["rust", "weekly"]));
     let statuses = lp.statuses().await;
@@ -137,7 +146,7 @@ async fn substack_skips_deletion_placeholders() {
 
 #[tokio::test]
 async fn buttondown_types_and_semicolon_tags() {
-    imports(
+    let lp = imports(
         "buttondown.csv",
         "Buttondown export",
         &[
@@ -155,18 +164,7 @@ async fn buttondown_types_and_semicolon_tags() {
         ],
     )
     .await;
-    let lp = lp();
-    lp.ok(&[
-        "subscribers",
-        "import",
-        fixture("buttondown.csv").to_str().unwrap(),
-    ])
-    .await;
-    let list = lp.subscribers().await;
-    let ann = list
-        .iter()
-        .find(|s| s["email"] == "ann@example.com")
-        .unwrap();
+    let ann = subscriber(&lp, "ann@example.com").await;
     assert_eq!(ann["tags"], serde_json::json!(["rust", "weekly"]));
 }
 
@@ -211,7 +209,7 @@ async fn kit() {
 
 #[tokio::test]
 async fn keila_with_its_data_as_attributes() {
-    imports(
+    let lp = imports(
         "keila.csv",
         "Keila export",
         &["status \"unreachable\" -> bounced: 1"],
@@ -222,25 +220,14 @@ async fn keila_with_its_data_as_attributes() {
         ],
     )
     .await;
-    let lp = lp();
-    lp.ok(&[
-        "subscribers",
-        "import",
-        fixture("keila.csv").to_str().unwrap(),
-    ])
-    .await;
-    let list = lp.subscribers().await;
-    let ann = list
-        .iter()
-        .find(|s| s["email"] == "ann@example.com")
-        .unwrap();
+    let ann = subscriber(&lp, "ann@example.com").await;
     assert_eq!(ann["attributes"], serde_json::json!({"plan": "free"}));
     assert_eq!(ann["name"], "Ann Archer");
 }
 
 #[tokio::test]
 async fn ghost_with_labels_as_tags() {
-    imports(
+    let lp = imports(
         "ghost.csv",
         "Ghost members export",
         &[
@@ -253,18 +240,7 @@ async fn ghost_with_labels_as_tags() {
         ],
     )
     .await;
-    let lp = lp();
-    lp.ok(&[
-        "subscribers",
-        "import",
-        fixture("ghost.csv").to_str().unwrap(),
-    ])
-    .await;
-    let list = lp.subscribers().await;
-    let ann = list
-        .iter()
-        .find(|s| s["email"] == "ann@example.com")
-        .unwrap();
+    let ann = subscriber(&lp, "ann@example.com").await;
     assert_eq!(ann["tags"], serde_json::json!(["rust", "weekly"]));
     assert_eq!(ann["name"], "Ann Archer");
 }

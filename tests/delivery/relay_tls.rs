@@ -164,6 +164,21 @@ async fn a_ca_file_without_a_certificate_is_refused_before_sending() {
     );
 }
 
+/// The "relay TLS" row of a `doctor` run's table.
+fn tls_row(out: &std::process::Output) -> String {
+    let table = String::from_utf8_lossy(&out.stdout);
+    table
+        .lines()
+        .find(|l| l.contains("relay TLS"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no relay TLS row:\n{table}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_string()
+}
+
 /// `doctor` against postfix: its TLS row passes with the CA (STARTTLS
 /// and smtps alike) and fails without it, naming the setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,19 +189,6 @@ async fn doctor_checks_the_relay_certificate() {
     };
     let mut lp = lp();
     lp.set("LETTERPRESS_DELIVERY__TRANSPORT", "smtp");
-    let tls_row = |out: &std::process::Output| {
-        let table = String::from_utf8_lossy(&out.stdout).into_owned();
-        table
-            .lines()
-            .find(|l| l.contains("relay TLS"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no relay TLS row:\n{table}\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })
-            .to_string()
-    };
     for (url, says) in [
         (
             format!("smtp://127.0.0.1:{}?tls=required", postfix.starttls_port),
@@ -255,12 +257,7 @@ async fn a_local_relay_with_an_untrusted_certificate_gets_plain_text_unless_tls_
         postfix.log()
     );
 
-    let doctor = lp.run(&["doctor"]).await;
-    let table = String::from_utf8_lossy(&doctor.stdout);
-    let row = table
-        .lines()
-        .find(|l| l.contains("relay TLS"))
-        .unwrap_or_else(|| panic!("{table}"));
+    let row = tls_row(&lp.run(&["doctor"]).await);
     assert!(
         row.starts_with("WARN") && row.contains("not trusted") && row.contains("plain text"),
         "{row}"
