@@ -106,8 +106,9 @@ const SQLITE_RECORD: &str = concat!(
 /// bounced more than once is one row of `b`. (A sent message no longer
 /// resets a soft-bounce run: a relay accepts everything, see `bounces.rs`.)
 ///
-/// `$3` is the batch's delivery ids as an array, a condition the planner
-/// can put on the primary key. Without it the planner sees only the join
+/// `deliveries.id = ANY(ARRAY(SELECT did FROM j))` names the batch's
+/// delivery ids as an array, a condition the planner can put on the
+/// primary key. Without it the planner sees only the join
 /// with `jsonb_to_recordset`, which it guesses at 100 rows, and below some
 /// 50,000 deliveries it found a sequential scan of the whole table cheaper
 /// than 100 index lookups: every group commit of 20 outcomes read every
@@ -118,7 +119,7 @@ const PG_RECORD: &str = concat!(
     pg_rows!(),
     ", u AS (",
     record_deliveries!("j"),
-    " AND deliveries.id = ANY($3) RETURNING deliveries.id, deliveries.subscriber_id, j.ts, j.rp, j.kd), \
+    " AND deliveries.id = ANY(ARRAY(SELECT did FROM j)) RETURNING deliveries.id, deliveries.subscriber_id, j.ts, j.rp, j.kd), \
      a AS (INSERT INTO delivery_attempts (delivery_id, attempted_at, reply, outcome) \
      SELECT id, ts, rp, kd FROM u), \
      b AS (SELECT DISTINCT subscriber_id AS sid FROM u \
@@ -346,11 +347,9 @@ impl Store {
             }
             Pool::Postgres(p) => {
                 // One statement is one transaction.
-                let ids: Vec<i64> = outcomes.iter().map(|o| o.delivery_id).collect();
                 let _: i64 = db::query_scalar(PG_RECORD)
                     .bind(&json)
                     .bind(bounced_at)
-                    .bind(&ids)
                     .fetch_one(p)
                     .await?;
             }
