@@ -9,15 +9,23 @@
 //!
 //! So the questions are pooled: one task answers everything that is waiting
 //! with a single query, and whatever arrives while that query runs waits for
-//! the next one. The guarantee is unchanged: every answer comes from a
+//! the next one. On PostgreSQL two queries may run at once: a question that
+//! arrives while one runs goes out in the second at once instead of waiting
+//! for the first to end. With one query at a time a question waited on
+//! average for half of the running query and then all of its own; there a
+//! query is a round trip to another process and this wait sits inside every
+//! SMTP transaction, so that extra half was a visible share of a send's time
+//! (benches/README.md). On SQLite a query is a hand-off to a thread of this
+//! process: a second one at once only added CPU. The guarantee is unchanged: every answer comes from a
 //! query that started after the question was asked, so an unsubscribe
 //! committed before a message reached its gate is always seen.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use letterpress_core::SubscriberStatus;
-use letterpress_store::Store;
-use tokio::sync::{mpsc, oneshot};
+use letterpress_store::{Backend, Store};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
 
 /// A subscriber's status now (`None`: the row is gone), or why the store
@@ -36,6 +44,16 @@ pub(crate) struct StatusGate {
 
 /// Questions answered by one query at most; more wait for the next.
 const MAX_PER_QUERY: usize = 512;
+
+/// Queries that may run at once on each backend (see the module's
+/// documentation). On PostgreSQL four measured no faster than two and cost
+/// more queries (issue #11's bench, 5 rounds).
+fn queries_in_flight(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => 2,
+        Backend::Sqlite => 1,
+    }
+}
 
 impl StatusGate {
     /// Starts the answering task on the current tokio runtime. It ends
@@ -62,25 +80,42 @@ impl StatusGate {
 }
 
 async fn answer(store: Store, mut rx: mpsc::UnboundedReceiver<Ask>) {
-    let mut asks = Vec::with_capacity(64);
-    while rx.recv_many(&mut asks, MAX_PER_QUERY).await > 0 {
-        let ids: Vec<i64> = asks.iter().map(|a| a.subscriber_id).collect();
-        let span = tracing::trace_span!("status_gate", n = ids.len());
-        let found = store.subscriber_statuses(&ids).instrument(span).await;
-        match found {
-            Ok(rows) => {
-                let statuses: HashMap<i64, SubscriberStatus> = rows.into_iter().collect();
-                for ask in asks.drain(..) {
-                    let _ = ask
-                        .reply
-                        .send(Ok(statuses.get(&ask.subscriber_id).copied()));
-                }
+    let slots = Arc::new(Semaphore::new(queries_in_flight(store.backend())));
+    loop {
+        // A free slot first, then the questions: while every slot is busy,
+        // questions gather in the channel for the next query.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let mut asks = Vec::with_capacity(64);
+        if rx.recv_many(&mut asks, MAX_PER_QUERY).await == 0 {
+            return;
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            reply(&store, asks).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Answers `asks` with one query.
+async fn reply(store: &Store, asks: Vec<Ask>) {
+    let ids: Vec<i64> = asks.iter().map(|a| a.subscriber_id).collect();
+    let span = tracing::trace_span!("status_gate", n = ids.len());
+    match store.subscriber_statuses(&ids).instrument(span).await {
+        Ok(rows) => {
+            let statuses: HashMap<i64, SubscriberStatus> = rows.into_iter().collect();
+            for ask in asks {
+                let _ = ask
+                    .reply
+                    .send(Ok(statuses.get(&ask.subscriber_id).copied()));
             }
-            Err(e) => {
-                let why = format!("store: {e}");
-                for ask in asks.drain(..) {
-                    let _ = ask.reply.send(Err(why.clone()));
-                }
+        }
+        Err(e) => {
+            let why = format!("store: {e}");
+            for ask in asks {
+                let _ = ask.reply.send(Err(why.clone()));
             }
         }
     }
