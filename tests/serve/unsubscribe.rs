@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use letterpress_signing::{Keyring, Purpose};
 use letterpress_testkit::{
-    NEWSLETTER, SmtpServer, WAIT, client, eventually, header, list_unsubscribe_token,
+    NEWSLETTER, PgDb, SmtpServer, WAIT, client, eventually, header, list_unsubscribe_token,
 };
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
@@ -142,6 +142,24 @@ async fn one_click_unsubscribe_as_mailbox_providers_send_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsubscribe_answered_before_data_stops_the_message_in_its_transaction() {
+    unsubscribe_while_the_relay_holds_rcpt(None).await;
+}
+
+/// The same on PostgreSQL, where the status gate runs two queries at once
+/// (`sender::status_gate`): the answer must still come from a query that
+/// began after the recipient was accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsubscribe_answered_before_data_stops_the_message_on_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    unsubscribe_while_the_relay_holds_rcpt(Some(&db.url)).await;
+}
+
+/// Sends an issue to held@ and other@ while the relay sits on held@'s RCPT,
+/// unsubscribes held@ meanwhile, and checks that only other@'s copy went:
+/// on the default SQLite file, or on the PostgreSQL `database`.
+async fn unsubscribe_while_the_relay_holds_rcpt(database: Option<&str>) {
     let smtp = SmtpServer::start().await;
     // The relay sits on held@'s RCPT until the test has unsubscribed it:
     // the worker has looked at the subscriber and begun the transaction.
@@ -155,6 +173,9 @@ async fn an_unsubscribe_answered_before_data_stops_the_message_in_its_transactio
         }
     });
     let mut lp = lp().with_smtp(smtp.port);
+    if let Some(url) = database {
+        lp = lp.with_database(url);
+    }
     lp.set("LETTERPRESS_DELIVERY__CONCURRENCY", "1");
     lp.add(&["held@example.com", "other@example.com"]).await;
     let held_id = lp.id_of("held@example.com").await;

@@ -8,7 +8,7 @@
 //! of a send's CPU.
 //!
 //! So the questions are pooled: one task answers everything that is waiting
-//! with a single query, and whatever arrives while that query runs waits for
+//! with a single query, and whatever arrives while the queries run waits for
 //! the next one. On PostgreSQL two queries may run at once: a question that
 //! arrives while one runs goes out in the second at once instead of waiting
 //! for the first to end. With one query at a time a question waited on
@@ -16,9 +16,12 @@
 //! query is a round trip to another process and this wait sits inside every
 //! SMTP transaction, so that extra half was a visible share of a send's time
 //! (benches/README.md). On SQLite a query is a hand-off to a thread of this
-//! process: a second one at once only added CPU. The guarantee is unchanged: every answer comes from a
-//! query that started after the question was asked, so an unsubscribe
-//! committed before a message reached its gate is always seen.
+//! process: a second one at once only added CPU.
+//!
+//! The guarantee is the same either way: every answer comes from a query
+//! that started after the question was asked, so an unsubscribe committed
+//! before a message reached its gate is always seen
+//! (`tests/serve/unsubscribe.rs`, on both backends).
 
 use std::collections::HashMap;
 use std::sync::Arc;

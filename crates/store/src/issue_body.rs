@@ -46,9 +46,10 @@ impl Store {
             // depend on how many ids there are: PostgreSQL then keeps one
             // generic plan instead of planning anew for every call (it
             // did for `id = ANY($1)`, whose custom plan, knowing the
-            // array's length, always looked cheaper). This query runs
-            // about once for every two messages; planning was a quarter
-            // of its cost (pg_stat_statements, see `benches/README.md`).
+            // array's length, always looked cheaper). The status gate
+            // runs it for every one or two messages; planning was a
+            // quarter of its cost (pg_stat_statements, see
+            // `benches/README.md`).
             Pool::Postgres(p) => {
                 db::query_as(
                     "SELECT id, status FROM subscribers WHERE id = ANY(ARRAY(SELECT unnest($1::bigint[])))",
