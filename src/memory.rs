@@ -3,8 +3,9 @@
 //! glibc gives each thread that allocates while the others hold their arena
 //! an arena of its own, up to eight per core, and an arena keeps what it
 //! once held. A signed send allocates on three kinds of thread: the event
-//! loop, tokio's blocking pool (which builds and signs each message and
-//! whose threads come and go) and, on SQLite, one thread per connection.
+//! loop, the sender's builder threads (which build and sign each message;
+//! they were tokio's blocking pool, whose threads come and go, when this
+//! was measured) and, on SQLite, one thread per connection.
 //! Over a million-subscriber send each new thread took a fresh arena and
 //! the process grew with the list: 76 MB at 1,000,000 against 32 MB at
 //! 2,000 (`benches/README.md`), all of it free memory held by arenas;

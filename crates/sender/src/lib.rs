@@ -8,6 +8,7 @@
 //! [`RetryPolicy`], bounced, failed or skipped. Policy lives here; the
 //! store only runs the queries.
 
+mod build_pool;
 mod encoded;
 mod message;
 mod policy;

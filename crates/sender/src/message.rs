@@ -39,8 +39,8 @@ pub enum MessageError {
     /// The message could not be DKIM-signed.
     #[error("cannot sign message: {0}")]
     Dkim(#[from] letterpress_dkim::DkimError),
-    /// The worker stopped while the message was being built.
-    #[error("the message was not built: the worker is stopping")]
+    /// The message was not built: the thread building it was lost.
+    #[error("the message was not built: its builder thread is gone")]
     Cancelled,
 }
 

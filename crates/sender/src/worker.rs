@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::build_pool::BuildPool;
 use crate::message::{Built, IssueMessages, MessageError, To};
 use crate::policy::{self, Decided, Facts, Happened};
 use crate::retry::RetryPolicy;
@@ -178,9 +179,8 @@ pub struct Worker {
     gate: OnceLock<StatusGate>,
     /// Messages being sent: at most `concurrency`.
     connections: Semaphore,
-    /// Signed messages being built on the blocking pool: at most
-    /// `build_threads`.
-    builders: Semaphore,
+    /// The threads that build signed messages (started on the first).
+    builders: OnceLock<BuildPool>,
 }
 
 /// The most outcomes written in one transaction.
@@ -213,7 +213,7 @@ impl Worker {
             claimed: std::sync::Mutex::new(HashSet::new()),
             gate: OnceLock::new(),
             connections: Semaphore::new(settings.concurrency.max(1) as usize),
-            builders: Semaphore::new(settings.build_threads.max(1)),
+            builders: OnceLock::new(),
             settings,
         }
     }
@@ -540,13 +540,13 @@ impl Worker {
         ))
     }
 
-    /// The message of `claim`. A signed one is built on tokio's blocking
-    /// pool, at most `build_threads` at a time: an RSA signature is CPU
-    /// work, and made on the single-threaded event loop it would stall
-    /// every connection while it ran and leave the other cores idle. How
-    /// many are built ahead stays bounded by the claim loop's permits.
-    /// An unsigned message costs less to build than handing it to another
-    /// thread and back, so it is built here.
+    /// The message of `claim`. A signed one is built on the worker's
+    /// [`BuildPool`], `build_threads` threads beside the event loop: an RSA
+    /// signature is CPU work, and made on the single-threaded event loop it
+    /// would stall every connection while it ran and leave the other cores
+    /// idle. How many are built ahead stays bounded by the claim loop's
+    /// permits. An unsigned message costs less to build than handing it to
+    /// another thread and back, so it is built here.
     async fn build(
         &self,
         issue: &Arc<IssueMessages>,
@@ -555,20 +555,13 @@ impl Worker {
         if !issue.signs() {
             return issue.build(to(claim));
         }
-        let _builder = self
+        let pool = self
             .builders
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
+            .get_or_init(|| BuildPool::start(self.settings.build_threads));
         let (issue, claim) = (Arc::clone(issue), claim.clone());
-        match tokio::task::spawn_blocking(move || issue.build(to(&claim))).await {
-            Ok(built) => built,
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                // Only a runtime shutting down cancels a blocking task.
-                Err(_) => Err(MessageError::Cancelled),
-            },
-        }
+        pool.run(move || issue.build(to(&claim)))
+            .await
+            .unwrap_or(Err(MessageError::Cancelled))
     }
 
     /// The outcome of `claim`'s attempt, which came to `happened`, as the
