@@ -21,7 +21,8 @@ mod transport;
 mod worker;
 
 pub use message::{
-    Built, IssueMessages, MessageError, MessageSettings, To, dkim_signed_headers, header_safe,
+    Built, IssueMessages, MessageError, MessageSettings, Outgoing, To, dkim_signed_headers,
+    header_safe,
 };
 pub use policy::{Happened, NoReply, Verdict};
 pub use retry::RetryPolicy;

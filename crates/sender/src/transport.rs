@@ -6,8 +6,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
+use crate::message::Outgoing;
 use crate::policy::{self, Happened, NoReply, Verdict};
 use crate::smtp::{SendError, SmtpClient, Stage, Target, TargetError, TrustedCa};
 
@@ -143,7 +144,7 @@ impl Transport {
     }
 
     /// Sends `message`; `slug` and `file_stem` name the file for the file transport.
-    pub async fn send(&self, message: &Message, slug: &str, file_stem: &str) -> Attempt {
+    pub async fn send(&self, message: &Outgoing, slug: &str, file_stem: &str) -> Attempt {
         let go = || async { Ok::<(), Infallible>(()) };
         match self.send_if(message, slug, file_stem, go).await {
             Ok(attempt) => attempt,
@@ -158,7 +159,7 @@ impl Transport {
     /// means nothing was delivered.
     pub async fn send_if<T, F, Fut>(
         &self,
-        message: &Message,
+        message: &Outgoing,
         slug: &str,
         file_stem: &str,
         still_wanted: F,
@@ -198,7 +199,11 @@ impl Transport {
                 }
             }
             Self::Smtp(smtp) => match smtp
-                .send_gated(message.envelope(), &message.formatted(), still_wanted)
+                .send_gated(
+                    message.envelope(),
+                    (message.head().as_bytes(), message.body()),
+                    still_wanted,
+                )
                 .await?
             {
                 Ok(response) => {

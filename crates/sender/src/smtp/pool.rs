@@ -49,9 +49,14 @@ impl SmtpClient {
         super::connection::probe(&self.target, self.timeout).await
     }
 
-    /// Sends `message` (headers and body, CRLF line ends) to the envelope's
+    /// Sends the message `(head, body)` (its header section, ended by the
+    /// empty line, and its body; CRLF line ends) to the envelope's
     /// recipients and returns the server's reply to the end of data.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, SendError> {
+    pub async fn send(
+        &self,
+        envelope: &Envelope,
+        message: (&[u8], &[u8]),
+    ) -> Result<Response, SendError> {
         let go = || async { Ok::<(), Infallible>(()) };
         match self.send_gated(envelope, message, go).await {
             Ok(sent) => sent,
@@ -68,7 +73,7 @@ impl SmtpClient {
     pub async fn send_gated<T, F, Fut>(
         &self,
         envelope: &Envelope,
-        message: &[u8],
+        message: (&[u8], &[u8]),
         gate: F,
     ) -> Result<Result<Response, SendError>, T>
     where

@@ -34,7 +34,7 @@ pub(super) enum Step<T> {
 pub(super) async fn run<T, F, Fut>(
     conn: &mut Conn,
     envelope: &Envelope,
-    message: &[u8],
+    (header, body): (&[u8], &[u8]),
     gate: &F,
 ) -> Result<Step<T>, SendError>
 where
@@ -54,7 +54,7 @@ where
         }
         options.push(MailParameter::SmtpUtfEight);
     }
-    if !message.is_ascii() {
+    if !(header.is_ascii() && body.is_ascii()) {
         if !conn.server_info().supports_feature(Extension::EightBitMime) {
             return Err(SendError::Unsupported(
                 "the message is not ASCII and the server does not support 8BITMIME",
@@ -64,7 +64,7 @@ where
     }
     // Made (and checked: CRLF line ends only) before anything is sent, so
     // a message that cannot go leaves the connection as clean as it was.
-    let block = data_block(message)?;
+    let block = data_block(header, body)?;
     let rcpts: Vec<String> = envelope
         .to()
         .iter()
@@ -108,7 +108,10 @@ where
     }
     let sent = match block {
         Some(block) => timed(timeout, Stage::EndOfData, conn.command(block)).await,
-        None => timed(timeout, Stage::EndOfData, conn.message(message)).await,
+        None => {
+            let message = [header, body].concat();
+            timed(timeout, Stage::EndOfData, conn.message(&message)).await
+        }
     };
     sent.map(Step::Accepted)
 }

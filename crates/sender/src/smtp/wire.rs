@@ -25,7 +25,9 @@ pub struct BareLineEnd {
 /// The message as the DATA phase sends it: dot-stuffed (a `.` starting a
 /// line is doubled, RFC 5321 4.5.2) and closed by `CRLF.CRLF`, written in
 /// one piece; or [`BareLineEnd`] if a line does not end in CRLF, before
-/// anything is sent.
+/// anything is sent. The message is given as its header section (ended by
+/// its empty line) and its body, and stuffed from both straight into the
+/// block: joining them first was one more copy of the whole message.
 ///
 /// lettre's `message` does the same stuffing one byte at a time (the
 /// largest single cost of a send once the bodies were pre-encoded), so the
@@ -38,18 +40,37 @@ pub struct BareLineEnd {
 /// it is given, which for a `String` is one exact-size copy, where any
 /// other `Display` grows a buffer from empty (a dozen reallocations for a
 /// 35 KB message).
-pub(super) fn data_block(message: &[u8]) -> Result<Option<String>, BareLineEnd> {
-    if !crlf_only(message)
-        && let Some(bare) = first_bare_line_end(message)
-    {
-        return Err(bare);
+pub(super) fn data_block(head: &[u8], body: &[u8]) -> Result<Option<String>, BareLineEnd> {
+    // Each part is checked and stuffed on its own, which is right only if
+    // the body starts a line. A head that does not end one (never made
+    // here) is joined to the body and treated as one message.
+    if !(head.is_empty() || body.is_empty() || head.ends_with(b"\r\n")) {
+        return data_block(&[head, body].concat(), &[]);
     }
-    let Ok(text) = std::str::from_utf8(message) else {
+    for (part, offset) in [(head, 0), (body, head.len())] {
+        if !crlf_only(part)
+            && let Some(bare) = first_bare_line_end(part)
+        {
+            return Err(BareLineEnd {
+                offset: offset + bare.offset,
+                ..bare
+            });
+        }
+    }
+    let (Ok(head), Ok(body)) = (std::str::from_utf8(head), std::str::from_utf8(body)) else {
         return Ok(None);
     };
-    let mut block = String::with_capacity(text.len() + 64);
-    // The codec lettre would use doubles a dot at the very start and after
-    // every CRLF; nothing else.
+    let mut block = String::with_capacity(head.len() + body.len() + 64);
+    stuff_into(&mut block, head);
+    stuff_into(&mut block, body);
+    block.push_str("\r\n.\r\n");
+    Ok(Some(block))
+}
+
+/// Appends `text`, which starts a line, with every `.` that starts a line
+/// doubled: the codec lettre would use doubles a dot at the very start and
+/// after every CRLF; nothing else.
+fn stuff_into(block: &mut String, text: &str) {
     if text.starts_with('.') {
         block.push('.');
     }
@@ -63,8 +84,6 @@ pub(super) fn data_block(message: &[u8]) -> Result<Option<String>, BareLineEnd> 
         copied = at + 3;
     }
     block.push_str(&text[copied..]);
-    block.push_str("\r\n.\r\n");
-    Ok(Some(block))
 }
 
 /// Whether every CR and LF in `message` is one of a CRLF pair: an LF
@@ -109,8 +128,21 @@ fn first_bare_line_end(message: &[u8]) -> Option<BareLineEnd> {
 mod tests {
     use super::*;
 
+    /// The block of `message`, given whole and split at every byte into a
+    /// header section and a body: every split gives the same block (or the
+    /// same error, at the same offset of the whole message).
     fn block(message: &[u8]) -> Result<Option<String>, BareLineEnd> {
-        data_block(message)
+        let whole = data_block(message, &[]);
+        for at in 0..=message.len() {
+            let (head, body) = message.split_at(at);
+            assert_eq!(
+                data_block(head, body),
+                whole,
+                "split at byte {at} of {:?}",
+                String::from_utf8_lossy(message)
+            );
+        }
+        whole
     }
 
     #[test]
@@ -201,7 +233,7 @@ mod tests {
         /// `.` is the terminator, at the very end.
         #[test]
         fn unstuffing_the_block_gives_back_the_message(m in crlf_message()) {
-            let block = data_block(m.as_bytes())
+            let block = block(m.as_bytes())
                 .expect("CRLF-only")
                 .expect("UTF-8");
             let (data, more) = unstuff(&block);
@@ -225,7 +257,7 @@ mod tests {
             prop_assume!(offset.is_some());
             let offset = offset.expect("assumed");
             prop_assert_eq!(
-                data_block(broken.as_bytes()),
+                block(broken.as_bytes()),
                 Err(BareLineEnd { offset, byte: broken.as_bytes()[offset] })
             );
         }
