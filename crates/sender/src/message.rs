@@ -115,7 +115,7 @@ pub struct Built {
 /// SMTP client then copied again to dot-stuff it. Over SMTP the header
 /// fields and the body are stuffed straight from here (one copy fewer of
 /// a 35 KB message, and none of the reallocations).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outgoing {
     envelope: Envelope,
     /// Every header field, each ended by CRLF, then the empty line that

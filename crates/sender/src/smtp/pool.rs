@@ -1,7 +1,6 @@
 //! [`SmtpClient`]: the connections to one relay, kept open between
 //! messages, and which one a message goes out on.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -51,25 +50,14 @@ impl SmtpClient {
 
     /// Sends the message `(head, body)` (its header section, ended by the
     /// empty line, and its body; CRLF line ends) to the envelope's
-    /// recipients and returns the server's reply to the end of data.
-    pub async fn send(
-        &self,
-        envelope: &Envelope,
-        message: (&[u8], &[u8]),
-    ) -> Result<Response, SendError> {
-        let go = || async { Ok::<(), Infallible>(()) };
-        match self.send_gated(envelope, message, go).await {
-            Ok(sent) => sent,
-            Err(never) => match never {},
-        }
-    }
-
-    /// [`SmtpClient::send`], asking `gate` once the recipients are accepted
-    /// and before the message goes: `Err(why)` abandons the transaction
-    /// (the connection is dropped without the message) and is returned as
-    /// the outer `Err`. A check made here cannot be overtaken by a change
-    /// committed before the recipient was accepted, which a check made
-    /// before sending can. It runs while DATA's reply travels.
+    /// recipients and returns the server's reply to the end of data,
+    /// asking `gate` once the recipients are accepted and before the
+    /// message goes: `Err(why)` abandons the transaction (the connection is
+    /// dropped without the message) and is returned as the outer `Err`. A
+    /// check made here cannot be overtaken by a change committed before the
+    /// recipient was accepted, which a check made before sending can. It
+    /// runs while DATA's reply travels. (`Transport::send` is the ungated
+    /// form.)
     pub async fn send_gated<T, F, Fut>(
         &self,
         envelope: &Envelope,
