@@ -38,6 +38,10 @@ pub struct Store {
     /// Keys of the HMAC that identifies forgotten addresses, the current one
     /// first, no key twice; empty until [`Store::with_suppression_keys`].
     pub(crate) suppression_keys: Arc<[Box<[u8]>]>,
+    /// The SQLite database's file, for connections of the store's own
+    /// beside the pool ([`Store::status_reader`]); `None` on PostgreSQL and
+    /// for an in-memory SQLite database.
+    pub(crate) sqlite_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,6 +188,7 @@ impl Store {
     /// `postgres://…`/`postgresql://…`.
     /// Does not migrate: call [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let mut sqlite_file = None;
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -205,6 +210,7 @@ impl Store {
             // `file:` names an in-memory database (or a URI sqlx passes on).
             if !file.as_os_str().to_string_lossy().starts_with("file:") {
                 private_database_file(file)?;
+                sqlite_file = Some(file.to_path_buf());
             }
             // SQLite takes one writer at a time; four connections keep readers
             // from queueing behind it without a page cache and thread each for
@@ -257,6 +263,7 @@ impl Store {
         Ok(Store {
             pool,
             suppression_keys: Arc::new([]),
+            sqlite_file,
         })
     }
 

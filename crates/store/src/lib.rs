@@ -36,6 +36,7 @@ mod issues;
 mod migrate;
 mod model;
 mod seen;
+mod status_reader;
 mod subscribers;
 mod tokens;
 
@@ -44,6 +45,7 @@ pub use error::StoreError;
 pub use issues::{IssueToPublish, PublishOutcome};
 pub use letterpress_core::{SubscriberEmail, SubscriberName, SubscriberStatus};
 pub use model::*;
+pub use status_reader::{StatusReadError, StatusReader};
 pub use tokens::{
     ConfirmOutcome, ConfirmationMail, RowBinding, Signup, SignupLimits, TokenUnsubscribe,
 };

@@ -545,15 +545,17 @@ async fn record_outcomes_keeps_every_attempt_and_ignores_unknown_deliveries() {
     .await;
 }
 
+/// The id of the subscriber with address `email`, who must exist.
+async fn subscriber_id(store: &Store, email: &str) -> i64 {
+    store.get_subscriber(email).await.unwrap().unwrap().id
+}
+
 #[tokio::test]
 async fn subscriber_statuses_answers_many_at_once() {
     each_backend(|db| async move {
         let store = db.store().await;
         seed(&store, 3).await;
-        let id = |e: &'static str| {
-            let store = store.clone();
-            async move { store.get_subscriber(e).await.unwrap().unwrap().id }
-        };
+        let id = |e: &'static str| subscriber_id(&store, e);
         let (first, second) = (id("user0@example.com").await, id("user1@example.com").await);
         store
             .unsubscribe_email("user1@example.com", "test")
@@ -572,6 +574,73 @@ async fn subscriber_statuses_answers_many_at_once() {
             ]
         );
         assert!(store.subscriber_statuses(&[]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// The status gate's reader (on SQLite a connection and thread of its
+/// own) sees what another connection commits after the reader was made,
+/// as the HTTP server's unsubscribes come from another process: every
+/// answer is read afresh, nothing is kept from one lookup to the next.
+#[tokio::test]
+async fn status_reader_sees_changes_committed_elsewhere() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        seed(&store, 3).await;
+        let id = |e: &'static str| subscriber_id(&store, e);
+        let (a, b, c) = (
+            id("user0@example.com").await,
+            id("user1@example.com").await,
+            id("user2@example.com").await,
+        );
+        let reader = store.status_reader();
+        let sorted = |mut rows: Vec<(i64, SubscriberStatus)>| {
+            rows.sort_by_key(|(id, _)| *id);
+            rows
+        };
+        let read = sorted(reader.statuses(vec![c, a, b, 424_242]).await.unwrap());
+        assert_eq!(
+            read,
+            vec![
+                (a, SubscriberStatus::Active),
+                (b, SubscriberStatus::Active),
+                (c, SubscriberStatus::Active)
+            ],
+            "{}",
+            db.label
+        );
+        if db.label == "sqlite" {
+            // Its own connection, not the pool's (which would also answer
+            // right, only dearer): the thread that holds it is running
+            // (named by itself as it starts: looked for once it has answered).
+            let threads = std::fs::read_dir("/proc/self/task").unwrap();
+            let named = |t: std::fs::DirEntry| {
+                std::fs::read_to_string(t.path().join("comm")).unwrap_or_default()
+            };
+            assert!(
+                threads.flatten().any(|t| named(t).trim() == "lp-status"),
+                "no lp-status thread"
+            );
+        }
+
+        // Another store: its own pool and connections, like `serve`.
+        let other = db.store().await.with_suppression_keys(b"k", &[]);
+        other
+            .unsubscribe_email("user1@example.com", "test")
+            .await
+            .unwrap();
+        assert!(other.forget("user2@example.com").await.unwrap());
+        let read = sorted(reader.statuses(vec![a, b, c]).await.unwrap());
+        assert_eq!(
+            read,
+            vec![
+                (a, SubscriberStatus::Active),
+                (b, SubscriberStatus::Unsubscribed)
+            ],
+            "{}: the unsubscribe and the forgotten row are seen",
+            db.label
+        );
+        assert!(reader.statuses(Vec::new()).await.unwrap().is_empty());
     })
     .await;
 }
