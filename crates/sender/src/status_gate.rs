@@ -110,7 +110,7 @@ async fn answer(store: Store, mut rx: mpsc::UnboundedReceiver<Ask>) {
 async fn reply(reader: &StatusReader, asks: Vec<Ask>) {
     let ids: Vec<i64> = asks.iter().map(|a| a.subscriber_id).collect();
     let span = tracing::trace_span!("status_gate", n = ids.len());
-    match reader.statuses(ids).instrument(span).await {
+    match reader.statuses(&ids).instrument(span).await {
         Ok(rows) => {
             let statuses: HashMap<i64, SubscriberStatus> = rows.into_iter().collect();
             for ask in asks {

@@ -57,6 +57,13 @@ pub enum StoreError {
     /// A stored value does not decode (e.g. an unknown status written by hand).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The status reader's own SQLite connection (`Store::status_reader`)
+    /// failed a lookup.
+    #[error("database error (status reader): {0}")]
+    StatusReader(#[from] rusqlite::Error),
+    /// The status reader's thread is gone (it panicked): nothing was read.
+    #[error("the status reader's thread has stopped")]
+    StatusReaderStopped,
 }
 
 impl StoreError {

@@ -6,6 +6,31 @@ use crate::connect::{Pool, with_pool};
 use crate::db;
 use crate::{IssueCounts, Store, StoreError, SubscriberStatus};
 
+/// The statuses of the ids of one JSON array (`$1`), on SQLite: one
+/// parameter whatever the number of ids, so the statement is prepared once
+/// (SQLite has no array parameters). Also run by the status reader's own
+/// connection (`status_reader.rs`).
+pub(crate) const SQLITE_STATUSES: &str =
+    "SELECT id, status FROM subscribers WHERE id IN (SELECT value FROM json_each($1))";
+
+/// `ids` as the JSON array [`SQLITE_STATUSES`] reads.
+pub(crate) fn ids_as_json(ids: &[i64]) -> Result<String, StoreError> {
+    serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Rows of `(id, status)` as stored, decoded.
+pub(crate) fn decode_statuses(
+    rows: Vec<(i64, String)>,
+) -> Result<Vec<(i64, SubscriberStatus)>, StoreError> {
+    rows.into_iter()
+        .map(|(id, s)| {
+            s.parse::<SubscriberStatus>()
+                .map(|s| (id, s))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
+}
+
 impl Store {
     /// The stored form of an issue's composed bodies, as
     /// [`Store::publish_issue`] saved it (`None` for an unknown issue).
@@ -30,15 +55,9 @@ impl Store {
             return Ok(Vec::new());
         }
         let rows: Vec<(i64, String)> = match &self.pool {
-            // One parameter whatever the number of ids, so the statement is
-            // prepared once (SQLite has no array parameters).
             Pool::Sqlite(p) => {
-                let json =
-                    serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                db::query_as(
-                    "SELECT id, status FROM subscribers WHERE id IN (SELECT value FROM json_each($1))",
-                )
-                .bind(json)
+                let json = ids_as_json(ids)?;
+                db::query_as(SQLITE_STATUSES).bind(json)
                 .fetch_all(p)
                 .await?
             }
@@ -59,13 +78,7 @@ impl Store {
                     .await?
             }
         };
-        rows.into_iter()
-            .map(|(id, s)| {
-                s.parse::<SubscriberStatus>()
-                    .map(|s| (id, s))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .collect()
+        decode_statuses(rows)
     }
 
     /// The counts of one issue, by id.

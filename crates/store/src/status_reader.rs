@@ -13,22 +13,23 @@
 //! in the end-to-end bench (issue #11), answering the status gate through
 //! the pool was about a third of an unsigned send's CPU. So on SQLite the
 //! reader owns one connection of its own, on one thread of its own, with
-//! the statement prepared once (rusqlite, over the same bundled SQLite as
-//! sqlx's driver): a batch of ids goes to the thread and the rows come back
-//! in one reply.
+//! the pool's statement prepared once (rusqlite, over the same bundled
+//! SQLite as sqlx's driver): a batch of ids goes to the thread and the rows
+//! come back in one reply.
 //!
 //! Either way each answer comes from a statement that began after the
 //! request was made, in a read transaction of its own, so it sees every
 //! change committed before the request, by this process or any other (the
 //! HTTP server's unsubscribes): the guarantee the status gate gives.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use letterpress_core::SubscriberStatus;
 use tokio::sync::oneshot;
 
+use crate::issue_body::{SQLITE_STATUSES, decode_statuses, ids_as_json};
 use crate::{Store, StoreError};
 
 /// Reads subscribers' statuses; see the module's documentation.
@@ -44,37 +45,12 @@ enum How {
     Thread(mpsc::Sender<Request>),
 }
 
-/// Ids to read and where the answer goes.
+/// The ids to read, as [`SQLITE_STATUSES`]'s JSON array, and where the
+/// rows go.
 struct Request {
-    ids: Vec<i64>,
+    ids: String,
     reply: oneshot::Sender<Result<Vec<(i64, String)>, rusqlite::Error>>,
 }
-
-/// Why a [`StatusReader`] could not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum StatusReadError {
-    /// The pool's query failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The reader's own SQLite connection failed the lookup.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The reader's thread is gone (it panicked): nothing was read.
-    #[error("the status reader's thread has stopped")]
-    Stopped,
-    /// The reader's thread could not be started.
-    #[error("cannot start the status reader's thread: {0}")]
-    Spawn(#[source] std::io::Error),
-    /// A stored status does not decode (an unknown value written by hand).
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
-}
-
-/// The lookup, one statement and so one snapshot for the whole batch. The
-/// ids come as one JSON array: one parameter whatever their number, so the
-/// statement is prepared once.
-const SQLITE_STATUSES: &str =
-    "SELECT id, status FROM subscribers WHERE id IN (SELECT value FROM json_each(?1))";
 
 /// As long as the pool's connections wait for a writer (`connect.rs`): a
 /// read in WAL mode waits only in rare moments (recovery after a crash),
@@ -90,7 +66,7 @@ impl Store {
     /// warning) are read through the pool.
     pub fn status_reader(&self) -> StatusReader {
         let how = match &self.sqlite_file {
-            Some(file) => match start_thread(file.clone()) {
+            Some(file) => match start_thread(file) {
                 Ok(requests) => How::Thread(requests),
                 Err(e) => {
                     tracing::warn!(error = %e, "the status reader reads through the pool");
@@ -107,44 +83,36 @@ impl StatusReader {
     /// The status now of each of `ids` that still exists (a forgotten
     /// subscriber's row is gone), read by a statement that began after this
     /// call did.
-    pub async fn statuses(
-        &self,
-        ids: Vec<i64>,
-    ) -> Result<Vec<(i64, SubscriberStatus)>, StatusReadError> {
-        match &self.how {
-            How::Pool(store) => Ok(store.subscriber_statuses(&ids).await?),
-            How::Thread(requests) => {
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let (reply, answer) = oneshot::channel();
-                requests
-                    .send(Request { ids, reply })
-                    .map_err(|_| StatusReadError::Stopped)?;
-                let rows = answer.await.map_err(|_| StatusReadError::Stopped)??;
-                rows.into_iter()
-                    .map(|(id, status)| {
-                        let status = status
-                            .parse::<SubscriberStatus>()
-                            .map_err(|_| StatusReadError::Corrupt(status))?;
-                        Ok((id, status))
-                    })
-                    .collect()
-            }
+    pub async fn statuses(&self, ids: &[i64]) -> Result<Vec<(i64, SubscriberStatus)>, StoreError> {
+        let requests = match &self.how {
+            How::Pool(store) => return store.subscriber_statuses(ids).await,
+            How::Thread(requests) => requests,
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
+        let (reply, answer) = oneshot::channel();
+        let ids = ids_as_json(ids)?;
+        requests
+            .send(Request { ids, reply })
+            .map_err(|_| StoreError::StatusReaderStopped)?;
+        let rows = answer
+            .await
+            .map_err(|_| StoreError::StatusReaderStopped)??;
+        decode_statuses(rows)
     }
 }
 
 /// Opens the reader's connection (here, so that a file that cannot be
-/// opened is an error of [`Store::status_reader`], not of every lookup)
+/// opened is said once by [`Store::status_reader`], not by every lookup)
 /// and starts its thread.
-fn start_thread(file: PathBuf) -> Result<mpsc::Sender<Request>, StatusReadError> {
+fn start_thread(file: &Path) -> Result<mpsc::Sender<Request>, Box<dyn std::error::Error>> {
     use rusqlite::OpenFlags;
     // Read-write without create, as the pool opened it (a read-only
     // connection to a WAL database needs its -shm file writable anyway);
     // `query_only` makes sure this one never writes.
     let conn = rusqlite::Connection::open_with_flags(
-        &file,
+        file,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -159,16 +127,14 @@ fn start_thread(file: PathBuf) -> Result<mpsc::Sender<Request>, StatusReadError>
             for request in rx {
                 let _ = request.reply.send(lookup(&conn, &request.ids));
             }
-        })
-        .map_err(StatusReadError::Spawn)?;
+        })?;
     Ok(requests)
 }
 
-/// One batch: the rows of `ids` that exist, as stored.
-fn lookup(conn: &rusqlite::Connection, ids: &[i64]) -> Result<Vec<(i64, String)>, rusqlite::Error> {
-    let json = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    let json = format!("[{json}]");
+/// One batch: the rows of the ids of the JSON array `ids` that exist, as
+/// stored.
+fn lookup(conn: &rusqlite::Connection, ids: &str) -> Result<Vec<(i64, String)>, rusqlite::Error> {
     let mut statement = conn.prepare_cached(SQLITE_STATUSES)?;
-    let rows = statement.query_map([json], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let rows = statement.query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))?;
     rows.collect()
 }

@@ -598,7 +598,7 @@ async fn status_reader_sees_changes_committed_elsewhere() {
             rows.sort_by_key(|(id, _)| *id);
             rows
         };
-        let read = sorted(reader.statuses(vec![c, a, b, 424_242]).await.unwrap());
+        let read = sorted(reader.statuses(&[c, a, b, 424_242]).await.unwrap());
         assert_eq!(
             read,
             vec![
@@ -630,7 +630,7 @@ async fn status_reader_sees_changes_committed_elsewhere() {
             .await
             .unwrap();
         assert!(other.forget("user2@example.com").await.unwrap());
-        let read = sorted(reader.statuses(vec![a, b, c]).await.unwrap());
+        let read = sorted(reader.statuses(&[a, b, c]).await.unwrap());
         assert_eq!(
             read,
             vec![
@@ -640,7 +640,7 @@ async fn status_reader_sees_changes_committed_elsewhere() {
             "{}: the unsubscribe and the forgotten row are seen",
             db.label
         );
-        assert!(reader.statuses(Vec::new()).await.unwrap().is_empty());
+        assert!(reader.statuses(&[]).await.unwrap().is_empty());
     })
     .await;
 }
