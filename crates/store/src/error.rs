@@ -61,9 +61,6 @@ pub enum StoreError {
     /// failed a lookup.
     #[error("database error (status reader): {0}")]
     StatusReader(#[from] rusqlite::Error),
-    /// The status reader's thread is gone (it panicked): nothing was read.
-    #[error("the status reader's thread has stopped")]
-    StatusReaderStopped,
 }
 
 impl StoreError {

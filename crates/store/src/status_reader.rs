@@ -12,10 +12,21 @@
 //! acquire and release (a spawned task), for two or three rows. Measured
 //! in the end-to-end bench (issue #11), answering the status gate through
 //! the pool was about a third of an unsigned send's CPU. So on SQLite the
-//! reader owns one connection of its own, on one thread of its own, with
-//! the pool's statement prepared once (rusqlite, over the same bundled
-//! SQLite as sqlx's driver): a batch of ids goes to the thread and the rows
-//! come back in one reply.
+//! reader owns a connection of its own, with the pool's statement prepared
+//! once (rusqlite, over the same bundled SQLite as sqlx's driver), and
+//! reads on the calling thread: a lookup of a few rows by primary key takes
+//! microseconds, less than a hand-off to another thread and back. With the
+//! lookup on a thread of its own instead, every message still waited about
+//! 250 µs inside its SMTP transaction on a loaded two-core machine, most of
+//! it the wake-ups of that thread and of the event loop after it, while
+//! the relay sat idle (issue #11, benches/README.md).
+//!
+//! In WAL mode a reader waits for a lock only in rare moments (recovery
+//! after a crash, a checkpoint that resets the log), so the lookup holds
+//! the caller's thread for microseconds. Its busy timeout is short all the
+//! same (the caller is the sender's event loop): a lookup that would wait
+//! longer fails, and the delivery it was for is deferred and tried again,
+//! never sent unchecked.
 //!
 //! Either way each answer comes from a statement that began after the
 //! request was made, in a read transaction of its own, so it sees every
@@ -23,11 +34,10 @@
 //! HTTP server's unsubscribes): the guarantee the status gate gives.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use letterpress_core::SubscriberStatus;
-use tokio::sync::oneshot;
 
 use crate::issue_body::{SQLITE_STATUSES, decode_statuses, ids_as_json};
 use crate::{Store, StoreError};
@@ -41,33 +51,24 @@ pub struct StatusReader {
 enum How {
     /// A query on the store's pool.
     Pool(Store),
-    /// A request to the reader's own thread and SQLite connection.
-    Thread(mpsc::Sender<Request>),
+    /// SQLite: a connection of the reader's own, read on the caller's thread.
+    Inline(Mutex<rusqlite::Connection>),
 }
 
-/// The ids to read, as [`SQLITE_STATUSES`]'s JSON array, and where the
-/// rows go.
-struct Request {
-    ids: String,
-    reply: oneshot::Sender<Result<Vec<(i64, String)>, rusqlite::Error>>,
-}
-
-/// As long as the pool's connections wait for a writer (`connect.rs`): a
-/// read in WAL mode waits only in rare moments (recovery after a crash),
-/// and then should not fail a delivery.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a lookup holds its caller's thread waiting for a lock (see
+/// the module's documentation).
+const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 
 impl Store {
     /// A reader of subscribers' statuses for the delivery's last look. On a
-    /// SQLite file it opens a connection of its own on a thread of its own
-    /// (`lp-status`), which ends when the reader is dropped. PostgreSQL, an
-    /// in-memory SQLite database (which a second connection would not see)
-    /// and a file whose second connection cannot be opened (said in a
-    /// warning) are read through the pool.
+    /// SQLite file it opens a connection of its own, read on the caller's
+    /// thread. PostgreSQL, an in-memory SQLite database (which a second
+    /// connection would not see) and a file whose second connection cannot
+    /// be opened (said in a warning) are read through the pool.
     pub fn status_reader(&self) -> StatusReader {
         let how = match &self.sqlite_file {
-            Some(file) => match start_thread(file) {
-                Ok(requests) => How::Thread(requests),
+            Some(file) => match open(file) {
+                Ok(conn) => How::Inline(Mutex::new(conn)),
                 Err(e) => {
                     tracing::warn!(error = %e, "the status reader reads through the pool");
                     How::Pool(self.clone())
@@ -80,33 +81,37 @@ impl Store {
 }
 
 impl StatusReader {
+    /// Whether a lookup is answered on the caller's thread (a SQLite file),
+    /// so that one lookup per question costs less than gathering
+    /// questions for a shared one.
+    pub fn reads_inline(&self) -> bool {
+        matches!(self.how, How::Inline(_))
+    }
+
     /// The status now of each of `ids` that still exists (a forgotten
     /// subscriber's row is gone), read by a statement that began after this
     /// call did.
     pub async fn statuses(&self, ids: &[i64]) -> Result<Vec<(i64, SubscriberStatus)>, StoreError> {
-        let requests = match &self.how {
+        let conn = match &self.how {
             How::Pool(store) => return store.subscriber_statuses(ids).await,
-            How::Thread(requests) => requests,
+            How::Inline(conn) => conn,
         };
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let (reply, answer) = oneshot::channel();
         let ids = ids_as_json(ids)?;
-        requests
-            .send(Request { ids, reply })
-            .map_err(|_| StoreError::StatusReaderStopped)?;
-        let rows = answer
-            .await
-            .map_err(|_| StoreError::StatusReaderStopped)??;
+        // Held for one lookup, never across an await. A panic mid-lookup
+        // leaves the connection as good as before (a statement is reset
+        // when its rows are dropped).
+        let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let rows = lookup(&conn, &ids)?;
         decode_statuses(rows)
     }
 }
 
-/// Opens the reader's connection (here, so that a file that cannot be
-/// opened is said once by [`Store::status_reader`], not by every lookup)
-/// and starts its thread.
-fn start_thread(file: &Path) -> Result<mpsc::Sender<Request>, Box<dyn std::error::Error>> {
+/// Opens the reader's connection (at once, so that a file that cannot be
+/// opened is said once by [`Store::status_reader`], not by every lookup).
+fn open(file: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     use rusqlite::OpenFlags;
     // Read-write without create, as the pool opened it (a read-only
     // connection to a WAL database needs its -shm file writable anyway);
@@ -119,16 +124,7 @@ fn start_thread(file: &Path) -> Result<mpsc::Sender<Request>, Box<dyn std::error
     conn.pragma_update(None, "query_only", true)?;
     // Prepared here too, so a schema this build cannot read fails now.
     conn.prepare_cached(SQLITE_STATUSES)?;
-    let (requests, rx) = mpsc::channel::<Request>();
-    std::thread::Builder::new()
-        .name("lp-status".into())
-        .spawn(move || {
-            // Ends when every sender is gone: the reader was dropped.
-            for request in rx {
-                let _ = request.reply.send(lookup(&conn, &request.ids));
-            }
-        })?;
-    Ok(requests)
+    Ok(conn)
 }
 
 /// One batch: the rows of the ids of the JSON array `ids` that exist, as
