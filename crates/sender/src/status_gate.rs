@@ -74,8 +74,9 @@ fn queries_in_flight(backend: Backend) -> usize {
 }
 
 impl StatusGate {
-    /// Starts the answering task on the current tokio runtime. It ends
-    /// when the gate is dropped.
+    /// A gate over `store`'s [`StatusReader`]. Unless that reader answers
+    /// on the caller's thread, starts the answering task on the current
+    /// tokio runtime; it ends when the gate is dropped.
     pub(crate) fn start(store: Store) -> Self {
         let reader = store.status_reader();
         if reader.reads_inline() {

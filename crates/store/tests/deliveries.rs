@@ -578,9 +578,10 @@ async fn subscriber_statuses_answers_many_at_once() {
     .await;
 }
 
-/// The status gate's reader (on SQLite connections of its own) sees what another connection commits after the reader was made,
-/// as the HTTP server's unsubscribes come from another process: every
-/// answer is read afresh, nothing is kept from one lookup to the next.
+/// The status gate's reader (on SQLite a connection of its own) sees what
+/// another connection commits after the reader was made, as the HTTP
+/// server's unsubscribes come from another process: every answer is read
+/// afresh, nothing is kept from one lookup to the next.
 #[tokio::test]
 async fn status_reader_sees_changes_committed_elsewhere() {
     each_backend(|db| async move {
