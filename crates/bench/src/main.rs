@@ -354,6 +354,15 @@ mod bench {
             println!("  compared to  {} (LP_BENCH_COMPARE)", c.display());
         }
         println!("  issue        {}", issue.path.display());
+        if !issue.path.ends_with("seed-issue.md") {
+            // Smaller than the corpus's issue, so its figures do not compare
+            // with the contract's; said here so nobody reads them as if.
+            println!(
+                "               (not the seed issue: {} is not beside {}, where the bench was built)",
+                repo.join("../shared/corpus").display(),
+                repo.display()
+            );
+        }
         println!(
             "  subscribers  {} (LP_BENCH_N), {} (LP_BENCH_BIG)",
             thousands(params.n),
