@@ -28,7 +28,7 @@ pub use policy::{Happened, NoReply, Verdict};
 pub use retry::RetryPolicy;
 pub use smtp::{
     BareLineEnd, Class, EnhancedCode, Probe, ProbedTls, Reply, SendError, SmtpClient, Stage,
-    TargetError, TrustedCa,
+    Target, TargetError, TrustedCa,
 };
 pub use throttle::Throttle;
 pub use transport::{Attempt, SmtpSettings, Transport, TransportError, outbox_file_stem};

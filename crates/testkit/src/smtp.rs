@@ -98,6 +98,11 @@ struct State {
     auths_accepted: usize,
     /// The SIZE limit EHLO advertises (default 10 MiB).
     size: Option<u64>,
+    /// Bytes of message data received (as sent, dot-stuffed) in DATA
+    /// phases whose end has not come yet.
+    unended_data: usize,
+    /// DATA phases that ended with the connection, before the final dot.
+    cut_short: usize,
 }
 
 /// A running server; dropped with the test's runtime.
@@ -241,6 +246,18 @@ impl SmtpServer {
     /// Messages whose DATA reply is being withheld right now.
     pub fn held(&self) -> usize {
         self.state.lock().unwrap().held
+    }
+
+    /// Bytes of message data (as sent, dot-stuffed) that have arrived in
+    /// DATA phases still waiting for their final dot.
+    pub fn unended_data(&self) -> usize {
+        self.state.lock().unwrap().unended_data
+    }
+
+    /// DATA phases the client ended by closing the connection before the
+    /// final dot: messages cut short, which are not delivered.
+    pub fn cut_short(&self) -> usize {
+        self.state.lock().unwrap().cut_short
     }
 
     /// Every message accepted so far, in order.
@@ -472,12 +489,27 @@ impl SmtpServer {
                     .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     .await?;
                 let mut data = String::new();
+                let mut wire_bytes = 0;
                 loop {
                     line.clear();
-                    if lines.read_line(&mut line).await? == 0 {
+                    // A reset ends the connection as a close does.
+                    let n = lines.read_line(&mut line).await.unwrap_or(0);
+                    let ended = n == 0 || line == ".\r\n" || line == ".\n";
+                    {
+                        let mut st = self.state.lock().unwrap();
+                        if ended {
+                            st.unended_data -= wire_bytes;
+                            st.cut_short += usize::from(n == 0);
+                        } else {
+                            st.unended_data += n;
+                            wire_bytes += n;
+                        }
+                    }
+                    self.changed.notify_waiters();
+                    if n == 0 {
                         return Ok(());
                     }
-                    if line == ".\r\n" || line == ".\n" {
+                    if ended {
                         break;
                     }
                     let l = line.strip_prefix('.').unwrap_or(&line);

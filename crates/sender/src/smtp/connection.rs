@@ -12,6 +12,7 @@ use lettre::transport::smtp::client::AsyncSmtpConnection;
 
 use super::error::SendError;
 use super::reply::Stage;
+use super::socket::{CountedTcp, Flushes};
 use super::target::{Security, Target};
 
 /// A connection and what this client learnt about its server.
@@ -21,6 +22,9 @@ pub(super) struct Conn {
     pub(super) pipelining: bool,
     /// Bounds every command and the message (`delivery.timeout`).
     pub(super) timeout: Duration,
+    /// The completed flushes of the TCP stream under the session (see
+    /// `socket.rs`); `None` on implicit TLS, where lettre opens the stream.
+    pub(super) flushes: Option<Flushes>,
 }
 
 impl Conn {
@@ -33,8 +37,8 @@ impl Conn {
 
     async fn open_unnamed(target: &Target, timeout: Duration) -> Result<Conn, SendError> {
         let t = target;
-        let (conn, loopback) = connect(t, timeout).await?;
-        let (mut conn, secured) = secure(conn, loopback, t, timeout).await?;
+        let (conn, loopback, flushes) = connect(t, timeout).await?;
+        let (mut conn, secured, flushes) = secure(conn, loopback, flushes, t, timeout).await?;
         if let Secured::PlainOnLoopback(why) = &secured {
             static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
             if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -65,6 +69,7 @@ impl Conn {
             inner: conn,
             pipelining,
             timeout,
+            flushes,
         })
     }
 
@@ -91,9 +96,13 @@ enum Secured {
     PlainOnLoopback(SendError),
 }
 
-/// TCP (with `TCP_NODELAY`) and the greeting, or lettre's implicit TLS;
-/// and whether the server is on a loopback address.
-async fn connect(t: &Target, timeout: Duration) -> Result<(AsyncSmtpConnection, bool), SendError> {
+/// TCP (with `TCP_NODELAY`, its flushes counted) and the greeting, or
+/// lettre's implicit TLS; whether the server is on a loopback address; and
+/// the count of the TCP stream's flushes, when it is ours.
+async fn connect(
+    t: &Target,
+    timeout: Duration,
+) -> Result<(AsyncSmtpConnection, bool, Option<Flushes>), SendError> {
     if let Security::Wrapper(params) = &t.security {
         let conn = timed(
             timeout,
@@ -108,7 +117,7 @@ async fn connect(t: &Target, timeout: Duration) -> Result<(AsyncSmtpConnection, 
         )
         .await?;
         // Never plain, so whether it is loopback does not matter.
-        return Ok((conn, false));
+        return Ok((conn, false, None));
     }
     let tcp = match tokio::time::timeout(
         timeout,
@@ -131,28 +140,31 @@ async fn connect(t: &Target, timeout: Duration) -> Result<(AsyncSmtpConnection, 
     let loopback = tcp
         .peer_addr()
         .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+    let (tcp, flushes) = CountedTcp::new(tcp);
     let conn = timed(
         timeout,
         Stage::Session,
         AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello),
     )
     .await?;
-    Ok((conn, loopback))
+    Ok((conn, loopback, Some(flushes)))
 }
 
-/// STARTTLS as `t.security` says (see [`Secured`]).
+/// STARTTLS as `t.security` says (see [`Secured`]); `flushes` is
+/// [`connect`]'s, and those of the stream the connection ends up on.
 async fn secure(
     mut conn: AsyncSmtpConnection,
     loopback: bool,
+    flushes: Option<Flushes>,
     t: &Target,
     timeout: Duration,
-) -> Result<(AsyncSmtpConnection, Secured), SendError> {
+) -> Result<(AsyncSmtpConnection, Secured, Option<Flushes>), SendError> {
     let params = match &t.security {
-        Security::Wrapper(_) => return Ok((conn, Secured::Implicit)),
+        Security::Wrapper(_) => return Ok((conn, Secured::Implicit, flushes)),
         Security::Required(params) => params,
         Security::Unspecified(params) | Security::Opportunistic(params) => {
             if !conn.can_starttls() {
-                return Ok((conn, Secured::NotOffered));
+                return Ok((conn, Secured::NotOffered, flushes));
             }
             params
         }
@@ -164,15 +176,16 @@ async fn secure(
     )
     .await
     {
-        Ok(()) => Ok((conn, Secured::StartTls)),
+        // rustls now wraps the counted stream: its flushes still count.
+        Ok(()) => Ok((conn, Secured::StartTls, flushes)),
         Err(e @ SendError::Untrusted { .. })
             if loopback && matches!(t.security, Security::Unspecified(_)) =>
         {
             // After a failed handshake lettre's connection has no stream
             // left: start again, and stay in plain text.
             drop(conn);
-            let (conn, _) = connect(t, timeout).await?;
-            Ok((conn, Secured::PlainOnLoopback(e.for_host(&t.host))))
+            let (conn, _, flushes) = connect(t, timeout).await?;
+            Ok((conn, Secured::PlainOnLoopback(e.for_host(&t.host)), flushes))
         }
         Err(e) => Err(e),
     }
@@ -283,7 +296,7 @@ pub(super) async fn probe(target: &Target, timeout: Duration) -> Probe {
         loopback: false,
     };
     let conn = match connect(t, timeout).await {
-        Ok((conn, loopback)) => {
+        Ok((conn, loopback, _)) => {
             probe.loopback = loopback;
             conn
         }
@@ -304,8 +317,8 @@ pub(super) async fn probe(target: &Target, timeout: Duration) -> Probe {
     probe.connected = Ok(conn.server_info().name().to_string());
     // A failed handshake leaves lettre's connection without a stream: it is
     // dropped, never asked to QUIT (lettre panics if asked).
-    let mut conn = match secure(conn, probe.loopback, t, timeout).await {
-        Ok((conn, secured)) => {
+    let mut conn = match secure(conn, probe.loopback, None, t, timeout).await {
+        Ok((conn, secured, _)) => {
             probe.tls = Some(match secured {
                 Secured::Implicit => ProbedTls::Implicit,
                 Secured::StartTls => ProbedTls::StartTls,

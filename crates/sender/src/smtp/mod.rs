@@ -21,9 +21,11 @@
 //! - It sends MAIL, RCPT and DATA one at a time, a round trip each. Where
 //!   the server offers PIPELINING (RFC 2920) they go here in one write, and
 //!   the last look at the recipient's status runs while DATA's reply
-//!   travels (see [`SmtpClient::send_gated`]): two round trips a message
-//!   instead of four. lettre does not keep the EHLO keywords it does not
-//!   know, so each new connection asks with one more EHLO.
+//!   travels and, if it takes longer, while the message is written, only
+//!   the final dot waiting for it (see [`SmtpClient::send_gated`]): two
+//!   round trips a message instead of four, and the status lookup off
+//!   them. lettre does not keep the EHLO keywords it does not know, so
+//!   each new connection asks with one more EHLO.
 //!
 //! TLS: `smtp://host` (or `?tls=opportunistic`) takes STARTTLS whenever
 //! the server offers it, `?tls=required` fails without it, `smtps://` is
@@ -41,7 +43,8 @@
 //! One module per concept, from the bytes up: `wire` (the message as DATA
 //! sends it), `transaction` (one message over one connection: MAIL, RCPT,
 //! DATA, the gate), `connection` (one session opened and made ready:
-//! TCP, STARTTLS, EHLO, AUTH), `pool` ([`SmtpClient`]: the idle
+//! TCP, STARTTLS, EHLO, AUTH), `socket` (the TCP stream under it, which
+//! tells when lettre has flushed a write), `pool` ([`SmtpClient`]: the idle
 //! connections and which one a message uses), `target` (the URL read
 //! into where and how to connect), `reply` (what a refusal says) and
 //! `error` ([`SendError`]).
@@ -50,6 +53,7 @@ mod connection;
 mod error;
 mod pool;
 mod reply;
+mod socket;
 mod target;
 mod transaction;
 mod wire;

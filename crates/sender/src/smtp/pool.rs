@@ -52,12 +52,13 @@ impl SmtpClient {
     /// empty line, and its body; CRLF line ends) to the envelope's
     /// recipients and returns the server's reply to the end of data,
     /// asking `gate` once the recipients are accepted and before the
-    /// message goes: `Err(why)` abandons the transaction (the connection is
-    /// dropped without the message) and is returned as the outer `Err`. A
-    /// check made here cannot be overtaken by a change committed before the
-    /// recipient was accepted, which a check made before sending can. It
-    /// runs while DATA's reply travels. (`Transport::send` is the ungated
-    /// form.)
+    /// message's end goes: `Err(why)` abandons the transaction (the
+    /// connection is dropped without the final dot, so the server delivers
+    /// nothing) and is returned as the outer `Err`. A check made here
+    /// cannot be overtaken by a change committed before the recipient was
+    /// accepted, which a check made before sending can. It runs while
+    /// DATA's reply travels and, if it is still running then, while the
+    /// message is written. (`Transport::send` is the ungated form.)
     pub async fn send_gated<T, F, Fut>(
         &self,
         envelope: &Envelope,
