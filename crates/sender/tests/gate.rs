@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use letterpress_sender::{SmtpClient, Target, TrustedCa};
-use letterpress_testkit::{Postfix, SmtpServer, eventually};
+use letterpress_testkit::{Postfix, SmtpServer, TcpProxy, eventually};
 use lettre::address::{Address, Envelope};
 
 const HEAD: &str = "From: Rust Trends <news@example.org>\r\n\
@@ -122,26 +122,34 @@ async fn a_no_after_the_message_went_cuts_it_short() {
 
 /// Over STARTTLS the message goes through rustls, which the client's
 /// write-then-wait rests on as well (see the sender's `socket.rs`). The
-/// gate here is a slow store: it answers a quarter of a second after it
-/// is asked, long after the message is written, so the dot is all that
-/// goes after it. What is checked does not depend on that time: the
-/// message arrives whole through postfix, and one refused arrives not at
-/// all.
+/// client reaches postfix through the kit's forwarder, which counts the
+/// encrypted bytes: the gate answers only once more than the whole
+/// message has gone through since it was asked, which only the message
+/// itself can account for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_starttls_the_dot_waits_for_the_gate_and_a_no_delivers_nothing() {
     let smtp = SmtpServer::start().await;
     let Some(postfix) = Postfix::start(smtp.port) else {
         return;
     };
+    let proxy = TcpProxy::start(&format!("127.0.0.1:{}", postfix.starttls_port)).await;
     let ca = TrustedCa::from_pem(&std::fs::read(postfix.ca_file()).unwrap()).unwrap();
     let client = client(
-        &format!("smtp://localhost:{}?tls=required", postfix.starttls_port),
+        &format!("smtp://localhost:{}?tls=required", proxy.port),
         &ca,
     );
     let body = body();
-    let slow_store = |answer: Result<(), &'static str>| {
+    let message_len = HEAD.len() + body.len();
+    let once_it_went = |answer: Result<(), &'static str>| {
+        let proxy = &proxy;
         move || async move {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            let asked_at = proxy.forwarded();
+            proxy
+                .wait_forwarded(
+                    "the whole message through the forwarder, encrypted",
+                    asked_at + message_len,
+                )
+                .await;
             answer
         }
     };
@@ -150,7 +158,7 @@ async fn over_starttls_the_dot_waits_for_the_gate_and_a_no_delivers_nothing() {
         .send_gated(
             &envelope(),
             (HEAD.as_bytes(), body.as_bytes()),
-            slow_store(Err("unsubscribed meanwhile")),
+            once_it_went(Err("unsubscribed meanwhile")),
         )
         .await;
     assert_eq!(outcome.err(), Some("unsubscribed meanwhile"));
@@ -173,7 +181,7 @@ async fn over_starttls_the_dot_waits_for_the_gate_and_a_no_delivers_nothing() {
         .send_gated(
             &envelope(),
             (HEAD.as_bytes(), body.as_bytes()),
-            slow_store(Ok(())),
+            once_it_went(Ok(())),
         )
         .await
         .expect("the gate said yes")

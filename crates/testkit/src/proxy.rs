@@ -2,12 +2,15 @@
 //! away" the way a restarted PostgreSQL does for its clients: every open
 //! connection closes, and new ones are closed as soon as they arrive, until
 //! the test restores it. The server itself (shared by other tests) is never
-//! touched.
+//! touched. It also counts the bytes clients sent through it, which tells a
+//! test what a client has written even when it is encrypted.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 /// A forwarder from a loopback port of its own to `target`.
@@ -15,6 +18,8 @@ pub struct TcpProxy {
     /// The port clients connect to.
     pub port: u16,
     state: Arc<Mutex<State>>,
+    /// Bytes forwarded from clients to the target, and its change.
+    forwarded: Arc<(AtomicUsize, Notify)>,
     _accept: tokio::task::JoinHandle<()>,
 }
 
@@ -37,8 +42,10 @@ impl TcpProxy {
         }));
         let target = target.to_string();
         let shared = Arc::clone(&state);
+        let forwarded = Arc::new((AtomicUsize::new(0), Notify::new()));
+        let counted = Arc::clone(&forwarded);
         let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 let mut st = shared.lock().unwrap_or_else(|e| e.into_inner());
                 if st.cut {
                     st.refused += 1;
@@ -46,9 +53,10 @@ impl TcpProxy {
                     continue;
                 }
                 let target = target.clone();
+                let counted = Arc::clone(&counted);
                 st.connections.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&target).await {
-                        let _ = copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = TcpStream::connect(&target).await {
+                        forward(client, server, &counted).await;
                     }
                 });
             }
@@ -56,7 +64,31 @@ impl TcpProxy {
         TcpProxy {
             port,
             state,
+            forwarded,
             _accept: accept,
+        }
+    }
+
+    /// Bytes forwarded so far from clients to the target, all connections.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.0.load(Ordering::SeqCst)
+    }
+
+    /// Waits (event-driven, bounded) until at least `bytes` have been
+    /// forwarded from clients to the target.
+    pub async fn wait_forwarded(&self, what: &str, bytes: usize) {
+        let deadline = tokio::time::Instant::now() + crate::WAIT;
+        loop {
+            let changed = self.forwarded.1.notified();
+            if self.forwarded() >= bytes {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!(
+                    "timed out waiting for: {what} ({} of {bytes} bytes)",
+                    self.forwarded()
+                );
+            }
         }
     }
 
@@ -78,4 +110,27 @@ impl TcpProxy {
     pub fn refused(&self) -> usize {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).refused
     }
+}
+
+/// Copies both ways until both sides are done, as `copy_bidirectional`
+/// does, counting what goes from the client to the server.
+async fn forward(client: TcpStream, server: TcpStream, counted: &(AtomicUsize, Notify)) {
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = from_client.read(&mut buf).await {
+            if n == 0 || to_server.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            counted.0.fetch_add(n, Ordering::SeqCst);
+            counted.1.notify_waiters();
+        }
+        let _ = to_server.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    };
+    tokio::join!(up, down);
 }

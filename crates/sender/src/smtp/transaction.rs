@@ -110,38 +110,31 @@ where
         }
     };
     alongside(data, gate.as_mut(), &mut answer).await?;
-    if let (Some(block), None, Some(flushes)) = (&block, &answer, flushes) {
-        // The gate has not answered (a round trip to another process):
-        // the message goes now, and only its final dot waits for it.
-        all_but_the_dot(conn, block, flushes, timeout, gate.as_mut(), &mut answer).await?;
-        let wanted = match answer {
-            Some(wanted) => wanted,
-            None => gate.await,
-        };
-        if let Err(why) = wanted {
-            // As below; the server has the message but not its end.
-            return Ok(Step::Stopped { why });
+    // The gate has not answered (a round trip to another process): the
+    // message goes now, and only its final dot waits for the answer. If it
+    // came first (on a SQLite file it comes at once), or the connection is
+    // lettre's own (implicit TLS), the message and its dot go in one write.
+    let dot_only = match (&block, flushes) {
+        (Some(block), Some(flushes)) if answer.is_none() => {
+            all_but_the_dot(conn, block, flushes, timeout, gate.as_mut(), &mut answer).await?;
+            true
         }
-        return timed(timeout, Stage::EndOfData, conn.command(END_OF_DATA))
-            .await
-            .map(Step::Accepted);
-    }
+        _ => false,
+    };
     let wanted = match answer {
         Some(wanted) => wanted,
         None => gate.await,
     };
     if let Err(why) = wanted {
-        // The server waits for the message: closing the connection
-        // without the final dot is the only way out, and a server never
-        // delivers a message cut short (RFC 5321 4.1.1.4). A rare event
-        // (an unsubscribe in the last milliseconds), so the cost of a
-        // new connection does not matter.
+        // The server waits for the message (or its end): closing the
+        // connection without the final dot is the only way out, and a
+        // server never delivers a message cut short (RFC 5321 4.1.1.4). A
+        // rare event (an unsubscribe in the last milliseconds), so the
+        // cost of a new connection does not matter.
         return Ok(Step::Stopped { why });
     }
-    // The answer came first (on a SQLite file it comes at once), or the
-    // connection is lettre's own (implicit TLS): the message and its dot
-    // go in one write.
     let sent = match block {
+        _ if dot_only => timed(timeout, Stage::EndOfData, conn.command(END_OF_DATA)).await,
         Some(block) => timed(timeout, Stage::EndOfData, conn.command(block)).await,
         None => {
             let message = [header, body].concat();
