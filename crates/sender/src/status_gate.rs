@@ -15,8 +15,9 @@
 //! average for half of the running query and then all of its own; there a
 //! query is a round trip to another process and this wait sits inside every
 //! SMTP transaction, so that extra half was a visible share of a send's time
-//! (benches/README.md). The queries go through the store's
-//! [`StatusReader`].
+//! (benches/README.md). Each query runs on a [`StatusReader`] of its own,
+//! one per query that may run at once (on PostgreSQL each reader is a
+//! connection of its own), and a reader is free again when its query ends.
 //!
 //! On a SQLite file that reader has a connection of its own and reads on
 //! the asking task's thread, in microseconds: there every question is its
@@ -32,11 +33,10 @@
 //! (`tests/serve/unsubscribe.rs`, on both backends).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use letterpress_core::SubscriberStatus;
 use letterpress_store::{Backend, StatusReader, Store};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 /// A subscriber's status now (`None`: the row is gone), or why the store
@@ -82,8 +82,10 @@ impl StatusGate {
         if reader.reads_inline() {
             return Self(Gate::Direct(reader));
         }
+        let mut readers = vec![reader];
+        readers.extend((1..queries_in_flight(store.backend())).map(|_| store.status_reader()));
         let (asks, rx) = mpsc::unbounded_channel();
-        tokio::spawn(answer(store.backend(), reader, rx));
+        tokio::spawn(answer(readers, rx));
         Self(Gate::Pooled(asks))
     }
 
@@ -111,23 +113,26 @@ impl StatusGate {
     }
 }
 
-async fn answer(backend: Backend, reader: StatusReader, mut rx: mpsc::UnboundedReceiver<Ask>) {
-    let slots = Arc::new(Semaphore::new(queries_in_flight(backend)));
-    let reader = Arc::new(reader);
+async fn answer(readers: Vec<StatusReader>, mut rx: mpsc::UnboundedReceiver<Ask>) {
+    // The readers not running a query; one comes back when its query ends.
+    let (free, mut idle) = mpsc::channel(readers.len().max(1));
+    for reader in readers {
+        let _ = free.try_send(reader);
+    }
     loop {
-        // A free slot first, then the questions: while every slot is busy,
-        // questions gather in the channel for the next query.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+        // A free reader first, then the questions: while every reader is
+        // busy, questions gather in the channel for the next query.
+        let Some(reader) = idle.recv().await else {
             return;
         };
         let mut asks = Vec::with_capacity(64);
         if rx.recv_many(&mut asks, MAX_PER_QUERY).await == 0 {
             return;
         }
-        let reader = Arc::clone(&reader);
+        let free = free.clone();
         tokio::spawn(async move {
             reply(&reader, asks).await;
-            drop(slot);
+            let _ = free.send(reader).await;
         });
     }
 }

@@ -13,6 +13,17 @@ use crate::{IssueCounts, Store, StoreError, SubscriberStatus};
 pub(crate) const SQLITE_STATUSES: &str =
     "SELECT id, status FROM subscribers WHERE id IN (SELECT value FROM json_each($1))";
 
+/// The statuses of the ids of one array (`$1`), on PostgreSQL. Through
+/// `unnest` in an InitPlan, so that the plan does not depend on how many
+/// ids there are: PostgreSQL then keeps one generic plan instead of
+/// planning anew for every call (it did for `id = ANY($1)`, whose custom
+/// plan, knowing the array's length, always looked cheaper). The status
+/// gate runs it for every one or two messages; planning was a quarter of
+/// its cost (pg_stat_statements, see `benches/README.md`). Also run by the
+/// status reader's own connections (`status_reader.rs`).
+pub(crate) const POSTGRES_STATUSES: &str =
+    "SELECT id, status FROM subscribers WHERE id = ANY(ARRAY(SELECT unnest($1::bigint[])))";
+
 /// `ids` as the JSON array [`SQLITE_STATUSES`] reads.
 pub(crate) fn ids_as_json(ids: &[i64]) -> Result<String, StoreError> {
     serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -57,22 +68,13 @@ impl Store {
         let rows: Vec<(i64, String)> = match &self.pool {
             Pool::Sqlite(p) => {
                 let json = ids_as_json(ids)?;
-                db::query_as(SQLITE_STATUSES).bind(json)
-                .fetch_all(p)
-                .await?
+                db::query_as(SQLITE_STATUSES)
+                    .bind(json)
+                    .fetch_all(p)
+                    .await?
             }
-            // Through `unnest` in an InitPlan, so that the plan does not
-            // depend on how many ids there are: PostgreSQL then keeps one
-            // generic plan instead of planning anew for every call (it
-            // did for `id = ANY($1)`, whose custom plan, knowing the
-            // array's length, always looked cheaper). The status gate
-            // runs it for every one or two messages; planning was a
-            // quarter of its cost (pg_stat_statements, see
-            // `benches/README.md`).
             Pool::Postgres(p) => {
-                db::query_as(
-                    "SELECT id, status FROM subscribers WHERE id = ANY(ARRAY(SELECT unnest($1::bigint[])))",
-                )
+                db::query_as(POSTGRES_STATUSES)
                     .bind(ids)
                     .fetch_all(p)
                     .await?

@@ -45,7 +45,7 @@ pub use error::StoreError;
 pub use issues::{IssueToPublish, PublishOutcome};
 pub use letterpress_core::{SubscriberEmail, SubscriberName, SubscriberStatus};
 pub use model::*;
-pub use status_reader::StatusReader;
+pub use status_reader::{STATUS_READER_APPLICATION, StatusReader};
 pub use tokens::{
     ConfirmOutcome, ConfirmationMail, RowBinding, Signup, SignupLimits, TokenUnsubscribe,
 };

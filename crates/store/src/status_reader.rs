@@ -2,9 +2,19 @@
 //! allows: the delivery's last look before a message goes, asked for every
 //! one or two messages.
 //!
-//! On PostgreSQL that is a query on the pool ([`Store::subscriber_statuses`]):
-//! what it costs is the round trip to the server, which no client-side
-//! shortcut removes.
+//! On PostgreSQL that is a round trip to the server, on a connection of the
+//! reader's own rather than the pool's: the pool's acquire and release (a
+//! check before each use, and a task spawned to give the connection back)
+//! sat inside every SMTP transaction. Its statement is
+//! prepared once on that connection, as sqlx keeps it. The connection is
+//! made on the first lookup, dropped on any failure (its state is then
+//! unknown), and remade by the next one; a lookup that finds it gone (the
+//! server restarted, the network cut) tries once more on a fresh one before
+//! it fails, so a connection that died while idle costs no delivery a
+//! deferral. The reader retries itself rather than leaving it to the
+//! worker's `ride_out`: a failed look defers its message, and a broken
+//! idle connection is not an outage. It names itself
+//! [`STATUS_READER_APPLICATION`] in `pg_stat_activity`.
 //!
 //! On SQLite the database is a file in this process, and the pool's query
 //! cost more than the lookup: the hand-off to the pool connection's thread
@@ -39,8 +49,21 @@ use std::time::Duration;
 
 use letterpress_core::SubscriberStatus;
 
-use crate::issue_body::{SQLITE_STATUSES, decode_statuses, ids_as_json};
+use crate::connect::Pool;
+use crate::db::{
+    self,
+    postgres::{PgConnectOptions, PgConnection},
+};
+use crate::issue_body::{POSTGRES_STATUSES, SQLITE_STATUSES, decode_statuses, ids_as_json};
 use crate::{Store, StoreError};
+
+/// The `application_name` of the status reader's PostgreSQL connections, so
+/// that an operator looking at `pg_stat_activity` sees what they are.
+pub const STATUS_READER_APPLICATION: &str = "letterpress status gate";
+
+/// The longest the reader waits for its PostgreSQL connection to be made
+/// (sqlx's connection has no timeout of its own; the pool's is 30 s too).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads subscribers' statuses; see the module's documentation.
 /// [`Store::status_reader`] makes one.
@@ -53,6 +76,17 @@ enum How {
     Pool(Store),
     /// SQLite: a connection of the reader's own, read on the caller's thread.
     Inline(Mutex<rusqlite::Connection>),
+    /// PostgreSQL: a connection of the reader's own, made when first needed.
+    Own(Box<OwnConnection>),
+}
+
+/// The reader's PostgreSQL connection and what it takes to make it again.
+struct OwnConnection {
+    options: PgConnectOptions,
+    /// `None` before the first lookup and after a failed one. Held for one
+    /// lookup; a reader answers one query at a time (the gate makes one
+    /// reader per query it runs at once), so it is never contended.
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
 }
 
 /// The longest a lookup holds its caller's thread waiting for a lock (see
@@ -62,19 +96,27 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(100);
 impl Store {
     /// A reader of subscribers' statuses for the delivery's last look. On a
     /// SQLite file it opens a connection of its own, read on the caller's
-    /// thread. PostgreSQL, an in-memory SQLite database (which a second
-    /// connection would not see) and a file whose second connection cannot
-    /// be opened (said in a warning) are read through the pool.
+    /// thread; on PostgreSQL it makes one of its own at its first lookup
+    /// (one more connection to the server per reader, beyond the pool's).
+    /// An in-memory SQLite database (which a second connection would not
+    /// see) and a file whose second connection cannot be opened (said in a
+    /// warning) are read through the pool.
     pub fn status_reader(&self) -> StatusReader {
-        let how = match &self.sqlite_file {
-            Some(file) => match open(file) {
+        let how = match (&self.pool, &self.sqlite_file) {
+            (Pool::Postgres(p), _) => How::Own(Box::new(OwnConnection {
+                options: (*p.connect_options())
+                    .clone()
+                    .application_name(STATUS_READER_APPLICATION),
+                conn: tokio::sync::Mutex::new(None),
+            })),
+            (Pool::Sqlite(_), Some(file)) => match open(file) {
                 Ok(conn) => How::Inline(Mutex::new(conn)),
                 Err(e) => {
                     tracing::warn!(error = %e, "the status reader reads through the pool");
                     How::Pool(self.clone())
                 }
             },
-            None => How::Pool(self.clone()),
+            (Pool::Sqlite(_), None) => How::Pool(self.clone()),
         };
         StatusReader { how }
     }
@@ -92,13 +134,14 @@ impl StatusReader {
     /// subscriber's row is gone), read by a statement that began after this
     /// call did.
     pub async fn statuses(&self, ids: &[i64]) -> Result<Vec<(i64, SubscriberStatus)>, StoreError> {
-        let conn = match &self.how {
-            How::Pool(store) => return store.subscriber_statuses(ids).await,
-            How::Inline(conn) => conn,
-        };
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let conn = match &self.how {
+            How::Pool(store) => return store.subscriber_statuses(ids).await,
+            How::Own(own) => return own.statuses(ids).await,
+            How::Inline(conn) => conn,
+        };
         let ids = ids_as_json(ids)?;
         // Held for one lookup, never across an await. A panic mid-lookup
         // leaves the connection as good as before (a statement is reset
@@ -106,6 +149,58 @@ impl StatusReader {
         let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
         let rows = lookup(&conn, &ids)?;
         decode_statuses(rows)
+    }
+}
+
+impl OwnConnection {
+    async fn statuses(&self, ids: &[i64]) -> Result<Vec<(i64, SubscriberStatus)>, StoreError> {
+        let mut conn = self.conn.lock().await;
+        let first = self.lookup(&mut conn, ids).await;
+        let rows = match first {
+            Err(e) if e.is_unavailable() => {
+                tracing::debug!(error = %e, "the status reader connects again");
+                self.lookup(&mut conn, ids).await?
+            }
+            other => other?,
+        };
+        decode_statuses(rows)
+    }
+
+    /// One query, on the connection in `slot` (made first if there is
+    /// none). On any failure the connection is dropped: whatever it was in
+    /// the middle of, the next lookup starts on a fresh one.
+    async fn lookup(
+        &self,
+        slot: &mut Option<PgConnection>,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let conn = match slot {
+            Some(conn) => conn,
+            None => slot.insert(self.connect().await?),
+        };
+        let rows = db::query_as(POSTGRES_STATUSES)
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await;
+        if rows.is_err() {
+            *slot = None;
+        }
+        Ok(rows?)
+    }
+
+    async fn connect(&self) -> Result<PgConnection, StoreError> {
+        use db::Connection as _;
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options)).await
+        {
+            Ok(conn) => Ok(conn?),
+            Err(_) => Err(StoreError::Database(db::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no connection to PostgreSQL within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            )))),
+        }
     }
 }
 

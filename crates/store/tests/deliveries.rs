@@ -635,6 +635,60 @@ async fn status_reader_sees_changes_committed_elsewhere() {
     .await;
 }
 
+/// On PostgreSQL the reader keeps a connection of its own. When the server
+/// ends it (a restart, an operator's `pg_terminate_backend`) the next lookup
+/// still answers, on a fresh connection, and reads what changed meanwhile:
+/// a dropped connection must not defer the messages waiting at the gate.
+#[tokio::test]
+async fn status_reader_rides_out_the_end_of_its_postgres_connection() {
+    let Some(pg) = letterpress_testkit::PgDb::create().await else {
+        return;
+    };
+    let store = Store::connect(&pg.url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    seed(&store, 2).await;
+    let (a, b) = (
+        subscriber_id(&store, "user0@example.com").await,
+        subscriber_id(&store, "user1@example.com").await,
+    );
+    let reader = store.status_reader();
+    let active = vec![(a, SubscriberStatus::Active), (b, SubscriberStatus::Active)];
+    let sorted = |mut rows: Vec<(i64, SubscriberStatus)>| {
+        rows.sort_by_key(|(id, _)| *id);
+        rows
+    };
+    assert_eq!(sorted(reader.statuses(&[a, b]).await.unwrap()), active);
+
+    let end = || {
+        letterpress_testkit::sql::terminate_backends(
+            &pg.url,
+            letterpress_store::STATUS_READER_APPLICATION,
+        )
+    };
+    assert_eq!(
+        end().await,
+        1,
+        "the reader reads on one connection of its own"
+    );
+    store
+        .unsubscribe_email("user1@example.com", "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(reader.statuses(&[a, b]).await.unwrap()),
+        vec![
+            (a, SubscriberStatus::Active),
+            (b, SubscriberStatus::Unsubscribed)
+        ],
+        "answered on a fresh connection, with the unsubscribe made meanwhile"
+    );
+    assert_eq!(end().await, 1, "the fresh connection, named as the first");
+    assert_eq!(
+        reader.statuses(&[a]).await.unwrap(),
+        vec![(a, SubscriberStatus::Active)]
+    );
+}
+
 #[tokio::test]
 async fn next_due_at_waits_for_a_live_lease() {
     each_backend(|db| async move {

@@ -76,3 +76,24 @@ pub(crate) async fn pg(conn: &mut PgConnection, statement: String) -> Result<(),
         .await
         .map(|_| ())
 }
+
+/// Ends the server process of every connection to the PostgreSQL database
+/// at `url` that names itself `application_name`, and waits (up to 5 s
+/// each) until it is gone: what a client sees of a server restart or an
+/// operator's `pg_terminate_backend`, for that connection alone. Returns
+/// how many it ended.
+pub async fn terminate_backends(url: &str, application_name: &str) -> i64 {
+    let mut conn = PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test database: {e}"));
+    let ended: i64 = sqlx_core::query_scalar::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(application_name)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("end the {application_name:?} connections: {e}"));
+    let _ = conn.close().await;
+    ended
+}
