@@ -57,7 +57,8 @@ async fn a_send_rides_out_a_database_restart() {
         assert_eq!(
             copies.get(email),
             Some(&1),
-            "{email}: one copy; all: {copies:?}"
+            "{email}: one copy; all: {copies:?}\nsend said:\n{}",
+            lines.join("\n")
         );
     }
     let said: Vec<&String> = lines
