@@ -24,6 +24,21 @@ pub(crate) const SQLITE_STATUSES: &str =
 pub(crate) const POSTGRES_STATUSES: &str =
     "SELECT id, status FROM subscribers WHERE id = ANY(ARRAY(SELECT unnest($1::bigint[])))";
 
+/// [`POSTGRES_STATUSES`] for `ids` on `conn` (the pool, or the status
+/// reader's own connection), as stored.
+pub(crate) async fn postgres_statuses<'c, E>(
+    conn: E,
+    ids: &[i64],
+) -> Result<Vec<(i64, String)>, db::Error>
+where
+    E: db::Executor<'c, Database = db::postgres::Postgres>,
+{
+    db::query_as(POSTGRES_STATUSES)
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
 /// `ids` as the JSON array [`SQLITE_STATUSES`] reads.
 pub(crate) fn ids_as_json(ids: &[i64]) -> Result<String, StoreError> {
     serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -73,12 +88,7 @@ impl Store {
                     .fetch_all(p)
                     .await?
             }
-            Pool::Postgres(p) => {
-                db::query_as(POSTGRES_STATUSES)
-                    .bind(ids)
-                    .fetch_all(p)
-                    .await?
-            }
+            Pool::Postgres(p) => postgres_statuses(p, ids).await?,
         };
         decode_statuses(rows)
     }

@@ -54,7 +54,7 @@ use crate::db::{
     self,
     postgres::{PgConnectOptions, PgConnection},
 };
-use crate::issue_body::{POSTGRES_STATUSES, SQLITE_STATUSES, decode_statuses, ids_as_json};
+use crate::issue_body::{SQLITE_STATUSES, decode_statuses, ids_as_json, postgres_statuses};
 use crate::{Store, StoreError};
 
 /// The `application_name` of the status reader's PostgreSQL connections, so
@@ -178,10 +178,7 @@ impl OwnConnection {
             Some(conn) => conn,
             None => slot.insert(self.connect().await?),
         };
-        let rows = db::query_as(POSTGRES_STATUSES)
-            .bind(ids)
-            .fetch_all(&mut *conn)
-            .await;
+        let rows = postgres_statuses(&mut *conn, ids).await;
         if rows.is_err() {
             *slot = None;
         }

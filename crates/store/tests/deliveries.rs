@@ -578,6 +578,13 @@ async fn subscriber_statuses_answers_many_at_once() {
     .await;
 }
 
+/// Statuses in id order, as the tests compare them (a query returns rows in
+/// any order).
+fn sorted(mut rows: Vec<(i64, SubscriberStatus)>) -> Vec<(i64, SubscriberStatus)> {
+    rows.sort_by_key(|(id, _)| *id);
+    rows
+}
+
 /// The status gate's reader (on SQLite a connection of its own) sees what
 /// another connection commits after the reader was made, as the HTTP
 /// server's unsubscribes come from another process: every answer is read
@@ -594,10 +601,6 @@ async fn status_reader_sees_changes_committed_elsewhere() {
             id("user2@example.com").await,
         );
         let reader = store.status_reader();
-        let sorted = |mut rows: Vec<(i64, SubscriberStatus)>| {
-            rows.sort_by_key(|(id, _)| *id);
-            rows
-        };
         let read = sorted(reader.statuses(&[c, a, b, 424_242]).await.unwrap());
         assert_eq!(
             read,
@@ -653,10 +656,6 @@ async fn status_reader_rides_out_the_end_of_its_postgres_connection() {
     );
     let reader = store.status_reader();
     let active = vec![(a, SubscriberStatus::Active), (b, SubscriberStatus::Active)];
-    let sorted = |mut rows: Vec<(i64, SubscriberStatus)>| {
-        rows.sort_by_key(|(id, _)| *id);
-        rows
-    };
     assert_eq!(sorted(reader.statuses(&[a, b]).await.unwrap()), active);
 
     let end = || {
