@@ -10,6 +10,7 @@
 
 mod build_pool;
 mod encoded;
+mod leases;
 mod message;
 mod policy;
 mod relay_id;

@@ -8,7 +8,7 @@
 //! expire and the next worker sends those again. Claimed messages that were
 //! never started are given back on a graceful stop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::build_pool::BuildPool;
+use crate::leases::Held;
 use crate::message::{Built, IssueMessages, MessageError, To};
 use crate::policy::{self, Decided, Facts, Happened};
 use crate::retry::RetryPolicy;
@@ -171,9 +172,9 @@ pub struct Worker {
     loader: Arc<dyn IssueLoader>,
     issues: Mutex<HashMap<i64, Arc<IssueMessages>>>,
     progress: Arc<Progress>,
-    /// Deliveries claimed and not yet attempted or in flight: the leases
-    /// [`Worker::keep_leases`] renews.
-    claimed: std::sync::Mutex<HashSet<i64>>,
+    /// Deliveries claimed and not yet recorded: the leases
+    /// [`Worker::keep_leases`] renews (see `leases.rs`).
+    held: Arc<Held>,
     /// Answers the last look at each recipient's status (started on first use,
     /// inside the runtime).
     gate: OnceLock<StatusGate>,
@@ -210,7 +211,7 @@ impl Worker {
             loader,
             issues: Mutex::new(HashMap::new()),
             progress: Arc::new(Progress::default()),
-            claimed: std::sync::Mutex::new(HashSet::new()),
+            held: Arc::new(Held::new()),
             gate: OnceLock::new(),
             connections: Semaphore::new(settings.concurrency.max(1) as usize),
             builders: OnceLock::new(),
@@ -240,6 +241,7 @@ impl Worker {
             self.store.clone(),
             rx,
             self.settings.database_outage,
+            Arc::clone(&self.held),
         ));
         // Twice as many messages are prepared as may be sent at once, so
         // that a connection finishing one message finds the next one built.
@@ -327,11 +329,9 @@ impl Worker {
                     let tx = tx.clone();
                     let stop = stop.clone();
                     in_flight.spawn(async move {
-                        let id = claim.delivery_id;
                         if let Some(outcome) = this.deliver(claim, &stop).await {
-                            // Settled (or deferred) from here on: the
-                            // recorder clears the lease with the outcome.
-                            this.claimed_lock().remove(&id);
+                            // Held until the recorder has written it (and
+                            // cleared its lease with it).
                             let _ = tx.send(Record::Outcome(outcome)).await;
                         }
                         drop(permit);
@@ -352,19 +352,51 @@ impl Worker {
     /// Claims the next batch of due deliveries and keeps their leases.
     /// Rides out a database that is briefly unavailable.
     async fn claim(&self, scope: Option<i64>) -> Result<Vec<Claim>, StoreError> {
-        let claims = ride_out("claim deliveries", self.settings.database_outage, || {
-            self.store.claim_due(
-                &self.settings.worker_id,
-                scope,
-                self.settings.batch_size.max(1),
-                self.settings.lease,
-                Utc::now(),
-            )
-        })
+        let claims = ride_out(
+            "claim deliveries",
+            self.settings.database_outage,
+            || async {
+                // Back from an outage: the leases held here may have run out,
+                // and the claim would take their deliveries back as a dead
+                // worker's, the ones sent meanwhile (their outcomes waiting
+                // for the database) included. Renewed first, they stay ours.
+                if self.held.may_run_out(self.settings.lease, Instant::now()) {
+                    self.renew_held().await?;
+                }
+                self.store
+                    .claim_due(
+                        &self.settings.worker_id,
+                        scope,
+                        self.settings.batch_size.max(1),
+                        self.settings.lease,
+                        Utc::now(),
+                    )
+                    .await
+            },
+        )
         .await?;
-        self.claimed_lock()
-            .extend(claims.iter().map(|c| c.delivery_id));
+        self.held.hold(claims.iter().map(|c| c.delivery_id));
         Ok(claims)
+    }
+
+    /// Renews the lease of every delivery held, for a whole lease from now.
+    async fn renew_held(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let ids = self.held.ids();
+        if !ids.is_empty() {
+            let span = tracing::debug_span!("renew_leases", n = ids.len());
+            self.store
+                .renew_leases(
+                    &self.settings.worker_id,
+                    &ids,
+                    self.settings.lease,
+                    Utc::now(),
+                )
+                .instrument(span)
+                .await?;
+        }
+        self.held.renewed(started);
+        Ok(())
     }
 
     /// [`Worker::claim`] for a task of its own. Should the worker stop
@@ -373,15 +405,12 @@ impl Worker {
         self.claim(scope).await
     }
 
-    fn claimed_lock(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
-        self.claimed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Renews the leases of claimed deliveries every third of a lease, for
-    /// as long as the worker runs: a batch that waits for the rate limit or
-    /// a slow relay longer than one lease stays this worker's, and another
-    /// worker takes over only the claims of a worker that died (whose
-    /// leases nobody renews).
+    /// Renews the leases of the deliveries held every third of a lease,
+    /// for as long as the worker runs: a batch that waits for the rate
+    /// limit or a slow relay longer than one lease stays this worker's, and
+    /// another worker takes over only the claims of a worker that died
+    /// (whose leases nobody renews), or of one cut off from the database
+    /// for longer than its leases hold.
     async fn keep_leases(self: Arc<Self>) {
         let lease = self.settings.lease;
         let every = (lease / 3).max(Duration::from_millis(50));
@@ -389,17 +418,7 @@ impl Worker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let ids: Vec<i64> = self.claimed_lock().iter().copied().collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let span = tracing::debug_span!("renew_leases", n = ids.len());
-            if let Err(e) = self
-                .store
-                .renew_leases(&self.settings.worker_id, &ids, lease, Utc::now())
-                .instrument(span)
-                .await
-            {
+            if let Err(e) = self.renew_held().await {
                 tracing::warn!(
                     error = %e,
                     "cannot renew leases; another worker may take over deliveries claimed here"
@@ -686,7 +705,12 @@ async fn flush(tx: &mpsc::Sender<Record>) {
 /// connections into one. The cost is the crash window: a worker killed
 /// outright loses the outcomes of the messages in flight and of those
 /// finished in the last [`GROUP_WAIT`], which the next worker sends again.
-async fn record_outcomes(store: Store, mut rx: mpsc::Receiver<Record>, outage: Duration) {
+async fn record_outcomes(
+    store: Store,
+    mut rx: mpsc::Receiver<Record>,
+    outage: Duration,
+    held: Arc<Held>,
+) {
     let mut batch = Vec::with_capacity(GROUP_MAX);
     let mut acks = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -729,6 +753,7 @@ async fn record_outcomes(store: Store, mut rx: mpsc::Receiver<Record>, outage: D
                     "cannot record outcomes; these deliveries will be sent again when their leases run out"
                 );
             }
+            held.let_go(batch.iter().map(|o| o.delivery_id));
             batch.clear();
         }
         for ack in acks.drain(..) {
