@@ -634,6 +634,7 @@ impl Worker {
         counter.fetch_add(1, Ordering::Relaxed);
         Outcome {
             delivery_id: claim.delivery_id,
+            attempts_before: claim.attempts,
             at: now,
             reply,
             kind,

@@ -27,10 +27,12 @@ macro_rules! due_selection {
 }
 
 // The statements of [`Store::record_outcomes`], each over `$rows`: the
-// batch's JSON array (`$1`) as a relation `j(did, st, nx, mid, rl, sat, rp,
-// ts, kd)` (delivery id, new status, next attempt, Message-ID, relay queue
-// id, sent at, reply,
-// attempt time, outcome kind). `$2` is when the batch's bounces happened.
+// batch's JSON array (`$1`) as a relation `j(did, ab, st, nx, mid, rl, sat,
+// rp, ts, kd)` (delivery id, its attempts when claimed, new status, next
+// attempt, Message-ID, relay queue id, sent at, reply, attempt time,
+// outcome kind). `$2` is when the batch's bounces happened. Each applies
+// only to a delivery whose attempts are still `ab` (see
+// [`Outcome::attempts_before`]).
 macro_rules! record_deliveries {
     ($rows:expr) => {
         concat!(
@@ -42,7 +44,7 @@ macro_rules! record_deliveries {
              lease_owner = NULL, lease_until = NULL, updated_at = j.ts \
              FROM ",
             $rows,
-            " AS j WHERE deliveries.id = j.did"
+            " AS j WHERE deliveries.id = j.did AND deliveries.attempts = j.ab"
         )
     };
 }
@@ -52,7 +54,7 @@ macro_rules! record_attempts {
             "INSERT INTO delivery_attempts (delivery_id, attempted_at, reply, outcome) \
              SELECT j.did, j.ts, j.rp, j.kd FROM ",
             $rows,
-            " AS j WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = j.did)"
+            " AS j WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = j.did AND d.attempts = j.ab)"
         )
     };
 }
@@ -65,7 +67,7 @@ macro_rules! record_bounced {
              WHERE status IN ('pending','active','unsubscribed') AND id IN \
              (SELECT d.subscriber_id FROM deliveries d JOIN ",
             $rows,
-            " AS j ON d.id = j.did WHERE j.kd = 'bounced')"
+            " AS j ON d.id = j.did WHERE j.kd = 'bounced' AND d.attempts = j.ab)"
         )
     };
 }
@@ -74,7 +76,7 @@ macro_rules! record_bounced {
 /// integers and `null` as NULL.
 macro_rules! sqlite_rows {
     () => {
-        "(SELECT value ->> 'did' AS did, value ->> 'st' AS st, value ->> 'nx' AS nx, \
+        "(SELECT value ->> 'did' AS did, value ->> 'ab' AS ab, value ->> 'st' AS st, value ->> 'nx' AS nx, \
          value ->> 'mid' AS mid, value ->> 'rl' AS rl, value ->> 'sat' AS sat, value ->> 'rp' AS rp, \
          value ->> 'ts' AS ts, value ->> 'kd' AS kd FROM json_each($1))"
     };
@@ -84,20 +86,22 @@ macro_rules! sqlite_rows {
 /// parameter is sent as text (what sqlx binds a `String` as) and cast.
 macro_rules! pg_rows {
     () => {
-        "(SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(did bigint, st text, \
+        "(SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS x(did bigint, ab bigint, st text, \
          nx bigint, mid text, rl text, sat bigint, rp text, ts bigint, kd text))"
     };
 }
 
 /// All three in one string: sqlx runs every statement of a SQLite query,
 /// binding `$1` and `$2` by number in each (the bounce statement changes
-/// nothing when the batch has no bounce).
+/// nothing when the batch has no bounce). The deliveries last: the other
+/// two pick the outcomes that apply by the attempts the deliveries have
+/// before it.
 const SQLITE_RECORD: &str = concat!(
-    record_deliveries!(sqlite_rows!()),
-    "; ",
     record_attempts!(sqlite_rows!()),
     "; ",
-    record_bounced!(sqlite_rows!())
+    record_bounced!(sqlite_rows!()),
+    "; ",
+    record_deliveries!(sqlite_rows!())
 );
 /// PostgreSQL: all of it in one statement, so one round trip and one
 /// commit per batch (five round trips before: BEGIN, three or four
@@ -136,6 +140,7 @@ const PG_RECORD: &str = concat!(
 #[derive(serde::Serialize)]
 struct OutcomeRow<'a> {
     did: i64,
+    ab: u32,
     st: &'static str,
     nx: Option<i64>,
     mid: Option<&'a str>,
@@ -168,6 +173,7 @@ impl<'a> From<&'a Outcome> for OutcomeRow<'a> {
         };
         Self {
             did: o.delivery_id,
+            ab: o.attempts_before,
             st,
             nx,
             mid,
@@ -287,7 +293,9 @@ impl Store {
     /// id and the time (it does not end a run of soft bounces by itself: a
     /// relay accepts everything, see `bounces.rs`); `Bounced` fails the
     /// delivery and marks the subscriber bounced. Outcomes for unknown
-    /// delivery ids are ignored.
+    /// delivery ids are ignored, and so is one whose delivery no longer has
+    /// its [`Outcome::attempts_before`] (recorded already, or attempted
+    /// again since): writing a batch twice is safe.
     ///
     /// The whole batch travels as one JSON array bound to one parameter, so
     /// the statements are the same text whatever the batch size (prepared

@@ -294,6 +294,12 @@ pub struct Claim {
 pub struct Outcome {
     /// The delivery.
     pub delivery_id: i64,
+    /// The attempts the delivery had when it was claimed for this one (its
+    /// claim's [`Claim::attempts`]). An outcome is recorded only over that
+    /// count, so it applies once: written again (a retry after a commit
+    /// whose reply was lost with the connection) or after a later attempt
+    /// was recorded, it changes nothing.
+    pub attempts_before: u32,
     /// When the attempt finished.
     pub at: DateTime<Utc>,
     /// The server's reply (or the error), kept with the attempt.

@@ -43,6 +43,7 @@ async fn send_issue(store: &Store, slug: &str, at: DateTime<Utc>) -> Vec<(String
         .iter()
         .map(|c| Outcome {
             delivery_id: c.delivery_id,
+            attempts_before: c.attempts,
             at,
             reply: "250 2.0.0 Ok".into(),
             kind: OutcomeKind::Sent {

@@ -18,9 +18,12 @@ fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000, 0).unwrap()
 }
 
+/// The outcome of delivery `id`'s first attempt (`..outcome(…)` with
+/// `attempts_before` for a later one).
 fn outcome(id: i64, at: DateTime<Utc>, kind: OutcomeKind) -> Outcome {
     Outcome {
         delivery_id: id,
+        attempts_before: 0,
         at,
         reply: format!("reply for {id}"),
         kind,
@@ -432,13 +435,16 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
             ("user1@example.com", 1)
         );
         store
-            .record_outcomes(&[outcome(
-                again[0].delivery_id,
-                retry_at,
-                OutcomeKind::Deferred {
-                    next_attempt_at: retry_at + TimeDelta::hours(1),
-                },
-            )])
+            .record_outcomes(&[Outcome {
+                attempts_before: again[0].attempts,
+                ..outcome(
+                    again[0].delivery_id,
+                    retry_at,
+                    OutcomeKind::Deferred {
+                        next_attempt_at: retry_at + TimeDelta::hours(1),
+                    },
+                )
+            }])
             .await
             .unwrap();
 
@@ -457,10 +463,15 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
             .unwrap();
         assert_eq!(bounced.subscriber_status, SubscriberStatus::Bounced);
         store
-            .record_outcomes(&[
-                outcome(retried[0].delivery_id, retry_at, OutcomeKind::Skipped),
-                outcome(retried[1].delivery_id, retry_at, OutcomeKind::Skipped),
-            ])
+            .record_outcomes(
+                &retried
+                    .iter()
+                    .map(|c| Outcome {
+                        attempts_before: c.attempts,
+                        ..outcome(c.delivery_id, retry_at, OutcomeKind::Skipped)
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .await
             .unwrap();
 
@@ -471,11 +482,14 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
             .unwrap();
         assert_eq!(last.len(), 1);
         store
-            .record_outcomes(&[outcome(
-                last[0].delivery_id,
-                retry_at + TimeDelta::hours(1),
-                OutcomeKind::Failed,
-            )])
+            .record_outcomes(&[Outcome {
+                attempts_before: last[0].attempts,
+                ..outcome(
+                    last[0].delivery_id,
+                    retry_at + TimeDelta::hours(1),
+                    OutcomeKind::Failed,
+                )
+            }])
             .await
             .unwrap();
         let c = &store.issue_counts(Some("one")).await.unwrap()[0];
@@ -490,10 +504,7 @@ async fn record_outcomes_moves_deliveries_and_subscribers() {
 async fn record_outcomes_keeps_every_attempt_and_ignores_unknown_deliveries() {
     each_backend(|db| async move {
         let store = db.store().await;
-        seed(&store, 2).await;
-        publish(&store, "one", t0()).await;
-        let claims = store.claim_due("w", None, 10, LEASE, t0()).await.unwrap();
-        let (a, b) = (claims[0].delivery_id, claims[1].delivery_id);
+        let (a, b) = two_claimed(&store).await;
         let at = |s| t0() + TimeDelta::seconds(s);
         // One batch: `a` deferred then sent (the same delivery twice), a
         // delivery that does not exist, and `b` failed with a reply that
@@ -510,14 +521,17 @@ async fn record_outcomes_keeps_every_attempt_and_ignores_unknown_deliveries() {
                     },
                 ),
                 outcome(999_999, at(1), OutcomeKind::Failed),
-                outcome(
-                    a,
-                    at(2),
-                    OutcomeKind::Sent {
-                        message_id: "<m@x.org>".into(),
-                        relay_id: None,
-                    },
-                ),
+                Outcome {
+                    attempts_before: 1,
+                    ..outcome(
+                        a,
+                        at(2),
+                        OutcomeKind::Sent {
+                            message_id: "<m@x.org>".into(),
+                            relay_id: None,
+                        },
+                    )
+                },
                 failed.clone(),
             ])
             .await
@@ -543,6 +557,84 @@ async fn record_outcomes_keeps_every_attempt_and_ignores_unknown_deliveries() {
         assert_eq!((c.sent, c.failed, c.deferred, c.sending), (1, 1, 0, 0));
     })
     .await;
+}
+
+/// A batch written twice, as a worker writes it again when the connection
+/// went down with the reply to its commit, and an outcome that arrives
+/// after a later attempt's: neither counts an attempt twice nor undoes a
+/// later one (a deferral written over a sent delivery would send it again).
+#[tokio::test]
+async fn an_outcome_applies_once_to_the_attempt_it_was_claimed_for() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let (a, b) = two_claimed(&store).await;
+        let at = |s| t0() + TimeDelta::seconds(s);
+        let first = [
+            outcome(
+                a,
+                at(1),
+                OutcomeKind::Deferred {
+                    next_attempt_at: at(10),
+                },
+            ),
+            outcome(b, at(1), OutcomeKind::Bounced),
+        ];
+        store.record_outcomes(&first).await.unwrap();
+        store.record_outcomes(&first).await.unwrap();
+        assert_eq!(store.attempts(a).await.unwrap().len(), 1);
+        assert_eq!(store.attempts(b).await.unwrap().len(), 1);
+
+        let again = store.claim_due("w", None, 10, LEASE, at(10)).await.unwrap();
+        assert_eq!(
+            (again.len(), again[0].delivery_id, again[0].attempts),
+            (1, a, 1),
+            "claimed for its second attempt, counted once"
+        );
+        store
+            .record_outcomes(&[Outcome {
+                attempts_before: again[0].attempts,
+                ..outcome(
+                    a,
+                    at(11),
+                    OutcomeKind::Sent {
+                        message_id: "<m@x.org>".into(),
+                        relay_id: None,
+                    },
+                )
+            }])
+            .await
+            .unwrap();
+        // The first batch once more, late.
+        store.record_outcomes(&first).await.unwrap();
+        let kept: Vec<String> = store
+            .attempts(a)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.outcome)
+            .collect();
+        assert_eq!(kept, ["deferred", "sent"]);
+        let c = &store.issue_counts(Some("one")).await.unwrap()[0];
+        assert_eq!((c.sent, c.failed, c.deferred, c.queued), (1, 1, 0, 0));
+        assert!(
+            store
+                .claim_due("w", None, 10, LEASE, at(3600))
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing is due again"
+        );
+    })
+    .await;
+}
+
+/// Two subscribers, issue "one" published to them, and their deliveries
+/// claimed for a first attempt at `t0`: the two delivery ids.
+async fn two_claimed(store: &Store) -> (i64, i64) {
+    seed(store, 2).await;
+    publish(store, "one", t0()).await;
+    let claims = store.claim_due("w", None, 10, LEASE, t0()).await.unwrap();
+    (claims[0].delivery_id, claims[1].delivery_id)
 }
 
 /// The id of the subscriber with address `email`, who must exist.
