@@ -56,6 +56,10 @@ pub(crate) async fn doctor(config: &Config, resolver: Option<&str>) -> anyhow::R
     public_url(config, &mut checks).await;
     dkim_and_dns(config, resolver, &mut checks).await;
     relay(config, &mut checks).await;
+    checks.push(outage_within_leases(
+        config.delivery.lease,
+        config.delivery.database_outage,
+    ));
     let width = checks.iter().map(|c| c.what.len()).max().unwrap_or(0);
     for c in &checks {
         let mark = match c.verdict {
@@ -404,9 +408,62 @@ fn relay_rows(url: &str, probe: &Probe) -> Vec<Check> {
     rows
 }
 
+/// Whether a worker that waits out the database for all of
+/// `database_outage` still holds its claims when it is back. A worker renews
+/// its leases every third of `lease`, so two thirds of one are left when an
+/// outage begins; the worker itself renews before it claims again, but
+/// another worker on the database (`serve`'s, a second `worker`) may take
+/// over leases that ran out and send those messages a second time.
+fn outage_within_leases(lease: Duration, database_outage: Duration) -> Check {
+    const WHAT: &str = "delivery.database_outage within the leases";
+    let (outage, lease_text) = (
+        humantime::format_duration(database_outage),
+        humantime::format_duration(lease),
+    );
+    if database_outage < lease * 2 / 3 {
+        check(
+            Verdict::Pass,
+            WHAT,
+            format!("{outage}, under two thirds of delivery.lease ({lease_text})"),
+        )
+    } else {
+        check(
+            Verdict::Warn,
+            WHAT,
+            format!(
+                "{outage} is not under two thirds of delivery.lease ({lease_text}): a worker cut off \
+                 from the database that long may find its claims taken over by another worker \
+                 (serve's, or a second `letterpress worker`) and sent twice; raise delivery.lease \
+                 or lower delivery.database_outage"
+            ),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::aligned;
+    use std::time::Duration;
+
+    use super::{Verdict, aligned, outage_within_leases};
+
+    #[test]
+    fn an_outage_must_end_before_another_worker_may_take_the_leases_over() {
+        let s = Duration::from_secs;
+        for (lease, outage, verdict) in [
+            (s(120), s(60), Verdict::Pass), // the defaults
+            (s(120), s(79), Verdict::Pass),
+            (s(120), s(80), Verdict::Warn), // two thirds: a lease may be out
+            (s(120), s(600), Verdict::Warn),
+            (s(900), s(600), Verdict::Warn),
+            (s(901), s(600), Verdict::Pass),
+        ] {
+            assert_eq!(
+                outage_within_leases(lease, outage).verdict,
+                verdict,
+                "lease {lease:?}, outage {outage:?}"
+            );
+        }
+    }
 
     #[test]
     fn alignment_is_relaxed() {

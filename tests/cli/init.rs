@@ -264,6 +264,7 @@ async fn doctor_fails_an_http_public_url_and_passes_what_is_right() {
         "DKIM record lp._domainkey.example.test",
         "SPF record example.test",
         "newsletter.postal_address",
+        "delivery.database_outage within the leases",
     ] {
         assert!(line(passing).starts_with("pass"), "{passing}:\n{table}");
     }
@@ -271,6 +272,17 @@ async fn doctor_fails_an_http_public_url_and_passes_what_is_right() {
         line("DMARC record").starts_with("WARN"),
         "p=none is a start:\n{table}"
     );
+    // Waiting out the database longer than the leases surely hold.
+    lp.set("LETTERPRESS_DELIVERY__DATABASE_OUTAGE", "10m");
+    let out = lp.run(&["doctor"]).await;
+    let table = text(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("WARN") && l.contains("delivery.database_outage")),
+        "{table}"
+    );
+    lp.unset("LETTERPRESS_DELIVERY__DATABASE_OUTAGE");
 
     // The published key is not the one in use: that fails.
     let other = DnsServer::start().await;
