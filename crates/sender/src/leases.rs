@@ -20,46 +20,49 @@ use tokio::time::Instant;
 /// recorded. [`Worker`](crate::Worker) renews their leases every third of
 /// a lease.
 #[derive(Debug)]
-pub(crate) struct Held {
-    ids: Mutex<HashSet<i64>>,
+pub(crate) struct Held(Mutex<State>);
+
+#[derive(Debug)]
+struct State {
+    ids: HashSet<i64>,
     /// When the last renewal that succeeded was started (the leases it
     /// gave run from a moment no earlier than this).
-    renewed: Mutex<Instant>,
+    renewed: Instant,
 }
 
 impl Held {
     /// Nothing held yet.
     pub(crate) fn new() -> Self {
-        Self {
-            ids: Mutex::new(HashSet::new()),
-            renewed: Mutex::new(Instant::now()),
-        }
+        Self(Mutex::new(State {
+            ids: HashSet::new(),
+            renewed: Instant::now(),
+        }))
     }
 
     /// Holds the deliveries of a claim just made (their leases are fresh).
     pub(crate) fn hold(&self, ids: impl IntoIterator<Item = i64>) {
-        lock(&self.ids).extend(ids);
+        self.lock().ids.extend(ids);
     }
 
     /// Lets go of deliveries whose outcomes are recorded (their leases are
     /// cleared with them) or given up on.
     pub(crate) fn let_go(&self, ids: impl IntoIterator<Item = i64>) {
-        let mut held = lock(&self.ids);
+        let mut state = self.lock();
         for id in ids {
-            held.remove(&id);
+            state.ids.remove(&id);
         }
     }
 
     /// The deliveries held now.
     pub(crate) fn ids(&self) -> Vec<i64> {
-        lock(&self.ids).iter().copied().collect()
+        self.lock().ids.iter().copied().collect()
     }
 
     /// Records a renewal of every lease held, started at `at`, that
     /// succeeded.
     pub(crate) fn renewed(&self, at: Instant) {
-        let mut renewed = lock(&self.renewed);
-        *renewed = (*renewed).max(at);
+        let mut state = self.lock();
+        state.renewed = state.renewed.max(at);
     }
 
     /// Whether some lease held may have less than half of `lease` left, so
@@ -67,8 +70,15 @@ impl Held {
     /// renewal has succeeded for half a lease (the database was away; in
     /// normal running one succeeds every third).
     pub(crate) fn may_run_out(&self, lease: Duration, now: Instant) -> bool {
-        let renewed = *lock(&self.renewed);
-        !lock(&self.ids).is_empty() && overdue(renewed, lease, now)
+        let state = self.lock();
+        !state.ids.is_empty() && overdue(state.renewed, lease, now)
+    }
+
+    /// The state, poisoned or not: it stays consistent whatever a
+    /// panicking holder was doing (every change is one insert, remove or
+    /// assignment).
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -76,12 +86,6 @@ impl Held {
 /// of it left at `now`.
 fn overdue(renewed: Instant, lease: Duration, now: Instant) -> bool {
     now.saturating_duration_since(renewed) >= lease / 2
-}
-
-/// The guard of `m`, poisoned or not: the sets stay consistent whatever a
-/// panicking holder was doing (every change is one insert or remove).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
